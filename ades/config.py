@@ -1,0 +1,80 @@
+"""Settings: the one place where defaults live. Every field can be set from the environment as ADES_<NAME>."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "ades"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADES_", extra="ignore")
+
+    # --- Elasticsearch -------------------------------------------------------------------------------------
+    es_url: str | None = Field(
+        default=None,
+        description="URL of an existing Elasticsearch cluster. When set, ades starts no local node and uses this one.",
+    )
+    es_host: str = Field(default="127.0.0.1", description="Address the local Elasticsearch node binds to.")
+    es_port: int = Field(default=9200, ge=1, le=65535, description="HTTP port of the local Elasticsearch node.")
+    es_version: str = Field(
+        default="[8.19.0,8.20.0)",
+        description="Maven version (or range) of the Elasticsearch integ-test-zip to fetch; a range picks the newest.",
+    )
+    es_transport_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Transport (node-to-node) port of the local node; es_port + 100 when unset.",
+    )
+    es_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$", description="Fixed JVM heap of the local node.")
+    es_user: str = Field(default="ades-es", description="Non-root system user the local node runs as.")
+    es_java_home: Path | None = Field(
+        default=None, description="Java 17+ home for Elasticsearch; found automatically when unset."
+    )
+    es_start_timeout: float = Field(default=180.0, gt=0, description="Seconds to wait for the node to be yellow.")
+    es_request_timeout: float = Field(default=30.0, gt=0, description="Seconds before an ES request gives up.")
+    es_max_retries: int = Field(default=3, ge=0, description="Retries of a failed ES request (with backoff).")
+    index_prefix: str = Field(
+        default="",
+        pattern=r"^[a-z0-9_.-]*$",
+        description="Prefix of every index and alias ades creates (tests use it to stay apart).",
+    )
+    conflict_retries: int = Field(
+        default=8, ge=0, description="How often a status update is retried after an optimistic-concurrency conflict."
+    )
+
+    # --- Files ---------------------------------------------------------------------------------------------
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir, description="Downloads (the Elasticsearch zip) are kept here."
+    )
+    data_dir: Path = Field(
+        default=Path(".ades"), description="Run-time state: Elasticsearch data and logs, pid files, job folders."
+    )
+
+    @field_validator("cache_dir", "data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def elasticsearch_url(self) -> str:
+        """The cluster ades talks to: the external one if given, else the local node."""
+        return self.es_url or f"http://{self.es_host}:{self.es_port}"
+
+    @property
+    def uses_external_es(self) -> bool:
+        return self.es_url is not None
+
+    @property
+    def jobs_alias(self) -> str:
+        return f"{self.index_prefix}jobs"
+
+    @property
+    def processes_alias(self) -> str:
+        return f"{self.index_prefix}processes"

@@ -1,0 +1,96 @@
+"""The pure, monotonic merge of a status update into a `jobs` document.
+
+A job document is a join of registers, so the order in which events arrive does not matter:
+
+- `status` only rises in rank; the first terminal status wins and is never replaced.
+- `progress`, `message` and `outputs` are last-writer-wins registers ordered by the event key
+  `rank|timestamp|event_id` (kept in `merge-clock`), so a terminal event beats every running event and a late
+  running event cannot overwrite newer progress. A succeeded event carries progress 100.
+- `start-time` is the earliest `running` event, `stop-time` the winning terminal event, `updated` the newest event.
+- A `submitted` event, a second terminal event, or any event that changes nothing is stale; an event already in
+  `applied-events` is a duplicate.
+
+Because every register only moves up, an event that is stale now stays stale later: stale events need no write.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from ades.models import StatusUpdate, iso
+from ades.status import Status
+
+BOOKKEEPING_FIELDS = ("applied-events",)
+"""Fields whose content depends on arrival order (which events were the ones that changed something)."""
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+def event_key(update: StatusUpdate) -> str:
+    return f"{update.status.rank}|{iso(update.timestamp)}|{update.event_id}"
+
+
+def _later(current_key: str | None, key: str) -> bool:
+    return current_key is None or key > current_key
+
+
+def _duration(start: str | None, stop: str | None) -> float | None:
+    if not start or not stop:
+        return None
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    return max(0.0, (datetime.strptime(stop, fmt) - datetime.strptime(start, fmt)).total_seconds())
+
+
+def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str, Any]]:
+    """Return the outcome and the document after `update` (the input document is never modified)."""
+    if update.event_id in (doc.get("applied-events") or ()):
+        return Outcome.DUPLICATE, doc
+
+    current = Status(doc["status"])
+    new = copy.deepcopy(doc)
+    clock: dict[str, str] = new.setdefault("merge-clock", {}) or {}
+    new["merge-clock"] = clock
+    key = event_key(update)
+    stamp = iso(update.timestamp)
+
+    if update.status is Status.SUBMITTED:
+        # Every job is created submitted; such an event can never tell the document anything new.
+        return Outcome.STALE, doc
+    if update.status.terminal and current.terminal:
+        # The first terminal status stands; a second one (say dismissed racing succeeded) changes nothing.
+        return Outcome.STALE, doc
+    if update.status.rank > current.rank:
+        new["status"] = update.status.value
+        if update.status.terminal:
+            new["stop-time"] = stamp
+
+    if update.status is Status.RUNNING and (new.get("start-time") is None or stamp < new["start-time"]):
+        new["start-time"] = stamp
+
+    progress = 100 if update.status is Status.SUCCEEDED and update.progress is None else update.progress
+    for field, value in (("progress", progress), ("message", update.message), ("outputs", update.outputs)):
+        if value is not None and _later(clock.get(field), key):
+            new[field] = value
+            clock[field] = key
+
+    if stamp > (new.get("updated") or ""):
+        new["updated"] = stamp
+    new["duration"] = _duration(new.get("start-time"), new.get("stop-time"))
+
+    if public_view(new) == public_view(doc):
+        return Outcome.STALE, doc
+    new["applied-events"] = [*(doc.get("applied-events") or []), update.event_id]
+    return Outcome.APPLIED, new
+
+
+def public_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without order-dependent bookkeeping: what must not depend on arrival order."""
+    return {k: v for k, v in doc.items() if k not in BOOKKEEPING_FIELDS}

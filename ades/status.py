@@ -1,0 +1,74 @@
+"""The job status vocabulary, defined once.
+
+ES documents carry the seed words (submitted, running, succeeded, failed, dismissed); the OGC API speaks
+accepted/running/successful/failed/dismissed. Ranks order them: a job only ever moves to a higher rank, and a
+terminal job never changes again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DISMISSED = "dismissed"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == TERMINAL_RANK
+
+    @property
+    def ogc(self) -> str:
+        """The word OGC API Processes uses in `statusInfo.status`."""
+        return _TO_OGC[self]
+
+    @classmethod
+    def from_ogc(cls, word: str) -> Status:
+        try:
+            return _FROM_OGC[word]
+        except KeyError:
+            raise ValueError(f"unknown OGC job status {word!r}; expected one of {sorted(_FROM_OGC)}") from None
+
+    @classmethod
+    def parse(cls, word: str) -> Status:
+        """Accept either vocabulary (stored or OGC)."""
+        if word in cls._value2member_map_:
+            return cls(word)
+        return cls.from_ogc(word)
+
+
+TERMINAL_RANK = 2
+
+_RANK: dict[Status, int] = {
+    Status.SUBMITTED: 0,
+    Status.RUNNING: 1,
+    Status.SUCCEEDED: TERMINAL_RANK,
+    Status.FAILED: TERMINAL_RANK,
+    Status.DISMISSED: TERMINAL_RANK,
+}
+
+_TO_OGC: dict[Status, str] = {
+    Status.SUBMITTED: "accepted",
+    Status.RUNNING: "running",
+    Status.SUCCEEDED: "successful",
+    Status.FAILED: "failed",
+    Status.DISMISSED: "dismissed",
+}
+_FROM_OGC: dict[str, Status] = {ogc: status for status, ogc in _TO_OGC.items()}
+
+
+def can_move(current: Status, new: Status) -> bool:
+    """Whether a job in `current` may take `new` as its status (equal-rank `running` is a progress update)."""
+    if current.terminal:
+        return False
+    if new.rank > current.rank:
+        return True
+    return current is Status.RUNNING and new is Status.RUNNING

@@ -1,0 +1,269 @@
+"""JobStore: the `jobs` index. Creation, lookup, search, and the monotonic application of status updates.
+
+Updates are merged in Python by `ades.merge` and written back with `if_seq_no`/`if_primary_term`, so two writers
+can never silently overwrite each other: the loser re-reads and merges again (bounded retries with backoff).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch.helpers import BulkIndexError, bulk
+
+from ades.config import Settings
+from ades.merge import Outcome, merge
+from ades.models import Job, JobPage, JobQuery, StatusUpdate, iso
+from ades.store.client import StoreUnavailable
+
+_BACKOFF_BASE = 0.02
+_BACKOFF_CAP = 0.5
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobExists(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What happened to one update: applied, stale (changed nothing), duplicate (seen before) or failed."""
+
+    event_id: str
+    job_id: str
+    outcome: Outcome
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the update is settled (a queue message carrying it may be deleted)."""
+        return self.outcome is not Outcome.FAILED
+
+
+@dataclass
+class _Current:
+    source: dict[str, Any]
+    seq_no: int
+    primary_term: int
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
+
+
+class JobStore:
+    def __init__(self, client: Elasticsearch, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.index = settings.jobs_alias
+        self.conflicts = 0
+        """Write races lost so far (each one cost another read-merge-write round); a metric, not a limit."""
+
+    # --- create / read -----------------------------------------------------------------------------------
+    def create(self, job: Job, *, refresh: bool = False) -> dict[str, Any]:
+        """Index a new job as `submitted`. Fails with JobExists if the id is taken (never overwrites)."""
+        doc = job.to_document()
+        try:
+            self.client.create(index=self.index, id=job.id, document=doc, refresh="wait_for" if refresh else False)
+        except ConflictError:
+            raise JobExists(job.id) from None
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not store job {job.id}: {err}") from err
+        return doc
+
+    def create_many(self, jobs: Sequence[Job], *, refresh: bool = False) -> None:
+        actions = [{"_op_type": "create", "_index": self.index, "_id": j.id, "_source": j.to_document()} for j in jobs]
+        try:
+            bulk(self.client, actions, refresh="wait_for" if refresh else False, chunk_size=1000)
+        except BulkIndexError as err:
+            raise JobExists(f"{len(err.errors)} of {len(jobs)} jobs could not be created") from err
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not store jobs: {err}") from err
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        try:
+            return self.client.get(index=self.index, id=job_id)["_source"]
+        except NotFoundError:
+            raise JobNotFound(job_id) from None
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not read job {job_id}: {err}") from err
+
+    def refresh(self) -> None:
+        self.client.indices.refresh(index=self.index)
+
+    # --- search ------------------------------------------------------------------------------------------
+    def search(self, query: JobQuery) -> JobPage:
+        body = build_search(query)
+        try:
+            res = self.client.search(index=self.index, **body)
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not search jobs: {err}") from err
+        hits = res["hits"]["hits"]
+        total = res["hits"]["total"]
+        next_after = hits[-1]["sort"] if len(hits) == query.size else None
+        return JobPage(
+            jobs=[h["_source"] for h in hits],
+            total=total["value"],
+            total_is_exact=total["relation"] == "eq",
+            next_after=next_after,
+        )
+
+    # --- status updates ----------------------------------------------------------------------------------
+    def apply(self, update: StatusUpdate) -> UpdateResult:
+        return self.apply_many([update])[0]
+
+    def apply_many(self, updates: Sequence[StatusUpdate]) -> list[UpdateResult]:
+        """Merge a batch of updates: one `mget` and one `bulk` per round; conflicted jobs go another round.
+
+        Results come back in the order of `updates`. Updates of the same job are folded in order in memory,
+        so a batch with 100 updates of one job costs one write.
+        """
+        results: list[UpdateResult | None] = [None] * len(updates)
+        pending = list(range(len(updates)))
+        for attempt in range(self.settings.conflict_retries + 1):
+            if attempt:
+                _backoff(attempt)
+            pending = self._apply_round(updates, pending, results)
+            if not pending:
+                break
+        for i in pending:
+            u = updates[i]
+            results[i] = UpdateResult(u.event_id, u.job_id, Outcome.FAILED, "write conflicts persisted; retry later")
+        return [r for r in results if r is not None]
+
+    def _apply_round(
+        self, updates: Sequence[StatusUpdate], pending: list[int], results: list[UpdateResult | None]
+    ) -> list[int]:
+        """One read-merge-write round over `pending`; returns the indexes that lost a write race."""
+        groups: dict[str, list[int]] = {}
+        for i in pending:
+            groups.setdefault(updates[i].job_id, []).append(i)
+        try:
+            current = self._mget(groups)
+        except StoreUnavailable as err:
+            for i in pending:
+                results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, str(err))
+            return []
+
+        actions: list[dict[str, Any]] = []
+        staged: dict[str, list[tuple[int, UpdateResult]]] = {}
+        for job_id, indexes in groups.items():
+            found = current.get(job_id)
+            if found is None:
+                for i in indexes:
+                    results[i] = UpdateResult(updates[i].event_id, job_id, Outcome.FAILED, f"unknown job {job_id}")
+                continue
+            doc, changed, outcomes = found.source, False, []
+            for i in indexes:
+                outcome, doc_after = merge(doc, updates[i])
+                if outcome is Outcome.APPLIED:
+                    doc, changed = doc_after, True
+                outcomes.append((i, UpdateResult(updates[i].event_id, job_id, outcome)))
+            if not changed:
+                for i, result in outcomes:
+                    results[i] = result
+                continue
+            staged[job_id] = outcomes
+            actions.append(
+                {"index": {"_index": self.index, "_id": job_id, "if_seq_no": found.seq_no,
+                           "if_primary_term": found.primary_term}}
+            )
+            actions.append(doc)
+        if not actions:
+            return []
+        return self._bulk_write(actions, staged, updates, results)
+
+    def _bulk_write(
+        self,
+        actions: list[dict[str, Any]],
+        staged: dict[str, list[tuple[int, UpdateResult]]],
+        updates: Sequence[StatusUpdate],
+        results: list[UpdateResult | None],
+    ) -> list[int]:
+        retry: list[int] = []
+        try:
+            res = self.client.bulk(operations=actions)
+        except (TransportError, ApiError) as err:
+            for outcomes in staged.values():
+                for i, _ in outcomes:
+                    results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED,
+                                              f"store unavailable: {err}")
+            return []
+        for item in res["items"]:
+            op = item["index"]
+            outcomes = staged[op["_id"]]
+            status = op.get("status", 500)
+            if status in (200, 201):
+                for i, result in outcomes:
+                    results[i] = result
+            elif status == 409:
+                self.conflicts += 1
+                retry.extend(i for i, _ in outcomes)
+            else:
+                reason = str(op.get("error", {}).get("reason", f"HTTP {status}"))
+                for i, _ in outcomes:
+                    results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, reason)
+        return retry
+
+    def _mget(self, job_ids: Iterable[str]) -> dict[str, _Current]:
+        try:
+            res = self.client.mget(index=self.index, ids=list(job_ids))
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"store unavailable: {err}") from err
+        return {
+            d["_id"]: _Current(d["_source"], d["_seq_no"], d["_primary_term"])
+            for d in res["docs"]
+            if d.get("found")
+        }
+
+
+def build_search(query: JobQuery) -> dict[str, Any]:
+    """The ES search body for a JobQuery (a pure function, tested on its own)."""
+    filters: list[dict[str, Any]] = []
+    if query.statuses:
+        filters.append({"terms": {"status": [s.value for s in query.statuses]}})
+    if query.process_id:
+        filters.append({"term": {"process-id": query.process_id}})
+    if query.user_id:
+        filters.append({"term": {"user-id": query.user_id}})
+    filters.extend({"term": {"labels": label}} for label in query.labels_all)
+    if query.labels_any:
+        filters.append({"terms": {"labels": query.labels_any}})
+    for field, lo, hi in (
+        ("created", query.created_from, query.created_to),
+        ("updated", query.updated_from, query.updated_to),
+    ):
+        if lo or hi:
+            bounds = {}
+            if lo:
+                bounds["gte"] = iso(lo)
+            if hi:
+                bounds["lte"] = iso(hi)
+            filters.append({"range": {field: bounds}})
+    if query.min_duration is not None or query.max_duration is not None:
+        bounds = {}
+        if query.min_duration is not None:
+            bounds["gte"] = query.min_duration
+        if query.max_duration is not None:
+            bounds["lte"] = query.max_duration
+        filters.append({"range": {"duration": bounds}})
+    order = "desc" if query.descending else "asc"
+    sort: list[dict[str, Any]] = [{query.sort: {"order": order, "missing": "_last"}}]
+    if query.sort != "id":
+        sort.append({"id": {"order": order}})
+    body: dict[str, Any] = {
+        "query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
+        "sort": sort,
+        "size": query.size,
+        "track_total_hits": True if query.exact_total else 10_000,
+    }
+    if query.search_after is not None:
+        body["search_after"] = query.search_after
+    return body

@@ -1,0 +1,141 @@
+"""ProcessStore: deployed application packages, one document per `id:version`.
+
+Plain `id` resolves to the most recently deployed version, so redeploying an older version number on purpose
+still makes it the default; `id:version` always addresses exactly one document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
+from pydantic import BaseModel, ConfigDict, Field
+
+from ades.config import Settings
+from ades.models import ID_PATTERN, UtcDatetime, iso, utcnow
+from ades.store.client import StoreUnavailable
+
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+
+
+class ProcessNotFound(LookupError):
+    pass
+
+
+class ProcessExists(ValueError):
+    pass
+
+
+class DeployedProcess(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ID_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
+    package: dict[str, Any] = Field(description="the CWL document as deployed")
+    description: dict[str, Any] = Field(default_factory=dict, description="the OGC process description")
+    mutable: bool = True
+    title: str | None = None
+    deployed: UtcDatetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}:{self.version}"
+
+    def to_document(self) -> dict[str, Any]:
+        doc = self.model_dump(mode="json")
+        doc["deployed"] = iso(self.deployed)
+        return doc
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """`echo:1.0` → ("echo", "1.0"); `echo` → ("echo", None)."""
+    pid, _, version = ref.partition(":")
+    return pid, version or None
+
+
+class ProcessStore:
+    def __init__(self, client: Elasticsearch, settings: Settings) -> None:
+        self.client = client
+        self.index = settings.processes_alias
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (NotFoundError, ConflictError):
+            raise
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not {what}: {err}") from err
+
+    def deploy(self, process: DeployedProcess, *, replace: bool = False) -> None:
+        """Store a version; refuses to overwrite an existing `id:version` unless `replace`."""
+        try:
+            self._call(
+                "deploy process",
+                self.client.index,
+                index=self.index,
+                id=process.key,
+                document=process.to_document(),
+                op_type="index" if replace else "create",
+                refresh="wait_for",
+            )
+        except ConflictError:
+            raise ProcessExists(process.key) from None
+
+    def get(self, ref: str) -> DeployedProcess:
+        pid, version = split_ref(ref)
+        if version is not None:
+            try:
+                doc = self._call("read process", self.client.get, index=self.index, id=f"{pid}:{version}")
+            except NotFoundError:
+                raise ProcessNotFound(ref) from None
+            return DeployedProcess.model_validate(doc["_source"])
+        versions = self.versions(pid, size=1)
+        if not versions:
+            raise ProcessNotFound(ref)
+        return versions[0]
+
+    def versions(self, pid: str, size: int = 100) -> list[DeployedProcess]:
+        res = self._call(
+            "list process versions",
+            self.client.search,
+            index=self.index,
+            query={"term": {"id": pid}},
+            sort=[{"deployed": "desc"}, {"version": "desc"}],
+            size=size,
+        )
+        return [DeployedProcess.model_validate(h["_source"]) for h in res["hits"]["hits"]]
+
+    def latest_all(self, size: int = 1000) -> list[DeployedProcess]:
+        """The latest version of every process, sorted by id."""
+        res = self._call(
+            "list processes",
+            self.client.search,
+            index=self.index,
+            size=0,
+            aggs={
+                "ids": {
+                    "terms": {"field": "id", "size": size, "order": {"_key": "asc"}},
+                    "aggs": {"latest": {"top_hits": {"size": 1, "sort": [{"deployed": "desc"}]}}},
+                }
+            },
+        )
+        return [
+            DeployedProcess.model_validate(b["latest"]["hits"]["hits"][0]["_source"])
+            for b in res["aggregations"]["ids"]["buckets"]
+        ]
+
+    def delete(self, ref: str) -> None:
+        """Undeploy one version (`id:version`) or every version of `id`."""
+        pid, version = split_ref(ref)
+        if version is not None:
+            try:
+                self._call("undeploy process", self.client.delete, index=self.index, id=f"{pid}:{version}",
+                           refresh="wait_for")
+            except NotFoundError:
+                raise ProcessNotFound(ref) from None
+            return
+        found = self.versions(pid)
+        if not found:
+            raise ProcessNotFound(ref)
+        for p in found:
+            self._call("undeploy process", self.client.delete, index=self.index, id=p.key, refresh="wait_for")

@@ -1,0 +1,151 @@
+"""The pure merge: monotonic, idempotent, and independent of arrival order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ades.merge import Outcome, merge, public_view
+from ades.models import Job, StatusUpdate
+from ades.status import Status
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def fresh() -> dict:
+    return Job(id="job-1", process_id="echo", created=T0).to_document()
+
+
+def upd(status: Status, seconds: float, **kw) -> StatusUpdate:
+    return StatusUpdate(job_id="job-1", status=status, timestamp=T0 + timedelta(seconds=seconds), **kw)
+
+
+def fold(doc: dict, updates: list[StatusUpdate]) -> dict:
+    for u in updates:
+        _, doc = merge(doc, u)
+    return doc
+
+
+def test_ordered_lifecycle():
+    events = [
+        upd(Status.RUNNING, 1, progress=0, message="started"),
+        upd(Status.RUNNING, 2, progress=50, message="half way"),
+        upd(Status.SUCCEEDED, 3, outputs={"out": "http://x/out.txt"}),
+    ]
+    doc = fold(fresh(), events)
+    assert doc["status"] == "succeeded"
+    assert doc["progress"] == 100
+    assert doc["message"] == "half way"
+    assert doc["outputs"] == {"out": "http://x/out.txt"}
+    assert doc["start-time"] == "2026-01-01T00:00:01.000000Z"
+    assert doc["stop-time"] == "2026-01-01T00:00:03.000000Z"
+    assert doc["duration"] == 2.0
+    assert doc["applied-events"] == [e.event_id for e in events]
+
+
+def test_duplicate_is_detected_and_changes_nothing():
+    e = upd(Status.RUNNING, 1, progress=10)
+    outcome, doc = merge(fresh(), e)
+    assert outcome is Outcome.APPLIED
+    again, same = merge(doc, e)
+    assert again is Outcome.DUPLICATE
+    assert same is doc
+
+
+def test_late_running_after_terminal_keeps_status_and_message_but_fills_start_time():
+    _, doc = merge(fresh(), upd(Status.FAILED, 5, message="boom"))
+    outcome, after = merge(doc, upd(Status.RUNNING, 1, message="starting"))
+    assert outcome is Outcome.APPLIED
+    assert after["status"] == "failed"
+    assert after["message"] == "boom"
+    assert after["start-time"] == "2026-01-01T00:00:01.000000Z"
+    assert after["duration"] == 4.0
+
+
+def test_older_event_that_adds_nothing_is_stale():
+    doc = fold(fresh(), [upd(Status.RUNNING, 1), upd(Status.RUNNING, 5, progress=80, message="m")])
+    outcome, after = merge(doc, upd(Status.RUNNING, 3, progress=20, message="old"))
+    assert outcome is Outcome.STALE
+    assert after is doc
+
+
+def test_first_terminal_wins():
+    _, doc = merge(fresh(), upd(Status.DISMISSED, 5, message="dismissed by user"))
+    outcome, after = merge(doc, upd(Status.SUCCEEDED, 6, outputs={"o": "u"}))
+    assert outcome is Outcome.STALE
+    assert after["status"] == "dismissed"
+    assert after["outputs"] == {}
+
+
+def test_older_running_update_does_not_overwrite_newer_progress():
+    _, doc = merge(fresh(), upd(Status.RUNNING, 5, progress=80))
+    outcome, after = merge(doc, upd(Status.RUNNING, 2, progress=20))
+    assert after["progress"] == 80
+    # It still tells us the job started earlier than we knew.
+    assert outcome is Outcome.APPLIED
+    assert after["start-time"] == "2026-01-01T00:00:02.000000Z"
+
+
+def test_input_document_is_never_modified():
+    doc = fresh()
+    snapshot = repr(doc)
+    merge(doc, upd(Status.SUCCEEDED, 1, outputs={"a": {"nested": [1]}}))
+    assert repr(doc) == snapshot
+
+
+@st.composite
+def lifecycle(draw):
+    """A job's real event sequence: running events with rising times, then at most one terminal event."""
+    n_running = draw(st.integers(min_value=0, max_value=6))
+    gaps = draw(st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=n_running + 1, max_size=n_running + 1))
+    times, t = [], 0.0
+    for g in gaps:
+        t += g
+        times.append(t)
+    events = []
+    for i in range(n_running):
+        events.append(
+            upd(
+                Status.RUNNING,
+                times[i],
+                progress=draw(st.one_of(st.none(), st.integers(0, 100))),
+                message=draw(st.one_of(st.none(), st.text(max_size=8))),
+            )
+        )
+    terminal = draw(st.sampled_from([None, Status.SUCCEEDED, Status.FAILED, Status.DISMISSED]))
+    if terminal is not None:
+        events.append(
+            upd(
+                terminal,
+                times[-1],
+                message=draw(st.one_of(st.none(), st.text(max_size=8))),
+                outputs={"out": "file:///o"} if terminal is Status.SUCCEEDED else None,
+            )
+        )
+    return events
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), events=lifecycle())
+def test_any_permutation_with_duplicates_gives_the_ordered_result(data, events):
+    expected = fold(fresh(), events)
+    with_dups = events + data.draw(st.lists(st.sampled_from(events), max_size=8)) if events else []
+    shuffled = data.draw(st.permutations(with_dups))
+    got = fold(fresh(), shuffled)
+    assert public_view(got) == public_view(expected)
+    assert sorted(got["applied-events"]) == sorted(set(got["applied-events"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), events=lifecycle())
+def test_status_never_moves_backwards(data, events):
+    doc = fresh()
+    for e in data.draw(st.permutations(events + events)):
+        before = Status(doc["status"])
+        _, doc = merge(doc, e)
+        after = Status(doc["status"])
+        assert after.rank >= before.rank
+        if before.terminal:
+            assert after is before
