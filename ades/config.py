@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,7 +14,9 @@ def _default_cache_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADES_", extra="ignore")
+    # `ades services start` writes what it started (the moto endpoint, topic and queue) to .ades/services.env,
+    # so every later `ades …` in the same folder finds them; real environment variables always win.
+    model_config = SettingsConfigDict(env_prefix="ADES_", extra="ignore", env_file=".ades/services.env")
 
     # --- Elasticsearch -------------------------------------------------------------------------------------
     es_url: str | None = Field(
@@ -49,6 +52,32 @@ class Settings(BaseSettings):
         default=8, ge=0, description="How often a status update is retried after an optimistic-concurrency conflict."
     )
 
+    # --- AWS: status events (SNS topic -> SQS queue -> consumer) ---------------------------------------------
+    aws_region: str = Field(default="us-east-1", description="AWS region of the topic and queues.")
+    aws_endpoint_url: str | None = Field(
+        default=None, description="AWS endpoint override (the local moto server); unset for real AWS."
+    )
+    sns_topic_arn: str | None = Field(
+        default=None, description="Topic the update-job steps publish to. When unset, events go straight to ES."
+    )
+    sqs_queue_url: str | None = Field(default=None, description="Queue the consumer reads status events from.")
+    sqs_dlq_url: str | None = Field(default=None, description="Dead-letter queue of the status queue.")
+    status_topic_name: str = Field(default="ades-job-status", description="Name of the topic ades creates.")
+    status_queue_name: str = Field(default="ades-job-status", description="Name of the queue ades creates.")
+    max_receive_count: int = Field(default=5, ge=1, description="Receives before a message goes to the DLQ.")
+    raw_message_delivery: bool = Field(
+        default=True, description="Subscribe the queue with raw delivery (the consumer also reads SNS envelopes)."
+    )
+    event_sink: Literal["auto", "sns", "direct"] = Field(
+        default="auto",
+        description="Where workers send status: sns (topic -> queue -> consumer), direct (straight to ES), or auto "
+        "(sns when a topic or an AWS endpoint is configured).",
+    )
+    moto_host: str = Field(default="127.0.0.1", description="Address the local moto server binds to.")
+    moto_port: int = Field(default=5055, ge=1, le=65535, description="Port of the local moto server.")
+    aws_timeout: float = Field(default=10.0, gt=0, description="Seconds before an SNS/SQS call gives up.")
+    aws_max_attempts: int = Field(default=5, ge=1, description="Attempts of an SNS/SQS call (with backoff).")
+
     # --- Files ---------------------------------------------------------------------------------------------
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Downloads (the Elasticsearch zip) are kept here."
@@ -70,6 +99,12 @@ class Settings(BaseSettings):
     @property
     def uses_external_es(self) -> bool:
         return self.es_url is not None
+
+    @property
+    def uses_sns(self) -> bool:
+        if self.event_sink == "auto":
+            return bool(self.sns_topic_arn or self.aws_endpoint_url)
+        return self.event_sink == "sns"
 
     @property
     def jobs_alias(self) -> str:

@@ -116,7 +116,11 @@ class JobQuery(BaseModel):
     descending: bool = True
     size: int = Field(default=10, ge=1, le=10_000)
     search_after: list[Any] | None = None
-    exact_total: bool = True
+    exact_total: bool = Field(
+        default=False,
+        description="count every match; otherwise totals are exact up to 10,000 and reported as 'at least' beyond, "
+        "which lets ES stop early on sorted searches over millions of jobs",
+    )
 
 
 class JobPage(BaseModel):

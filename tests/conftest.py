@@ -46,3 +46,35 @@ def job_store(es: Elasticsearch, settings: Settings) -> JobStore:
 @pytest.fixture
 def process_store(es: Elasticsearch, settings: Settings) -> ProcessStore:
     return ProcessStore(es, settings)
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory) -> str:
+    """The local moto server (`ades services start` runs it; started here if it is not there)."""
+    from ades.services import moto
+
+    base = Settings()
+    if base.aws_endpoint_url:
+        return base.aws_endpoint_url
+    return moto.ensure_running(base.model_copy(update={"data_dir": tmp_path_factory.mktemp("moto")}))
+
+
+@pytest.fixture
+def aws_settings(settings: Settings, moto_url: str) -> Settings:
+    """Settings with a topic, queue and DLQ of this test's own (names carry the random prefix)."""
+    from ades.events.pipeline import with_pipeline
+
+    name = f"{settings.index_prefix}status"
+    return with_pipeline(
+        need_queue=True,
+        settings=settings.model_copy(
+            update={
+                "aws_endpoint_url": moto_url,
+                "status_topic_name": name,
+                "status_queue_name": name,
+                "sns_topic_arn": None,
+                "sqs_queue_url": None,
+                "event_sink": "sns",
+            }
+        )
+    )

@@ -167,7 +167,7 @@ def test_eight_threads_of_conflicting_updates_end_in_the_truth(job_store: JobSto
                     if not batch:
                         break
                 assert not batch, "updates still failing after 50 redeliveries"
-        except BaseException as err:  # noqa: BLE001 - surfaced in the main thread
+        except BaseException as err:  # surfaced in the main thread
             errors.append(err)
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]

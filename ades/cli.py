@@ -1,0 +1,219 @@
+"""The `ades` command line.
+
+    ades services start|stop|status [SERVICE …]   real local services (Elasticsearch, moto, the status consumer)
+    ades consumer                                 apply status events from the SQS queue to Elasticsearch
+    ades demo                                     start the services, create the indexes, say where to look
+
+Exit codes: 0 ok, 1 error (one line saying what went wrong), 2 usage.
+Settings come from the environment (ADES_*, see ades/config.py and the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from ades.services import SERVICES, ServiceError, service_module
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("ades.cli")
+
+
+def _settings():
+    from ades.config import Settings
+
+    return Settings()
+
+
+def _selected(names: Sequence[str]) -> list[str]:
+    return list(names) if names else list(SERVICES)
+
+
+# --- ades services --------------------------------------------------------------------------------------------
+
+
+def cmd_services_start(args: argparse.Namespace) -> int:
+    settings = _settings()
+    for name in _selected(args.service):
+        url = service_module(name).ensure_running(settings)
+        print(f"{name}: {url}")
+    return EXIT_OK
+
+
+def cmd_services_stop(args: argparse.Namespace) -> int:
+    settings = _settings()
+    for name in reversed(_selected(args.service)):
+        service_module(name).stop(settings)
+    return EXIT_OK
+
+
+def cmd_services_status(args: argparse.Namespace) -> int:
+    settings = _settings()
+    all_running = True
+    for name in _selected(args.service):
+        info = service_module(name).status(settings)
+        if not info["running"]:
+            all_running = False
+            print(f"{name}: not running ({info['url']})")
+            continue
+        details = [f"url {info['url']}"]
+        if info.get("version"):
+            details.append(f"version {info['version']}")
+        if info.get("health"):
+            details.append(f"health {info['health']}")
+        if info.get("external"):
+            details.append("external (ADES_ES_URL)")
+        elif info.get("pid"):
+            details.append(f"pid {info['pid']}")
+        else:
+            details.append("not started by this data dir")
+        print(f"{name}: running, " + ", ".join(details))
+    return EXIT_OK if all_running or not args.check else EXIT_ERROR
+
+
+# --- ades consumer --------------------------------------------------------------------------------------------
+
+
+def cmd_consumer(args: argparse.Namespace) -> int:
+    from ades.events.poller import Consumer
+
+    consumer = Consumer(_settings(), batch_size=args.batch_size, wait_seconds=args.wait)
+    consumer.install_signal_handlers()
+    consumer.run()
+    return EXIT_OK
+
+
+# --- ades demo ------------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ades.services import elasticsearch
+
+    settings = _settings()
+    url = elasticsearch.ensure_running(settings)
+    # Imported here: the store pulls in elasticsearch-py, which `ades services` does not need.
+    from ades.store.client import make_client
+    from ades.store.setup import ensure_indexes
+
+    client = make_client(settings)
+    ensure_indexes(client, settings)
+    jobs, processes = settings.jobs_alias, settings.processes_alias
+    print(
+        "\n".join(
+            [
+                f"Elasticsearch is running at {url}",
+                f"  jobs index alias:      {jobs}",
+                f"  processes index alias: {processes}",
+                "Look at the jobs, e.g. those labelled 'demo':",
+                f"  curl '{url}/{jobs}/_search?q=labels:demo&pretty'",
+                "Stop the local services with: ades services stop",
+            ]
+        )
+    )
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ades",
+        description="ades: an OGC API Processes server that runs CWL workflows and keeps every job in "
+        "Elasticsearch. Settings come from ADES_* environment variables (see the README).",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    services = commands.add_parser(
+        "services",
+        help="start, stop or inspect the real local services (Elasticsearch, moto, consumer)",
+        description="Real local services for development and tests. Elasticsearch is fetched once with Maven "
+        "(integ-test-zip, cached in ADES_CACHE_DIR), runs as a non-root user with its data in ADES_DATA_DIR, "
+        "and is reused when one already answers on ADES_ES_HOST:ADES_ES_PORT. With ADES_ES_URL set, nothing is "
+        "started and that cluster is used. moto stands in for AWS on ADES_MOTO_PORT and gets the status "
+        "topic, queue and dead-letter queue; the consumer applies that queue to Elasticsearch.",
+    )
+    actions = services.add_subparsers(dest="action", metavar="ACTION", required=True)
+    service_help = f"which services (default: all of {', '.join(SERVICES)})"
+    start = actions.add_parser(
+        "start",
+        help="start the services that are not running yet, wait until they are ready",
+        description="Start each service unless it already runs; wait until it is ready; print its URL.",
+    )
+    start.set_defaults(handler=cmd_services_start)
+    stop = actions.add_parser(
+        "stop",
+        help="stop the services this data dir started",
+        description="Stop what `ades services start` started for this ADES_DATA_DIR (by pid file). Services "
+        "started elsewhere and external clusters are left alone.",
+    )
+    stop.set_defaults(handler=cmd_services_stop)
+    status = actions.add_parser(
+        "status",
+        help="show URL, version, health and pid of each service",
+        description="Show URL, version, health and pid of each service, or 'not running'.",
+    )
+    status.add_argument("--check", action="store_true", help="exit 1 if a service is not running")
+    status.set_defaults(handler=cmd_services_status)
+    for sub in (start, stop, status):
+        sub.add_argument("service", nargs="*", metavar="SERVICE", help=service_help)
+
+    consumer = commands.add_parser(
+        "consumer",
+        help="apply status events from the SQS status queue to Elasticsearch (the Lambda, locally)",
+        description="Long-poll the status queue (ADES_SQS_QUEUE_URL, or the one `ades services start` created "
+        "in moto), hand each batch to the same handler the AWS Lambda runs, delete what was applied and let the "
+        "rest come back (then go to the dead-letter queue). SIGTERM finishes the batch in hand and exits 0.",
+    )
+    consumer.add_argument("--batch-size", type=int, default=10, help="messages per receive, 1-10 (default 10)")
+    consumer.add_argument("--wait", type=int, default=2, help="long-poll seconds per receive (default 2)")
+    consumer.set_defaults(handler=cmd_consumer)
+
+    demo = commands.add_parser(
+        "demo",
+        help="start Elasticsearch, create the ades indexes and print where to look",
+        description="Start a local Elasticsearch (or use ADES_ES_URL), create the jobs and processes indexes, "
+        "and print the URLs to look at.",
+    )
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    unknown = [name for name in getattr(args, "service", []) if name not in SERVICES]
+    if unknown:
+        parser.error(f"unknown service {unknown[0]!r} (choose from {', '.join(SERVICES)})")
+    # Our own messages go to stderr; libraries (elasticsearch-py logs every request at INFO) only from WARNING.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ades: %(message)s"))
+    ades_logger = logging.getLogger("ades")
+    ades_logger.addHandler(handler)
+    ades_logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    ades_logger.propagate = False
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except ValidationError as error:
+        problems = "; ".join(f"ADES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors())
+        print(f"ades: error: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_ERROR
+    except ServiceError as error:
+        print(f"ades: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("ades: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Where workers send StatusUpdates. The SNS sink is the normal path; the direct sink writes the store itself,
+for embedded use without AWS (the demo without moto, unit-sized setups)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ades.config import Settings
+from ades.models import StatusUpdate
+
+
+class EventSink(Protocol):
+    def publish(self, update: StatusUpdate) -> None: ...
+
+
+class PublishFailed(RuntimeError):
+    pass
+
+
+class SnsSink:
+    """Publishes each update as JSON to the status topic, with `job_id` and `status` message attributes
+    (so subscriptions can filter without parsing bodies)."""
+
+    def __init__(self, settings: Settings, sns_client: Any | None = None) -> None:
+        if not settings.sns_topic_arn:
+            raise ValueError("SnsSink needs ADES_SNS_TOPIC_ARN")
+        from ades.events.aws import client
+
+        self.topic_arn = settings.sns_topic_arn
+        self.sns = sns_client or client("sns", settings)
+
+    def publish(self, update: StatusUpdate) -> None:
+        try:
+            self.sns.publish(
+                TopicArn=self.topic_arn,
+                Message=update.model_dump_json(exclude_none=True),
+                MessageAttributes={
+                    "job_id": {"DataType": "String", "StringValue": update.job_id},
+                    "status": {"DataType": "String", "StringValue": update.status.value},
+                },
+            )
+        except Exception as err:  # botocore raises many types; the caller needs one
+            raise PublishFailed(f"could not publish {update.status} for job {update.job_id}: {err}") from err
+
+
+class DirectSink:
+    """Applies updates to the job store at once, through the same monotonic merge the consumer uses."""
+
+    def __init__(self, settings: Settings) -> None:
+        from ades.store import JobStore, make_client
+
+        self.store = JobStore(make_client(settings), settings)
+
+    def publish(self, update: StatusUpdate) -> None:
+        result = self.store.apply(update)
+        if not result.ok:
+            raise PublishFailed(f"could not apply {update.status} for job {update.job_id}: {result.reason}")
+
+
+def make_sink(settings: Settings) -> EventSink:
+    """SNS wherever AWS is configured (a topic, or a local endpoint where the topic is found by name), else direct."""
+    if settings.uses_sns:
+        from ades.events.pipeline import with_pipeline
+
+        return SnsSink(with_pipeline(settings))
+    return DirectSink(settings)

@@ -1,0 +1,567 @@
+"""A real local Elasticsearch node, fetched and run by ades itself.
+
+    ensure_running(settings) -> url     start a node only if needed (idempotent)
+    stop(settings)                      stop the node this data dir started (pid file), nothing else
+    status(settings) -> dict            url, version, health, pid, …
+
+Where things live:
+
+    <cache_dir>/elasticsearch/elasticsearch-<v>.zip     the integ-test-zip, fetched with Maven (kept)
+    <cache_dir>/elasticsearch/elasticsearch-<v>/        unpacked, read-only, shared by every node
+    <data_dir>/elasticsearch/config/                    ES_PATH_CONF: the dist's config + our elasticsearch.yml
+    <data_dir>/elasticsearch/{data,logs,tmp}/           owned by the node's user
+    <data_dir>/elasticsearch/elasticsearch.pid          pid of the launcher = process group of the node
+    <data_dir>/elasticsearch/console.log                stdout/stderr of the node
+
+Elasticsearch refuses to run as root, so when ades runs as root the node runs as `settings.es_user` (a system
+user created on first use). That user must read the unpacked distribution in the cache and write its own
+directories under the data dir. The distribution is unpacked once with world-readable modes (it holds no
+secrets), and the directories *above* the cache and data dir get the search bit for others (o+x) where it is
+missing -- typically only /root (0700). Search without read lets the user reach the paths ades hands it but not
+list anything else; it is the smallest change that works for any cache/data location, and it avoids copying
+~120 MB of distribution per node or per run. When ades is not root the node simply runs as the current user.
+
+Stdlib only (urllib for health checks) so `ades services …` stays quick and import-light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ades.services.base import (
+    MissingPrerequisite,
+    RunAs,
+    ServiceError,
+    http_json,
+    port_is_open,
+    process_alive,
+    process_cmdline,
+    processes_matching,
+    read_pid,
+    run_as,
+    tail,
+    terminate_group,
+)
+from ades.services.java import find_java_home
+
+if TYPE_CHECKING:
+    from ades.config import Settings
+
+log = logging.getLogger(__name__)
+
+NAME = "elasticsearch"
+MAVEN_GROUP = "org.elasticsearch.distribution.integ-test-zip"
+MAVEN_ARTIFACT = "elasticsearch"
+MAVEN_HINT = "install it with `apt-get install -y maven`"
+STOP_GRACE_SECONDS = 60.0
+
+
+# --- versions -------------------------------------------------------------------------------------------------
+
+
+def _version_key(version: str) -> tuple:
+    """Sort key: numeric parts compare as numbers, a qualifier ("8.19.0-SNAPSHOT") sorts before the release."""
+    numbers, _, qualifier = version.partition("-")
+    parts = tuple(int(p) if p.isdigit() else 0 for p in numbers.split("."))
+    return (*parts, 0 if qualifier else 1, qualifier)
+
+
+def version_matches(spec: str, version: str) -> bool:
+    """Whether `version` satisfies a Maven version `spec`: an exact version ("8.19.21") or a range ("[8.19.0,8.20.0)",
+    "[8.19,)", "(,8.20.0]"); several ranges may be joined with commas ("[1,2),[3,4)")."""
+    spec = spec.strip()
+    if not spec or spec[0] not in "[(":
+        return version == spec
+    key = _version_key(version)
+    for piece in re.findall(r"[\[(][^\])]*[\])]", spec):
+        inner = piece[1:-1]
+        if "," not in inner:  # "[8.19.21]" pins one version
+            if inner.strip() == version:
+                return True
+            continue
+        low, high = (part.strip() for part in inner.split(",", 1))
+        if low and (_version_key(low) > key or (piece[0] == "(" and _version_key(low) == key)):
+            continue
+        if high and (_version_key(high) < key or (piece[-1] == ")" and _version_key(high) == key)):
+            continue
+        return True
+    return False
+
+
+# --- the distribution -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Distribution:
+    version: str
+    home: Path
+
+    @property
+    def launcher(self) -> Path:
+        return self.home / "bin" / "elasticsearch"
+
+
+def _dist_root(settings: Settings) -> Path:
+    return settings.cache_dir / "elasticsearch"
+
+
+def cached_distribution(settings: Settings) -> Distribution | None:
+    """The newest unpacked distribution in the cache that satisfies `settings.es_version`, or None."""
+    root = _dist_root(settings)
+    if not root.is_dir():
+        return None
+    found = []
+    for path in root.iterdir():
+        match = re.fullmatch(r"elasticsearch-(\d[\w.\-]*)", path.name)
+        if (
+            match
+            and version_matches(settings.es_version, match.group(1))
+            and (path / "bin" / "elasticsearch").is_file()
+        ):
+            found.append(Distribution(match.group(1), path))
+    return max(found, key=lambda d: _version_key(d.version), default=None)
+
+
+def _cached_zip(settings: Settings) -> tuple[str, Path] | None:
+    root = _dist_root(settings)
+    if not root.is_dir():
+        return None
+    found = []
+    for path in root.glob("elasticsearch-*.zip"):
+        version = path.name[len("elasticsearch-") : -len(".zip")]
+        if version_matches(settings.es_version, version):
+            found.append((version, path))
+    return max(found, key=lambda item: _version_key(item[0]), default=None)
+
+
+def _pom(version: str) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>ades.local</groupId>
+  <artifactId>fetch-elasticsearch</artifactId>
+  <version>0</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>{MAVEN_GROUP}</groupId>
+      <artifactId>{MAVEN_ARTIFACT}</artifactId>
+      <version>{version}</version>
+      <type>zip</type>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+def _download_zip(settings: Settings, mvn: str) -> tuple[str, Path]:
+    root = _dist_root(settings)
+    log.info("downloading Elasticsearch %s (integ-test-zip) with Maven into %s", settings.es_version, root)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as work:
+        work_path = Path(work)
+        (work_path / "pom.xml").write_text(_pom(settings.es_version))
+        out = work_path / "out"
+        result = subprocess.run(
+            [mvn, "-B", "-q", "dependency:copy-dependencies", f"-DoutputDirectory={out}"],
+            cwd=work_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        zips = sorted(out.glob("elasticsearch-*.zip")) if out.is_dir() else []
+        if result.returncode != 0 or len(zips) != 1:
+            detail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise ServiceError(
+                f"Maven could not fetch {MAVEN_GROUP}:{MAVEN_ARTIFACT}:{settings.es_version} (exit "
+                f"{result.returncode}):\n{detail}"
+            )
+        version = zips[0].name[len("elasticsearch-") : -len(".zip")]
+        target = root / zips[0].name
+        shutil.move(str(zips[0]), target)
+    os.chmod(target, 0o644)
+    log.info("downloaded %s (%.0f MB) in %.1f s", target, target.stat().st_size / 1e6, time.monotonic() - started)
+    return version, target
+
+
+def _unpack(version: str, archive: Path, root: Path) -> Distribution:
+    """Unpack into a temporary directory and rename into place, so a half-unpacked tree is never used."""
+    started = time.monotonic()
+    target = root / f"elasticsearch-{version}"
+    with tempfile.TemporaryDirectory(prefix=".unpack-", dir=root) as work, zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            path = Path(zf.extract(info, work))
+            unix_mode = info.external_attr >> 16
+            if info.is_dir():
+                os.chmod(path, 0o755)
+            else:
+                # Read-only for everyone, executable where the archive says so (bin/*, native libs).
+                os.chmod(path, 0o755 if unix_mode & stat.S_IXUSR else 0o644)
+        unpacked = Path(work) / f"elasticsearch-{version}"
+        if not (unpacked / "bin" / "elasticsearch").is_file():
+            raise ServiceError(f"{archive} does not contain elasticsearch-{version}/bin/elasticsearch")
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(unpacked, target)
+    log.info("unpacked %s in %.1f s", target, time.monotonic() - started)
+    return Distribution(version, target)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_distribution(settings: Settings) -> Distribution:
+    """The unpacked distribution for `settings.es_version`: from the cache, else unpacked from a cached zip, else
+    downloaded with Maven. Needs Maven only in the last case."""
+    root = _dist_root(settings)
+    dist = cached_distribution(settings)
+    if dist is not None:
+        log.info("using cached Elasticsearch %s at %s", dist.version, dist.home)
+        return dist
+    mvn = shutil.which("mvn")
+    if mvn is None and _cached_zip(settings) is None:
+        # Check before taking the lock (creating the cache dir) so a missing Maven is reported plainly.
+        raise MissingPrerequisite(f"Maven not found (needed to download Elasticsearch): {MAVEN_HINT}")
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / ".lock"):
+        dist = cached_distribution(settings)  # another process may have finished while we waited
+        if dist is not None:
+            log.info("using cached Elasticsearch %s at %s", dist.version, dist.home)
+            return dist
+        cached = _cached_zip(settings)
+        if cached is not None:
+            log.info("using cached archive %s (unpacking it)", cached[1])
+            version, archive = cached
+        else:
+            assert mvn is not None
+            version, archive = _download_zip(settings, mvn)
+        return _unpack(version, archive, root)
+
+
+# --- the node -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "elasticsearch.pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.root / "console.log"
+
+
+def node_paths(settings: Settings) -> NodePaths:
+    return NodePaths(settings.data_dir / "elasticsearch")
+
+
+def transport_port(settings: Settings) -> int:
+    if settings.es_transport_port is not None:
+        return settings.es_transport_port
+    return settings.es_port + 100 if settings.es_port + 100 <= 65535 else settings.es_port - 100
+
+
+def node_name(settings: Settings) -> str:
+    return f"ades-{settings.es_port}"
+
+
+def _local_url(settings: Settings) -> str:
+    return f"http://{settings.es_host}:{settings.es_port}"
+
+
+def _elasticsearch_info(url: str) -> dict | None:
+    """{"version": "8.19.21", "name": node name, "cluster_name": …} when `url` is an Elasticsearch (or OpenSearch)
+    server, else None. The integ-test-zip has no `GET /` (405: the rest-root module is missing), so the local node
+    is asked via `GET /_nodes/_local`, which every distribution has."""
+    base = url.rstrip("/")
+    nodes = http_json(base + "/_nodes/_local?filter_path=cluster_name,nodes.*.version,nodes.*.name")
+    if isinstance(nodes, dict) and isinstance(nodes.get("nodes"), dict) and nodes["nodes"]:
+        node = next(iter(nodes["nodes"].values()))
+        if isinstance(node, dict) and "version" in node:
+            return {"version": node["version"], "name": node.get("name"), "cluster_name": nodes.get("cluster_name")}
+    root = http_json(base + "/")
+    if isinstance(root, dict) and isinstance(root.get("version"), dict) and "number" in root["version"]:
+        return {
+            "version": root["version"]["number"],
+            "name": root.get("name"),
+            "cluster_name": root.get("cluster_name"),
+        }
+    return None
+
+
+def _health(url: str, wait_yellow: float = 0.0) -> dict | None:
+    query = f"?wait_for_status=yellow&timeout={int(wait_yellow)}s" if wait_yellow >= 1 else ""
+    health = http_json(url.rstrip("/") + "/_cluster/health" + query, timeout=wait_yellow + 2)
+    return health if isinstance(health, dict) and "status" in health else None
+
+
+def _managed_pid(paths: NodePaths) -> int | None:
+    """The pid in the pid file if that process is alive and is an Elasticsearch launcher; else None."""
+    pid = read_pid(paths.pid_file)
+    if pid is None or not process_alive(pid):
+        return None
+    return pid if "elasticsearch" in process_cmdline(pid).lower() else None
+
+
+def _elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
+    values = {
+        "cluster.name": "ades",
+        "node.name": node_name(settings),
+        "network.host": settings.es_host,
+        "http.port": settings.es_port,
+        "transport.port": transport_port(settings),
+        "discovery.type": "single-node",
+        "path.data": str(paths.data),
+        "path.logs": str(paths.logs),
+        "xpack.security.enabled": False,
+        "cluster.routing.allocation.disk.threshold_enabled": False,
+        "action.destructive_requires_name": False,
+    }
+    lines = ["# Written by ades on every start; edit ades settings (ADES_*) instead."]
+    # JSON scalars are valid YAML scalars, and quote paths safely.
+    lines += [f"{key}: {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _prepare_node(settings: Settings, dist: Distribution, user: RunAs) -> NodePaths:
+    paths = node_paths(settings)
+    for directory in (paths.root, paths.data, paths.logs, paths.tmp):
+        directory.mkdir(parents=True, exist_ok=True)
+    # A fresh copy of the distribution's config each start (the keystore ES creates there is kept).
+    shutil.copytree(dist.home / "config", paths.config, dirs_exist_ok=True)
+    (paths.config / "elasticsearch.yml").write_text(_elasticsearch_yml(settings, paths))
+    jvm_options = paths.config / "jvm.options.d"
+    jvm_options.mkdir(exist_ok=True)
+    heap = settings.es_heap
+    (jvm_options / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
+    user.chown_tree(paths.config)
+    for directory in (paths.root, paths.data, paths.logs, paths.tmp):
+        if directory.stat().st_uid != user.uid:
+            user.chown_tree(directory)
+    grant = lambda message: log.info("%s", message)  # noqa: E731
+    user.grant_traverse(dist.home, grant)
+    user.grant_traverse(paths.root, grant)
+    return paths
+
+
+def _wait_ready(settings: Settings, url: str, pid: int | None, paths: NodePaths) -> dict:
+    deadline = time.monotonic() + settings.es_start_timeout
+    while True:
+        if _elasticsearch_info(url) is not None:
+            health = _health(url, wait_yellow=min(5.0, max(1.0, deadline - time.monotonic())))
+            if health and health["status"] in ("yellow", "green"):
+                return health
+        if pid is not None and not process_alive(pid):
+            raise ServiceError(
+                f"Elasticsearch exited during start-up; last lines of {paths.console_log}:\n{tail(paths.console_log)}"
+            )
+        if time.monotonic() >= deadline:
+            raise ServiceError(
+                f"Elasticsearch at {url} was not yellow/green within {settings.es_start_timeout:.0f} s "
+                f"(ADES_ES_START_TIMEOUT); last lines of {paths.console_log}:\n{tail(paths.console_log)}"
+            )
+        time.sleep(0.5)
+
+
+def ensure_running(settings: Settings) -> str:
+    """Return the URL of a ready Elasticsearch, starting a local node only if none answers. Idempotent.
+
+    - ADES_ES_URL set: that cluster is used; nothing is started.
+    - Something already answers as Elasticsearch on es_host:es_port: it is reused.
+    - Otherwise: fetch (or reuse the cached) distribution, write the node's config under data_dir, start the node
+      as es_user in its own session, and wait until the cluster is yellow or green.
+    Raises MissingPrerequisite (Java/Maven missing) or ServiceError (anything else), with a message for a person.
+    """
+    if settings.uses_external_es:
+        url = settings.elasticsearch_url
+        log.info("ADES_ES_URL is set: using the Elasticsearch cluster at %s; starting nothing", url)
+        return url
+
+    url = _local_url(settings)
+    paths = node_paths(settings)
+    info = _elasticsearch_info(url)
+    if info is not None:
+        pid = _managed_pid(paths)
+        owner = f"pid {pid}, started by ades" if pid else "not started by this data dir"
+        log.info("reusing Elasticsearch %s already running at %s (%s)", info["version"], url, owner)
+        _wait_ready(settings, url, pid, paths)
+        return url
+
+    pid = _managed_pid(paths)
+    if pid is not None:
+        log.info("Elasticsearch (pid %s) is still starting at %s; waiting for it", pid, url)
+        _wait_ready(settings, url, pid, paths)
+        return url
+    if port_is_open(settings.es_host, settings.es_port):
+        raise ServiceError(
+            f"port {settings.es_port} on {settings.es_host} is taken by something that is not Elasticsearch; "
+            "choose another with ADES_ES_PORT"
+        )
+    if port_is_open(settings.es_host, transport_port(settings)):
+        raise ServiceError(
+            f"transport port {transport_port(settings)} on {settings.es_host} is taken; "
+            "choose another with ADES_ES_TRANSPORT_PORT"
+        )
+
+    # Prerequisites: report every missing program in one line.
+    problems: list[str] = []
+    try:
+        java_home, java_version = find_java_home(settings.es_java_home)
+    except MissingPrerequisite as error:
+        problems.append(str(error))
+    try:
+        dist = ensure_distribution(settings)
+    except MissingPrerequisite as error:
+        problems.append(str(error))
+    if problems:
+        raise MissingPrerequisite("; ".join(problems))
+
+    user = run_as(settings.es_user)
+    paths = _prepare_node(settings, dist, user)
+    paths.pid_file.unlink(missing_ok=True)
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(paths.root),
+        "ES_JAVA_HOME": str(java_home),
+        "ES_PATH_CONF": str(paths.config),
+        "ES_TMPDIR": str(paths.tmp),
+    }
+    log.info(
+        "starting Elasticsearch %s at %s as user %s (Java %s at %s, heap %s, data %s)",
+        dist.version,
+        url,
+        user.name,
+        java_version,
+        java_home,
+        settings.es_heap,
+        paths.root,
+    )
+    started = time.monotonic()
+    with paths.console_log.open("ab") as console:
+        console.write(f"\n--- ades: starting Elasticsearch {dist.version} at {time.ctime()}\n".encode())
+        console.flush()
+        extra = {"user": user.uid, "group": user.gid, "extra_groups": []} if user.switch else {}
+        process = subprocess.Popen(
+            [str(dist.launcher)],
+            cwd=paths.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own session and process group: stop() signals the whole group
+            close_fds=True,
+            **extra,
+        )
+    paths.pid_file.write_text(f"{process.pid}\n")
+    try:
+        _wait_ready(settings, url, process.pid, paths)
+    except ServiceError:
+        terminate_group(process.pid, grace=10)
+        paths.pid_file.unlink(missing_ok=True)
+        raise
+    info = _elasticsearch_info(url) or {"version": dist.version}
+    log.info(
+        "Elasticsearch %s is ready at %s (pid %s, %.1f s)",
+        info["version"],
+        url,
+        process.pid,
+        time.monotonic() - started,
+    )
+    return url
+
+
+def stop(settings: Settings) -> None:
+    """Stop the node started for this data dir (by its pid file): SIGTERM to its process group, SIGKILL after a
+    bounded wait. Never touches a node it did not start, nor an external cluster."""
+    if settings.uses_external_es:
+        log.info("ADES_ES_URL is set: not stopping the external cluster at %s", settings.elasticsearch_url)
+        return
+    url = _local_url(settings)
+    paths = node_paths(settings)
+    pid = read_pid(paths.pid_file)
+    if pid is None:
+        if _elasticsearch_info(url) is not None:
+            log.info(
+                "Elasticsearch at %s was not started by ades with this data dir (no %s); leaving it alone",
+                url,
+                paths.pid_file,
+            )
+        else:
+            log.info("Elasticsearch is not running at %s", url)
+        return
+    if _managed_pid(paths) is None:
+        log.info("Elasticsearch is not running (removing stale pid file %s)", paths.pid_file)
+    else:
+        log.info("stopping Elasticsearch at %s (pid %s)", url, pid)
+        started = time.monotonic()
+        killed = terminate_group(pid, grace=STOP_GRACE_SECONDS)
+        how = "killed (SIGKILL) after it ignored SIGTERM" if killed else "stopped"
+        log.info("Elasticsearch %s in %.1f s", how, time.monotonic() - started)
+    # Belt and braces: no JVM of this node may survive (e.g. if it left the process group).
+    leftovers = processes_matching(str(paths.config))
+    for leftover in leftovers:
+        log.info("killing leftover Elasticsearch process %s", leftover)
+        with contextlib.suppress(ProcessLookupError):
+            terminate_group(os.getpgid(leftover), grace=10)
+    paths.pid_file.unlink(missing_ok=True)
+
+
+def status(settings: Settings) -> dict:
+    """What is known about the cluster ades would use. Keys: service, url, running, external, version, health,
+    pid (of the node this data dir started, else None), data_dir."""
+    url = settings.elasticsearch_url
+    paths = node_paths(settings)
+    info = _elasticsearch_info(url)
+    health = _health(url) if info is not None else None
+    return {
+        "service": NAME,
+        "url": url,
+        "running": info is not None,
+        "external": settings.uses_external_es,
+        "version": info["version"] if info else None,
+        "health": health["status"] if health else None,
+        "pid": None if settings.uses_external_es else _managed_pid(paths),
+        "data_dir": None if settings.uses_external_es else str(paths.root),
+    }

@@ -1,0 +1,250 @@
+"""Benchmark of the Elasticsearch job store, beside pygeoapi's TinyDB manager run in the same process.
+
+Writes a JSON of figures (default benchmarks/results/store.json):
+- `create`: jobs/s for one-at-a-time creates (what the server does per request) and for bulk creates;
+- `apply_many`: status updates/s through the monotonic merge for batches of 10 and 100, one stream and several
+  concurrent streams (as concurrent Lambda invocations would be);
+- `search`: label-filtered search latency p50/p99 at each corpus size (a 1% label), and for a 10% label page 1
+  and page 1,000 via `search_after` (totals exact up to 10,000), plus page 1 with an exact total;
+- `baseline_tinydb`: the same operations with pygeoapi's TinyDBManager, and the ratios.
+
+Usage: python benchmarks/store.py [--sizes 100000 1000000] [--out FILE]
+Talks only to the Elasticsearch given by ADES_ES_URL or the local node `ades services start` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ades.config import Settings
+from ades.models import Job, JobQuery, StatusUpdate
+from ades.status import Status
+from ades.store import JobStore, ensure_indexes, make_client
+from ades.store.setup import drop_indexes
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+N_LABELS = 100  # each job carries campaign-(i % 100): a label matches 1% of the corpus
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ms_summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(pct(samples, 50) * 1000, 2),
+        "p99_ms": round(pct(samples, 99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 2),
+        "n": len(samples),
+    }
+
+
+def make_job(i: int) -> Job:
+    return Job(
+        process_id=f"proc-{i % 7}",
+        inputs={"collection": f"L0_SNPP_{i % 13}", "start_datetime": "2016-01-14T08:00:00Z"},
+        labels=[f"campaign-{i % N_LABELS}", f"release-{i % 10}", "bench"],
+        user_id=f"user-{i % 5}",
+        created=T0 + timedelta(milliseconds=i),
+    )
+
+
+def bench_create(store: JobStore, n_single: int, n_bulk: int) -> dict[str, Any]:
+    t = time.perf_counter()
+    for i in range(n_single):
+        store.create(make_job(10_000_000 + i))
+    single = n_single / (time.perf_counter() - t)
+    jobs = [make_job(20_000_000 + i) for i in range(n_bulk)]
+    t = time.perf_counter()
+    store.create_many(jobs)
+    bulk = n_bulk / (time.perf_counter() - t)
+    return {"single_jobs_per_s": round(single), "bulk_jobs_per_s": round(bulk), "n_single": n_single, "n_bulk": n_bulk}
+
+
+def bench_apply(store: JobStore, n_jobs: int, batch: int, streams: int) -> dict[str, Any]:
+    """Each job gets running, three progress events and a terminal event; updates are sent in batches."""
+    jobs = [make_job(30_000_000 + i) for i in range(n_jobs)]
+    store.create_many(jobs)
+    updates: list[StatusUpdate] = []
+    for step in range(5):
+        for j in jobs:
+            status = Status.SUCCEEDED if step == 4 else Status.RUNNING
+            updates.append(
+                StatusUpdate(job_id=j.id, status=status, progress=None if step == 4 else step * 25,
+                             timestamp=T0 + timedelta(seconds=step), message=f"step {step}")
+            )
+    batches = [updates[i:i + batch] for i in range(0, len(updates), batch)]
+    failed = 0
+    lock = threading.Lock()
+
+    def run(part: list[list[StatusUpdate]]) -> None:
+        nonlocal failed
+        for b in part:
+            bad = sum(not r.ok for r in store.apply_many(b))
+            with lock:
+                failed += bad
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(batches[k::streams],)) for k in range(streams)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t
+    return {
+        "batch": batch,
+        "streams": streams,
+        "updates": len(updates),
+        "updates_per_s": round(len(updates) / elapsed),
+        "failed": failed,
+    }
+
+
+def load_corpus(store: JobStore, target: int, have: int) -> float:
+    t = time.perf_counter()
+    chunk = 20_000
+    for start in range(have, target, chunk):
+        store.create_many([make_job(i) for i in range(start, min(target, start + chunk))])
+    store.refresh()
+    return time.perf_counter() - t
+
+
+def bench_search(store: JobStore, queries: int) -> dict[str, Any]:
+    lat: list[float] = []
+    for k in range(queries):
+        label = f"campaign-{k % N_LABELS}"
+        t = time.perf_counter()
+        page = store.search(JobQuery(labels_all=[label], size=10))
+        lat.append(time.perf_counter() - t)
+        assert page.jobs, label
+    # Walk to page 1,000 of one label with search_after, timing page 1 and pages near 1,000 repeatedly.
+    first, deep, first_exact = [], [], []
+    label = "release-3"  # 10% of the corpus: at 100,000 jobs that is exactly 1,000 pages of 10
+    after = None
+    cursors: list[Any] = []
+    for _ in range(999):
+        page = store.search(JobQuery(labels_all=[label], size=10, search_after=after))
+        after = page.next_after
+        if after is None:
+            break
+        cursors.append(after)
+    deep_cursor = cursors[-1] if cursors else None
+    for _ in range(50):
+        t = time.perf_counter()
+        store.search(JobQuery(labels_all=[label], size=10))
+        first.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        store.search(JobQuery(labels_all=[label], size=10, search_after=deep_cursor))
+        deep.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        store.search(JobQuery(labels_all=[label], size=10, exact_total=True))
+        first_exact.append(time.perf_counter() - t)
+    return {
+        "by_label_1pct": ms_summary(lat),
+        "page_1": ms_summary(first),
+        "page_1_exact_total": ms_summary(first_exact),
+        "page_deep": ms_summary(deep),
+        "deep_page_number": len(cursors) + 1,
+        "deep_over_first_p50": round(pct(deep, 50) / pct(first, 50), 2),
+    }
+
+
+def bench_tinydb(n: int) -> dict[str, Any]:
+    """pygeoapi's own TinyDB job manager: add, update, list-and-filter by a label (it has no label query)."""
+    from pygeoapi.process.manager.tinydb_ import TinyDBManager
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manager = TinyDBManager({"name": "TinyDB", "connection": f"{tmp}/jobs.db", "output_dir": tmp})
+        t = time.perf_counter()
+        for i in range(n):
+            manager.add_job({"identifier": f"job-{i}", "status": "accepted", "labels": [f"campaign-{i % N_LABELS}"]})
+        add = n / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for i in range(n):
+            manager.update_job(f"job-{i}", {"status": "running", "progress": 50})
+        update = n / (time.perf_counter() - t)
+        lat = []
+        for k in range(50):
+            t = time.perf_counter()
+            jobs = manager.get_jobs()["jobs"]
+            hits = [j for j in jobs if f"campaign-{k}" in j.get("labels", [])][:10]
+            lat.append(time.perf_counter() - t)
+            assert hits
+    return {"jobs": n, "add_jobs_per_s": round(add), "update_per_s": round(update), "search_by_label": ms_summary(lat)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000],
+                        help="corpus sizes for the search figures (default: 100000 1000000)")
+    parser.add_argument("--apply-jobs", type=int, default=4000, help="jobs in the apply_many runs (5 updates each)")
+    parser.add_argument("--tinydb-jobs", type=int, default=2000, help="jobs in the TinyDB baseline")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "store.json")
+    args = parser.parse_args(argv)
+
+    base = Settings()
+    if not base.uses_external_es:
+        from ades.services.elasticsearch import ensure_running
+
+        ensure_running(base)
+    settings = base.model_copy(update={"index_prefix": "bench-"})
+    client = make_client(settings)
+    drop_indexes(client, settings)
+    ensure_indexes(client, settings)
+    store = JobStore(client, settings)
+    # The integ-test-zip has no `GET /` info route; the nodes API carries the version.
+    version = next(iter(client.nodes.info(node_id="_local")["nodes"].values()))["version"]
+    figures: dict[str, Any] = {"elasticsearch": version, "started": datetime.now(UTC).isoformat(), "machine_cores": 2}
+    try:
+        print("create ...", file=sys.stderr)
+        figures["create"] = bench_create(store, n_single=2000, n_bulk=20_000)
+        figures["apply_many"] = []
+        for batch, streams in ((10, 1), (100, 1), (10, 4), (100, 4)):
+            print(f"apply_many batch={batch} streams={streams} ...", file=sys.stderr)
+            figures["apply_many"].append(bench_apply(store, args.apply_jobs, batch, streams))
+        # Start the search corpus from an empty index so sizes are exact.
+        drop_indexes(client, settings)
+        ensure_indexes(client, settings)
+        figures["search"] = []
+        have = 0
+        for size in sorted(args.sizes):
+            print(f"loading {size} jobs ...", file=sys.stderr)
+            load_s = load_corpus(store, size, have)
+            have = size
+            print(f"search at {size} ...", file=sys.stderr)
+            result = bench_search(store, queries=500)
+            result.update({"jobs": size, "load_s": round(load_s, 1)})
+            figures["search"].append(result)
+        print("TinyDB baseline ...", file=sys.stderr)
+        tiny = bench_tinydb(args.tinydb_jobs)
+        figures["baseline_tinydb"] = tiny
+        best_apply = max(a["updates_per_s"] for a in figures["apply_many"])
+        figures["ratios"] = {
+            "create_single_vs_tinydb_add": round(figures["create"]["single_jobs_per_s"] / tiny["add_jobs_per_s"], 1),
+            "apply_many_best_vs_tinydb_update": round(best_apply / tiny["update_per_s"], 1),
+            "search_p50_tinydb_over_es_smallest_corpus": round(
+                tiny["search_by_label"]["p50_ms"] / figures["search"][0]["by_label_1pct"]["p50_ms"], 1
+            ),
+            "note": f"TinyDB measured at {tiny['jobs']} jobs (it rewrites its whole file per write); "
+            f"ES at {figures['search'][0]['jobs']}+ jobs",
+        }
+    finally:
+        drop_indexes(client, settings)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
