@@ -2,7 +2,8 @@
 
     ades services start|stop|status [SERVICE …]   real local services (Elasticsearch, moto, the status consumer)
     ades consumer                                 apply status events from the SQS queue to Elasticsearch
-    ades demo                                     start the services, create the indexes, say where to look
+    ades serve                                    the OGC API Processes server under gunicorn
+    ades demo                                     everything once: services, server, deploy, a labelled job
 
 Exit codes: 0 ok, 1 error (one line saying what went wrong), 2 usage.
 Settings come from the environment (ADES_*, see ades/config.py and the README).
@@ -94,29 +95,19 @@ def cmd_consumer(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ades.services import elasticsearch
+    from ades.demo import run_demo
 
-    settings = _settings()
-    url = elasticsearch.ensure_running(settings)
-    # Imported here: the store pulls in elasticsearch-py, which `ades services` does not need.
-    from ades.store.client import make_client
-    from ades.store.setup import ensure_indexes
+    return run_demo(_settings(), port=args.port)
 
-    client = make_client(settings)
-    ensure_indexes(client, settings)
-    jobs, processes = settings.jobs_alias, settings.processes_alias
-    print(
-        "\n".join(
-            [
-                f"Elasticsearch is running at {url}",
-                f"  jobs index alias:      {jobs}",
-                f"  processes index alias: {processes}",
-                "Look at the jobs, e.g. those labelled 'demo':",
-                f"  curl '{url}/{jobs}/_search?q=labels:demo&pretty'",
-                "Stop the local services with: ades services stop",
-            ]
-        )
-    )
+
+# --- ades serve -----------------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ades.serve import serve
+
+    serve(_settings(), host=args.host, port=args.port, workers=args.workers, job_workers=args.job_workers,
+          public_url=args.public_url)
     return EXIT_OK
 
 
@@ -177,12 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
     consumer.add_argument("--wait", type=int, default=2, help="long-poll seconds per receive (default 2)")
     consumer.set_defaults(handler=cmd_consumer)
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the OGC API Processes server under gunicorn",
+        description="Run the server (pygeoapi API + ades routes) under gunicorn. Status events go through SNS "
+        "when AWS is configured (ADES_SNS_TOPIC_ARN, or the moto pipeline `ades services start` wrote to "
+        ".ades/services.env), else straight to Elasticsearch.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    serve.add_argument("--job-workers", type=int, default=None,
+                       help="warm cwltool worker processes per gunicorn worker (default: CPU count)")
+    serve.add_argument("--public-url", default=None,
+                       help="URL clients use to reach the server (default http://HOST:PORT; env ADES_PUBLIC_URL)")
+    serve.set_defaults(handler=cmd_serve)
+
     demo = commands.add_parser(
         "demo",
-        help="start Elasticsearch, create the ades indexes and print where to look",
-        description="Start a local Elasticsearch (or use ADES_ES_URL), create the jobs and processes indexes, "
-        "and print the URLs to look at.",
+        help="start everything, deploy a CWL workflow, run a labelled job and show where to look",
+        description="Start Elasticsearch, moto and the consumer, start the server, deploy the two-step example "
+        "CWL workflow, run it through the WPS-T route with labels, follow it to the end and print the job, its "
+        "status history and where to see it (job page, Elasticsearch query). Services stay up afterwards.",
     )
+    demo.add_argument("--port", type=int, default=5000, help="port of the demo server (default 5000)")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     status_topic_name: str = Field(default="ades-job-status", description="Name of the topic ades creates.")
     status_queue_name: str = Field(default="ades-job-status", description="Name of the queue ades creates.")
     max_receive_count: int = Field(default=5, ge=1, description="Receives before a message goes to the DLQ.")
+    queue_visibility_timeout: int = Field(
+        default=30, ge=0, le=43200, description="Seconds a received status message stays hidden before it returns."
+    )
     raw_message_delivery: bool = Field(
         default=True, description="Subscribe the queue with raw delivery (the consumer also reads SNS envelopes)."
     )

@@ -26,7 +26,10 @@ def es_url() -> str:
 
 @pytest.fixture
 def settings(es_url: str, tmp_path) -> Settings:
-    return Settings(es_url=es_url, index_prefix=f"test-{uuid.uuid4().hex[:10]}-", data_dir=tmp_path / "data")
+    # Direct events by default: a .ades/services.env left by `ades services start` must not send a test's
+    # updates to the shared queue (whose consumer writes the unprefixed index). Pipeline tests use aws_settings.
+    return Settings(es_url=es_url, index_prefix=f"test-{uuid.uuid4().hex[:10]}-", data_dir=tmp_path / "data",
+                    event_sink="direct")
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def ensure_pipeline(settings: Settings) -> Pipeline:
         sqs,
         settings.status_queue_name,
         {
-            "VisibilityTimeout": "30",
+            "VisibilityTimeout": str(settings.queue_visibility_timeout),
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
             ),

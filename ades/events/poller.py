@@ -89,7 +89,27 @@ class Consumer:
             log.warning("could not settle messages with the queue: %s", err)
         self.settled += len(done)
         self.failed += len(retry)
+        if retry and not self.store.available():
+            self._wait_for_store(retry)
         return len(messages)
+
+    def _wait_for_store(self, held: list[dict[str, Any]]) -> None:
+        """Stop receiving while Elasticsearch is away: every receive counts towards the redrive limit, and good
+        messages must not end in the dead-letter queue because the store was down. Then release what we hold."""
+        log.warning("Elasticsearch is unavailable: pausing the consumer until it answers")
+        pause = 0.5
+        while not self.stopping.is_set() and not self.store.available():
+            self.stopping.wait(pause)
+            pause = min(pause * 2, 5.0)
+        log.info("Elasticsearch answers again: resuming")
+        try:
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                         for i, m in enumerate(held)],
+            )
+        except Exception as err:  # they come back by themselves when their visibility lapses
+            log.warning("could not release held messages: %s", err)
 
     def run(self) -> None:
         log.info("consuming %s into %s", self.queue_url, self.settings.jobs_alias)

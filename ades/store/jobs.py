@@ -95,6 +95,14 @@ class JobStore:
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not read job {job_id}: {err}") from err
 
+    def available(self) -> bool:
+        """Whether the cluster answers right now (one quick call, no retries)."""
+        try:
+            self.client.options(request_timeout=2, max_retries=0).cluster.health(index=self.index, timeout="2s")
+        except Exception:  # any failure means "not now"; callers only decide whether to wait
+            return False
+        return True
+
     def refresh(self) -> None:
         self.client.indices.refresh(index=self.index)
 

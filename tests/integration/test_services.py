@@ -97,7 +97,7 @@ def node_env(node_data_dir: Path) -> Iterator[dict[str, str]]:
     port = _free_port_pair()
     env = _ades_env(ADES_ES_PORT=str(port), ADES_DATA_DIR=str(node_data_dir), ADES_ES_HEAP="256m")
     yield env
-    _ades(env, "services", "stop")
+    _ades(env, "services", "stop", "elasticsearch")
 
 
 @pytest.mark.integration
@@ -106,7 +106,7 @@ def test_start_twice_reuses_then_stop_leaves_nothing(node_env: dict[str, str], n
     port = node_env["ADES_ES_PORT"]
     url = f"http://127.0.0.1:{port}"
 
-    first = _ades(node_env, "services", "start")
+    first = _ades(node_env, "services", "start", "elasticsearch")
     assert first.returncode == 0, first.stderr
     assert url in first.stdout
     zips = sorted((Path(node_env["ADES_CACHE_DIR"]) / "elasticsearch").glob("elasticsearch-*.zip"))
@@ -116,31 +116,31 @@ def test_start_twice_reuses_then_stop_leaves_nothing(node_env: dict[str, str], n
     assert _alive(pid)
 
     # Second start: the running node is reused; nothing is started or downloaded.
-    second = _ades(node_env, "services", "start")
+    second = _ades(node_env, "services", "start", "elasticsearch")
     assert second.returncode == 0, second.stderr
     assert "reusing Elasticsearch" in second.stderr
     assert "downloading" not in second.stderr and "starting Elasticsearch" not in second.stderr
     assert int((data_dir / "elasticsearch" / "elasticsearch.pid").read_text()) == pid
 
-    status = _ades(node_env, "services", "status", "--check")
+    status = _ades(node_env, "services", "status", "--check", "elasticsearch")
     assert status.returncode == 0, status.stderr
     assert "elasticsearch: running" in status.stdout and f"pid {pid}" in status.stdout
     assert "health green" in status.stdout or "health yellow" in status.stdout
 
-    stopped = _ades(node_env, "services", "stop")
+    stopped = _ades(node_env, "services", "stop", "elasticsearch")
     assert stopped.returncode == 0, stopped.stderr
     assert not _alive(pid)
     assert not [p for p in _pids_mentioning(str(data_dir)) if _alive(p)], "a process of the node survived"
     assert not (data_dir / "elasticsearch" / "elasticsearch.pid").exists()
-    assert "not running" in _ades(node_env, "services", "status").stdout
+    assert "not running" in _ades(node_env, "services", "status", "elasticsearch").stdout
 
     # A new start after stop uses the cached distribution: no Maven, no download, zip untouched.
-    again = _ades(node_env, "services", "start")
+    again = _ades(node_env, "services", "start", "elasticsearch")
     assert again.returncode == 0, again.stderr
     assert "using cached Elasticsearch" in again.stderr
     assert "downloading" not in again.stderr
     assert {z: z.stat().st_mtime_ns for z in zips} == mtimes
-    assert _ades(node_env, "services", "stop").returncode == 0
+    assert _ades(node_env, "services", "stop", "elasticsearch").returncode == 0
     assert not [p for p in _pids_mentioning(str(data_dir)) if _alive(p)]
 
 
@@ -155,7 +155,7 @@ def test_missing_java_and_maven_is_one_line(tmp_path: Path) -> None:
         ADES_CACHE_DIR=str(tmp_path / "empty-cache"),  # nothing cached: a download would be needed
         ADES_ES_JAVA_HOME=str(tmp_path / "no-java-here"),
     )
-    result = _ades(env, "services", "start", timeout=60)
+    result = _ades(env, "services", "start", "elasticsearch", timeout=60)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ades: error:")]
     assert len(errors) == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -168,12 +168,12 @@ def test_missing_java_and_maven_is_one_line(tmp_path: Path) -> None:
 def test_external_url_starts_nothing(tmp_path: Path) -> None:
     external = "http://127.0.0.1:1"
     env = _ades_env(ADES_ES_URL=external, ADES_DATA_DIR=str(tmp_path / "data"))
-    result = _ades(env, "services", "start", timeout=60)
+    result = _ades(env, "services", "start", "elasticsearch", timeout=60)
     assert result.returncode == 0, result.stderr
     assert f"using the Elasticsearch cluster at {external}" in result.stderr
     assert "starting nothing" in result.stderr
     assert not (tmp_path / "data").exists()
-    assert "not stopping the external cluster" in _ades(env, "services", "stop", timeout=60).stderr
+    assert "not stopping the external cluster" in _ades(env, "services", "stop", "elasticsearch", timeout=60).stderr
 
 
 def test_version_ranges() -> None:

@@ -1,0 +1,1 @@
+"""HTTP routes of the ades server, one blueprint module per resource."""

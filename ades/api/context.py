@@ -1,0 +1,97 @@
+"""What every request handler needs: the stores, the executor (made lazily), and loaded packages (cached).
+
+One `AdesContext` per Flask app, kept in `app.extensions["ades"]`. Under gunicorn every worker process builds its
+own app, hence its own executor: a job can only be cancelled by the worker process that started it (see jobs.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+
+from ades.config import Settings
+from ades.cwl import Package, PackageError, load_package
+from ades.events.sinks import make_sink
+from ades.execute.base import Executor
+from ades.store import JobStore, ProcessStore
+from ades.store.processes import DeployedProcess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdesContext:
+    settings: Settings
+    job_store: JobStore
+    process_store: ProcessStore
+    base_url: str
+    file_roots: list[Path] = field(default_factory=list)
+    workers: int | None = None
+    sync_timeout: float = 600.0
+    executor_factory: Any = None
+    """Callable () -> Executor; None: a LocalExecutor publishing through make_sink(settings)."""
+
+    _executor: Executor | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _packages: dict[str, Package] = field(default_factory=dict)
+
+    # --- executor ---
+    @property
+    def executor(self) -> Executor:
+        # Lazy: importing cwltool and spawning warm workers costs seconds, and a read-only server never needs them.
+        with self._lock:
+            if self._executor is None:
+                if self.executor_factory is not None:
+                    self._executor = self.executor_factory()
+                else:
+                    from ades.execute.local import LocalExecutor
+
+                    self._executor = LocalExecutor(functools.partial(make_sink, self.settings), self.workers)
+            return self._executor
+
+    @property
+    def has_executor(self) -> bool:
+        return self._executor is not None
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.close()
+
+    # --- packages ---
+    def package_of(self, process: DeployedProcess) -> Package:
+        """The loaded Package of a stored process, cached by key and deploy time (a PUT replaces both)."""
+        key = f"{process.key}@{process.deployed.isoformat()}"
+        cached = self._packages.get(key)
+        if cached is not None:
+            return cached
+        started = time.perf_counter()
+        try:
+            package = load_package(process.package, "application/cwl+json")
+        except PackageError:
+            # a $graph with several Workflows: the stored process id says which one was deployed
+            package = load_package(process.package, "application/cwl+json", workflow_id=process.id)
+        log.info("loaded package %s in %.0f ms", process.key, (time.perf_counter() - started) * 1000)
+        if len(self._packages) > 256:
+            self._packages.clear()
+        self._packages[key] = package
+        return package
+
+    def remember(self, process: DeployedProcess, package: Package) -> None:
+        self._packages[f"{process.key}@{process.deployed.isoformat()}"] = package
+
+    # --- urls ---
+    def url(self, path: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+def ctx() -> AdesContext:
+    return current_app.extensions["ades"]

@@ -1,0 +1,97 @@
+"""OGC API exceptions: every 4xx/5xx this server answers is `{type, title, status, detail}` (RFC 7807 shape).
+
+Handlers cover our own ApiProblem, Flask/werkzeug's HTTP errors (404, 405, 413, bad JSON) and the store being down,
+so a client never has to parse an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from elasticsearch import ApiError as EsApiError
+from elasticsearch import TransportError
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ades.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+OGC_EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+PROBLEM_JSON = "application/problem+json"
+
+# HTTP status -> (type suffix, title) for errors werkzeug raises on its own
+_HTTP_DEFAULTS: dict[int, tuple[str, str]] = {
+    400: ("invalid-parameter", "Bad request"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+class ApiProblem(Exception):
+    """Raised anywhere in a request to answer with an OGC exception document."""
+
+    def __init__(self, status: int, kind: str, detail: str, title: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.title = title or kind.replace("-", " ").capitalize()
+        self.headers = headers or {}
+
+
+def problem(status: int, kind: str, detail: str, title: str | None = None) -> ApiProblem:
+    return ApiProblem(status, kind, detail, title)
+
+
+def problem_response(status: int, kind: str, detail: str, title: str | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": OGC_EXCEPTIONS + kind,
+        "title": title or kind.replace("-", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+    }
+    response = jsonify(body)
+    response.status_code = status
+    # application/json, not problem+json: OGC clients (and pygeoapi's) look for JSON
+    response.headers.update(headers or {})
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiProblem)
+    def _problem(err: ApiProblem) -> Response:
+        return problem_response(err.status, err.kind, err.detail, err.title, err.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException) -> Response:
+        status = err.code or 500
+        kind, title = _HTTP_DEFAULTS.get(status, ("server-error" if status >= 500 else "client-error", err.name))
+        headers = {}
+        if status == 405 and err.get_response().headers.get("Allow"):
+            headers["Allow"] = err.get_response().headers["Allow"]
+        return problem_response(status, kind, err.description or title, title, headers)
+
+    @app.errorhandler(StoreUnavailable)
+    def _store(err: StoreUnavailable) -> Response:
+        log.warning("store unavailable: %s", err)
+        return problem_response(503, "service-unavailable", f"the job store (Elasticsearch) is unavailable: {err}",
+                                "Service unavailable", {"Retry-After": "5"})
+
+    @app.errorhandler(TransportError)
+    @app.errorhandler(EsApiError)
+    def _es(err: Exception) -> Response:
+        log.warning("elasticsearch error: %s", err)
+        return problem_response(503, "service-unavailable", f"Elasticsearch is unavailable: {err}",
+                                "Service unavailable", {"Retry-After": "5"})
+
+    @app.errorhandler(Exception)
+    def _crash(err: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(500, "server-error", f"{type(err).__name__}: {err}", "Internal server error")

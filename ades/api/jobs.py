@@ -1,0 +1,218 @@
+"""Jobs: list (filters, search_after paging), status, results, files, logs, dismiss."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import shutil
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request, send_file
+
+from ades.api.cancel import cancel_elsewhere
+from ades.api.context import AdesContext, ctx
+from ades.api.errors import problem
+from ades.api.views import OUTPUTS_WAIT, local_outputs, results_document, safe_path, status_info
+from ades.execute.runner import job_dir
+from ades.models import JobQuery, StatusUpdate
+from ades.status import Status
+from ades.store import JobNotFound
+
+bp = Blueprint("ades_jobs", __name__)
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 10
+
+
+def get_job(c: AdesContext, job_id: str) -> dict[str, Any]:
+    try:
+        return c.job_store.get(job_id)
+    except JobNotFound:
+        raise problem(404, "no-such-job", f"no job {job_id!r}", "No such job") from None
+
+
+# --- query parsing -------------------------------------------------------------------------------------------
+def _values(name: str) -> list[str]:
+    """A parameter given repeated and/or comma-separated, as one list."""
+    return [v.strip() for raw in request.args.getlist(name) for v in raw.split(",") if v.strip()]
+
+
+def _instant(text: str, name: str) -> datetime | None:
+    if text in ("", ".."):
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise problem(400, "invalid-parameter", f"{name}: {text!r} is not an RFC 3339 date-time") from None
+    # a naive time is read as UTC, as most clients mean it
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _number(name: str, low: float, high: float | None = None) -> float | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise problem(400, "invalid-parameter", f"{name} must be a number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        raise problem(400, "invalid-parameter", f"{name} must be between {low:g} and {high if high else 'any'}")
+    return value
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        raise problem(400, "invalid-parameter", "after: not a cursor this server handed out") from None
+    if not isinstance(values, list):
+        raise problem(400, "invalid-parameter", "after: not a cursor this server handed out")
+    return values
+
+
+def parse_job_query() -> JobQuery:
+    try:
+        statuses = [Status.from_ogc(word) for word in _values("status")]
+    except ValueError as err:
+        raise problem(400, "invalid-parameter", f"status: {err}") from None
+    process_ids = _values("processID") or _values("processId")
+    if len(process_ids) > 1:
+        raise problem(400, "invalid-parameter", "processID: give one process id")
+    created_from = created_to = None
+    if "datetime" in request.args:
+        raw = request.args["datetime"]
+        if "/" in raw:
+            start, _, end = raw.partition("/")
+            created_from, created_to = _instant(start, "datetime"), _instant(end, "datetime")
+        else:
+            created_from = created_to = _instant(raw, "datetime")
+    limit = _number("limit", 1, MAX_LIMIT)
+    if limit is not None and not limit.is_integer():
+        raise problem(400, "invalid-parameter", "limit must be an integer")
+    after = request.args.get("after")
+    return JobQuery(
+        statuses=statuses,
+        process_id=process_ids[0] if process_ids else None,
+        labels_all=_values("labels"),
+        created_from=created_from,
+        created_to=created_to,
+        min_duration=_number("minDuration", 0),
+        max_duration=_number("maxDuration", 0),
+        size=int(limit) if limit is not None else DEFAULT_LIMIT,
+        search_after=decode_cursor(after) if after else None,
+    )
+
+
+def _wants_html() -> bool:
+    if request.args.get("f"):
+        return request.args["f"] == "html"
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+
+
+# --- routes --------------------------------------------------------------------------------------------------
+@bp.get("/jobs")
+def list_jobs() -> Response | str:
+    c = ctx()
+    query = parse_job_query()
+    page = c.job_store.search(query)
+    jobs = [status_info(doc, c.base_url) for doc in page.jobs]
+    args = {k: v for k, v in request.args.items(multi=True) if k != "after"}
+    links = [{"href": c.url(request.full_path.rstrip("?")), "rel": "self", "type": "application/json",
+              "title": "this page"}]
+    if page.next_after is not None:
+        from urllib.parse import urlencode
+
+        params = urlencode([*args.items(), ("after", encode_cursor(page.next_after))])
+        links.append({"href": c.url(f"/jobs?{params}"), "rel": "next", "type": "application/json",
+                      "title": "next page"})
+    body = {"jobs": jobs, "links": links, "numberMatched": page.total, "numberReturned": len(jobs)}
+    if _wants_html():
+        return render_template("jobs.html", jobs=jobs, links=links, total=page.total, exact=page.total_is_exact)
+    return jsonify(body)
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str) -> Response:
+    c = ctx()
+    return jsonify(status_info(get_job(c, job_id), c.base_url))
+
+
+@bp.get("/jobs/<job_id>/results")
+def job_results(job_id: str) -> Response:
+    c = ctx()
+    doc = get_job(c, job_id)
+    status = Status(doc["status"])
+    if status is not Status.SUCCEEDED:
+        raise problem(404, "result-not-ready", f"job {job_id} is {status.ogc}; results exist once it is successful",
+                      "Results not ready")
+    return jsonify(results_document(doc, c.settings.data_dir, c.base_url))
+
+
+@bp.get("/jobs/<job_id>/results/<output>")
+def job_output(job_id: str, output: str) -> Response:
+    c = ctx()
+    doc = get_job(c, job_id)
+    if Status(doc["status"]) is not Status.SUCCEEDED:
+        raise problem(404, "result-not-ready", f"job {job_id} is {Status(doc['status']).ogc}", "Results not ready")
+    outputs = local_outputs(c.settings.data_dir, job_id, wait=OUTPUTS_WAIT)
+    if outputs is None or output not in outputs:
+        raise problem(404, "no-such-output", f"job {job_id} has no output {output!r} on this server", "No such output")
+    value = outputs[output]
+    if isinstance(value, dict) and value.get("class") == "File":
+        path = safe_path(job_dir(c.settings.data_dir, job_id), value.get("path", ""))
+        if path is None:
+            raise problem(404, "no-such-output", f"the file of output {output!r} is gone", "No such output")
+        fmt = value.get("format") or ""
+        mimetype = fmt.split("media-types/", 1)[1] if "media-types/" in fmt else "application/octet-stream"
+        return send_file(path, mimetype=mimetype, download_name=path.name)
+    return jsonify(value)
+
+
+@bp.get("/jobs/<job_id>/files/<path:relative>")
+def job_file(job_id: str, relative: str) -> Response:
+    c = ctx()
+    get_job(c, job_id)
+    path = safe_path(job_dir(c.settings.data_dir, job_id) / "outputs", relative)
+    if path is None:
+        raise problem(404, "no-such-file", f"job {job_id} has no file {relative!r}", "No such file")
+    return send_file(path, mimetype="application/octet-stream", download_name=path.name)
+
+
+@bp.get("/jobs/<job_id>/logs")
+def job_logs(job_id: str) -> Response:
+    c = ctx()
+    get_job(c, job_id)
+    path = job_dir(c.settings.data_dir, job_id) / "job.log"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""  # queued, or its files were removed: an empty log, not an error
+    return Response(text, mimetype="text/plain")
+
+
+@bp.delete("/jobs/<job_id>")
+def dismiss(job_id: str) -> Response:
+    c = ctx()
+    doc = get_job(c, job_id)
+    status = Status(doc["status"])
+    if status.terminal:
+        # finished: dismissing removes its files; its status stays what it was (a terminal job never changes)
+        shutil.rmtree(job_dir(c.settings.data_dir, job_id), ignore_errors=True)
+        doc = {**doc, "message": (doc.get("message") or "") + " (files removed)"}
+        return jsonify(status_info(doc, c.base_url))
+    if not (c.has_executor and c.executor.cancel(job_id)):
+        # not ours: started by another server process on this host (gunicorn workers each have an executor)
+        cancel_elsewhere(job_dir(c.settings.data_dir, job_id))
+    # the server may write `dismissed` itself (DESIGN §1); the worker's own report is then a stale no-op
+    c.job_store.apply(StatusUpdate(job_id=job_id, status=Status.DISMISSED, message="dismissed on request"))
+    c.job_store.refresh()
+    return jsonify(status_info(c.job_store.get(job_id), c.base_url))
+

@@ -1,0 +1,252 @@
+"""The OpenAPI 3.0 document of this server, built in code from the routes we serve.
+
+pygeoapi's generated document is not merged in: it points into schemas.opengis.net by `$ref`, so it cannot be
+validated (or read by tools) offline, and it describes pygeoapi's own /jobs routes, which ours replace.
+Ours is self-contained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ades.api.processes import DEPLOY_TYPES
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    texts = {400: "Invalid request", 403: "Immutable process", 404: "Not found", 409: "Conflict",
+             415: "Unsupported media type", 500: "Server error or failed execution", 503: "Store unavailable"}
+    return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes if code in texts}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any], explode: bool = False) -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    if schema.get("type") == "array":
+        param.update(style="form", explode=explode)
+    return param
+
+
+PROCESS_REF = _path_param("processId", "process id (latest version) or `id:version`")
+JOB_ID = _path_param("jobId", "job id")
+F_PARAM = _query("f", "output format", {"type": "string", "enum": ["json", "html"]})
+
+
+def _schemas() -> dict[str, Any]:
+    link = {"type": "object", "required": ["href"],
+            "properties": {k: {"type": "string"} for k in ("href", "rel", "type", "title", "hreflang")}}
+    status_info = {
+        "type": "object",
+        "required": ["jobID", "status", "type"],
+        "properties": {
+            "jobID": {"type": "string"}, "processID": {"type": "string"},
+            "processVersion": {"type": "string", "nullable": True},
+            "type": {"type": "string", "enum": ["process"]},
+            "status": {"type": "string", "enum": ["accepted", "running", "successful", "failed", "dismissed"]},
+            "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            **{k: {"type": "string", "format": "date-time", "nullable": True}
+               for k in ("created", "started", "finished", "updated")},
+            "labels": {"type": "array", "items": {"type": "string"}},
+            "links": {"type": "array", "items": _ref("link")},
+        },
+    }
+    summary = {
+        "type": "object", "required": ["id", "version", "mutable"],
+        "properties": {
+            "id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+            "description": {"type": "string"}, "keywords": {"type": "array", "items": {"type": "string"}},
+            "jobControlOptions": {"type": "array", "items": {"type": "string"}},
+            "outputTransmission": {"type": "array", "items": {"type": "string"}},
+            "mutable": {"type": "boolean"}, "links": {"type": "array", "items": _ref("link")},
+        },
+    }
+    description = {"allOf": [_ref("processSummary"), {"type": "object", "properties": {
+        "inputs": {"type": "object", "additionalProperties": True},
+        "outputs": {"type": "object", "additionalProperties": True}}}]}
+    labels = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 100,
+              "description": "free labels stored with the job (an ades extension); `[]` is the same as none"}
+    return {
+        "link": link,
+        "exception": {"type": "object", "required": ["type"], "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"}, "instance": {"type": "string"}}},
+        "statusInfo": status_info,
+        "processSummary": summary,
+        "processDescription": description,
+        "processList": {"type": "object", "required": ["processes", "links"], "properties": {
+            "processes": {"type": "array", "items": _ref("processSummary")},
+            "links": {"type": "array", "items": _ref("link")}}},
+        "jobList": {"type": "object", "required": ["jobs", "links"], "properties": {
+            "jobs": {"type": "array", "items": _ref("statusInfo")},
+            "links": {"type": "array", "items": _ref("link")},
+            "numberMatched": {"type": "integer"}, "numberReturned": {"type": "integer"}}},
+        "results": {"type": "object", "additionalProperties": True,
+                    "description": "output id -> {href, type} for files, {value} otherwise"},
+        "execute": {"type": "object", "properties": {
+            "inputs": {"type": "object", "additionalProperties": True},
+            "outputs": {"type": "object", "additionalProperties": True},
+            "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
+            "mode": {"type": "string", "enum": ["sync", "async", "auto"]},
+            "labels": labels}},
+        "executeWpst": {"type": "object", "properties": {
+            "mode": {"type": "string", "enum": ["sync", "async", "auto"], "default": "async"},
+            "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
+            "inputs": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"}, "data": {}, "href": {"type": "string"}}}},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"},
+                "transmissionMode": {"type": "string", "enum": ["value", "reference"]}}}},
+            "labels": labels}},
+        "ogcapppkg": {"type": "object", "required": ["executionUnit"], "properties": {
+            "processDescription": {"type": "object", "additionalProperties": True},
+            "executionUnit": {"type": "object", "additionalProperties": True}}},
+        "deployResult": {"type": "object", "properties": {"processSummary": _ref("processSummary"),
+                                                           "validationMs": {"type": "integer"}}},
+    }
+
+
+def _deploy_body() -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    for media in DEPLOY_TYPES:
+        if media == "application/ogcapppkg+json":
+            content[media] = {"schema": _ref("ogcapppkg")}
+        elif media == "application/cwl+json":
+            content[media] = {"schema": {"type": "object", "additionalProperties": True}}
+        else:
+            content[media] = {"schema": {"type": "string"}}
+    return {"required": True, "description": "a CWL application package (OGC 20-089)", "content": content}
+
+
+def _job_list_params() -> list[dict[str, Any]]:
+    return [
+        _query("status", "OGC status words (comma-separated or repeated): any of them",
+               {"type": "array", "items": {"type": "string", "enum": [
+                   "accepted", "running", "successful", "failed", "dismissed"]}}),
+        _query("processID", "jobs of this process", {"type": "string"}),
+        _query("labels", "labels (comma-separated or repeated): jobs carrying all of them",
+               {"type": "array", "items": {"type": "string"}}),
+        _query("datetime", "creation time: an instant or an interval `start/end` (`..` open)", {"type": "string"}),
+        _query("minDuration", "minimum run time in seconds", {"type": "number", "minimum": 0}),
+        _query("maxDuration", "maximum run time in seconds", {"type": "number", "minimum": 0}),
+        _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}),
+        _query("after", "opaque cursor from a `next` link", {"type": "string"}),
+        F_PARAM,
+    ]
+
+
+def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") -> dict[str, Any]:
+    status_json = _json(_ref("statusInfo"), "job status")
+    paths: dict[str, Any] = {
+        "/": {"get": {"operationId": "getLandingPage", "summary": "landing page", "parameters": [F_PARAM],
+                      "responses": {"200": _json({"type": "object"}, "landing page")}}},
+        "/conformance": {"get": {"operationId": "getConformance", "summary": "conformance classes",
+                                 "parameters": [F_PARAM],
+                                 "responses": {"200": _json({"type": "object"}, "conformance classes")}}},
+        "/openapi": {"get": {"operationId": "getOpenapi", "summary": "this document", "parameters": [F_PARAM],
+                             "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}},
+        "/processes": {
+            "get": {"operationId": "getProcesses", "summary": "deployed processes (latest versions)",
+                    "responses": {"200": _json(_ref("processList"), "process list"), **_errors(503)}},
+            "post": {"operationId": "deploy", "summary": "deploy a CWL application package",
+                     "parameters": [_query("w", "the Workflow of a $graph to deploy", {"type": "string"})],
+                     "requestBody": _deploy_body(),
+                     "responses": {"201": {**_json(_ref("deployResult"), "deployed"),
+                                           "headers": {"Location": {"schema": {"type": "string"}}}},
+                                   **_errors(400, 403, 409, 415, 503)}},
+        },
+        "/processes/{processId}": {
+            "parameters": [PROCESS_REF],
+            "get": {"operationId": "getProcessDescription", "summary": "process description",
+                    "responses": {"200": _json(_ref("processDescription"), "description"), **_errors(404, 503)}},
+            "put": {"operationId": "replace", "summary": "replace a deployed process",
+                    "requestBody": _deploy_body(),
+                    "responses": {"204": {"description": "replaced"}, **_errors(400, 403, 404, 415, 503)}},
+            "delete": {"operationId": "undeploy", "summary": "undeploy a process (all versions, or `id:version`)",
+                       "responses": {"204": {"description": "undeployed"}, **_errors(403, 404, 503)}},
+        },
+        "/processes/{processId}/package": {
+            "parameters": [PROCESS_REF],
+            "get": {"operationId": "getPackage", "summary": "the deployed CWL",
+                    "responses": {"200": {"description": "CWL", "content": {"application/cwl+json": {
+                        "schema": {"type": "object"}}}}, **_errors(404, 503)}},
+        },
+        "/processes/{processId}/execution": {
+            "parameters": [PROCESS_REF],
+            "post": {"operationId": "execute", "summary": "execute (sync unless `Prefer: respond-async`)",
+                     "parameters": [{"name": "Prefer", "in": "header", "required": False,
+                                     "schema": {"type": "string"}}],
+                     "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute")}}},
+                     "responses": {
+                         "200": {"description": "results (sync)", "content": {
+                             JSON: {"schema": _ref("results")},
+                             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                         "201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
+                         **_errors(400, 404, 415, 500, 503)}},
+        },
+        "/processes/{processId}/jobs": {
+            "parameters": [PROCESS_REF],
+            "post": {"operationId": "executeWpst", "summary": "execute, WPS-T form (always async)",
+                     "requestBody": {"required": True, "content": {JSON: {"schema": _ref("executeWpst")}}},
+                     "responses": {"201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
+                                   **_errors(400, 404, 415, 503)}},
+        },
+        "/jobs": {"get": {"operationId": "getJobs", "summary": "jobs, newest first", "parameters": _job_list_params(),
+                          "responses": {"200": {"description": "job list", "content": {
+                              JSON: {"schema": _ref("jobList")}, "text/html": {"schema": {"type": "string"}}}},
+                              **_errors(400, 503)}}},
+        "/jobs/{jobId}": {
+            "parameters": [JOB_ID],
+            "get": {"operationId": "getStatus", "summary": "job status",
+                    "responses": {"200": status_json, **_errors(404, 503)}},
+            "delete": {"operationId": "dismiss", "summary": "dismiss: cancel a running job, remove a finished one's "
+                       "files", "responses": {"200": status_json, **_errors(404, 503)}},
+        },
+        "/jobs/{jobId}/results": {
+            "parameters": [JOB_ID],
+            "get": {"operationId": "getResults", "summary": "results document",
+                    "responses": {"200": _json(_ref("results"), "results"), **_errors(404, 503)}},
+        },
+        "/jobs/{jobId}/results/{outputId}": {
+            "parameters": [JOB_ID, _path_param("outputId", "output id")],
+            "get": {"operationId": "getResult", "summary": "one output (a file's content, or the value as JSON)",
+                    "responses": {"200": {"description": "the output", "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        JSON: {"schema": {}}}}, **_errors(404, 503)}},
+        },
+        "/jobs/{jobId}/files/{path}": {
+            "parameters": [JOB_ID, _path_param("path", "file path inside the job's outputs")],
+            "get": {"operationId": "getJobFile", "summary": "a file the job produced",
+                    "responses": {"200": {"description": "the file", "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                        **_errors(404, 503)}},
+        },
+        "/jobs/{jobId}/logs": {
+            "parameters": [JOB_ID],
+            "get": {"operationId": "getLogs", "summary": "the job log (cwltool and tool output)",
+                    "responses": {"200": {"description": "log", "content": {"text/plain": {
+                        "schema": {"type": "string"}}}}, **_errors(404, 503)}},
+        },
+    }
+    codes = {400: "Invalid request", 403: "Immutable process", 404: "Not found", 409: "Conflict",
+             415: "Unsupported media type", 500: "Server error or failed execution", 503: "Store unavailable"}
+    responses = {f"E{code}": _json(_ref("exception"), text) for code, text in codes.items()}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": version,
+                 "description": "OGC API - Processes (Part 1 and Part 2) and WPS-T for CWL application packages"},
+        "servers": [{"url": base_url.rstrip("/") or "/"}],
+        "paths": paths,
+        "components": {"schemas": _schemas(), "responses": responses},
+    }

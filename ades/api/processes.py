@@ -1,0 +1,180 @@
+"""OGC API Processes Part 1 (list, describe, execute) and Part 2 (deploy, replace, undeploy) for CWL packages."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, send_file
+
+from ades.api.context import AdesContext, ctx
+from ades.api.errors import ApiProblem, problem
+from ades.api.submit import OgcExecute, json_body, parse_body, submit, wait_for_end
+from ades.api.views import local_outputs, process_description, process_summary, results_document, status_info
+from ades.cwl import PackageError, describe, load_package
+from ades.status import Status
+from ades.store import ProcessExists, ProcessNotFound
+from ades.store.processes import DeployedProcess, split_ref
+
+bp = Blueprint("ades_processes", __name__)
+
+DEPLOY_TYPES = ("application/cwl", "application/cwl+yaml", "application/cwl+json", "application/ogcapppkg+json")
+
+
+def get_process(c: AdesContext, ref: str) -> DeployedProcess:
+    try:
+        return c.process_store.get(ref)
+    except ProcessNotFound:
+        raise problem(404, "no-such-process", f"no process {ref!r} is deployed", "No such process") from None
+
+
+def _immutable(process: DeployedProcess, action: str) -> ApiProblem:
+    return ApiProblem(403, "immutable-process", f"process {process.id!r} is built in and cannot be {action}",
+                      "Immutable process")
+
+
+def _load_body(c: AdesContext) -> tuple[Any, float]:
+    """The package in the request, loaded and validated by cwltool; (Package, milliseconds it took)."""
+    media = (request.mimetype or "").lower()
+    if media not in DEPLOY_TYPES:
+        raise problem(415, "unsupported-media-type",
+                      f"cannot deploy {media or 'a body without Content-Type'}; use one of {', '.join(DEPLOY_TYPES)}",
+                      "Unsupported media type")
+    started = time.perf_counter()
+    try:
+        package = load_package(request.get_data(), media, request.args.get("w"), allowed_roots=c.file_roots)
+    except PackageError as err:
+        raise problem(400, "invalid-package", str(err), "Invalid application package") from None
+    return package, (time.perf_counter() - started) * 1000
+
+
+def _stored(package: Any, mutable: bool = True) -> DeployedProcess:
+    return DeployedProcess(id=package.id, version=package.version, package=package.cwl,
+                           description=describe(package), mutable=mutable, title=package.title)
+
+
+def deploy_builtin(c: AdesContext, package: Any) -> None:
+    """(Re)store a built-in process as immutable; its content is the server's, so replacing is right."""
+    process = _stored(package, mutable=False)
+    c.process_store.deploy(process, replace=True)
+    c.remember(process, package)
+
+
+# --- Part 1: list and describe -------------------------------------------------------------------------------
+@bp.get("/processes")
+def list_processes() -> Response:
+    c = ctx()
+    processes = [process_summary(p, c.base_url) for p in c.process_store.latest_all()]
+    return jsonify({
+        "processes": processes,
+        "links": [{"href": c.url("/processes"), "rel": "self", "type": "application/json", "title": "processes"}],
+    })
+
+
+@bp.get("/processes/<ref>")
+def describe_process(ref: str) -> Response:
+    c = ctx()
+    return jsonify(process_description(get_process(c, ref), c.base_url))
+
+
+@bp.get("/processes/<ref>/package")
+def get_package(ref: str) -> Response:
+    process = get_process(ctx(), ref)
+    response = jsonify(process.package)
+    response.mimetype = "application/cwl+json"
+    return response
+
+
+# --- Part 2: deploy, replace, undeploy -----------------------------------------------------------------------
+@bp.post("/processes")
+def deploy() -> Response:
+    c = ctx()
+    package, load_ms = _load_body(c)
+    earlier = c.process_store.versions(package.id, size=1)
+    if earlier and not earlier[0].mutable:
+        raise _immutable(earlier[0], "redeployed")
+    process = _stored(package)
+    try:
+        c.process_store.deploy(process)
+    except ProcessExists:
+        raise problem(409, "duplicated-process",
+                      f"process {package.id!r} version {package.version!r} is already deployed; PUT replaces it, "
+                      "or raise s:softwareVersion", "Duplicated process") from None
+    c.remember(process, package)
+    response = jsonify({"processSummary": process_summary(process, c.base_url), "validationMs": round(load_ms)})
+    response.status_code = 201
+    response.headers["Location"] = c.url(f"/processes/{process.id}")
+    return response
+
+
+@bp.put("/processes/<ref>")
+def replace(ref: str) -> Response:
+    c = ctx()
+    current = get_process(c, ref)
+    if not current.mutable:
+        raise _immutable(current, "replaced")
+    package, _ = _load_body(c)
+    pid, version = split_ref(ref)
+    if package.id != pid or (version is not None and package.version != version):
+        raise problem(400, "invalid-package",
+                      f"the package is {package.key!r}; PUT /processes/{ref} must carry process {ref!r}")
+    process = _stored(package)
+    c.process_store.deploy(process, replace=True)
+    c.remember(process, package)
+    return Response(status=204)
+
+
+@bp.delete("/processes/<ref>")
+def undeploy(ref: str) -> Response:
+    c = ctx()
+    current = get_process(c, ref)
+    if not current.mutable:
+        raise _immutable(current, "undeployed")
+    try:
+        c.process_store.delete(ref)
+    except ProcessNotFound:
+        raise problem(404, "no-such-process", f"no process {ref!r} is deployed", "No such process") from None
+    return Response(status=204)
+
+
+# --- Part 1: execute -----------------------------------------------------------------------------------------
+@bp.post("/processes/<ref>/execution")
+def execute(ref: str) -> Response:
+    c = ctx()
+    process = get_process(c, ref)
+    body = parse_body(OgcExecute, json_body(request))
+    prefer = request.headers.get("Prefer", "").lower()
+    is_async = "respond-async" in prefer or body.mode == "async"
+    job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync")
+    location = c.url(f"/jobs/{job.id}")
+    if is_async:
+        response = jsonify(status_info(job.to_document(), c.base_url))
+        response.status_code = 201
+        response.headers.update({"Location": location, "Preference-Applied": "respond-async"})
+        return response
+    return _sync_answer(c, job.id, body, location)
+
+
+def _sync_answer(c: AdesContext, job_id: str, body: OgcExecute, location: str) -> Response:
+    outcome = wait_for_end(c, job_id, c.sync_timeout)
+    if outcome is None:
+        # the job outlived the sync budget: it keeps running, the client follows it like an async one
+        response = jsonify(status_info(c.job_store.get(job_id), c.base_url))
+        response.status_code = 201
+        response.headers["Location"] = location
+        return response
+    if outcome is not Status.SUCCEEDED:
+        doc = c.job_store.get(job_id)
+        detail = doc.get("message") or f"the job ended {outcome.ogc}"
+        raise ApiProblem(500, "execution-failed", detail, "Execution failed", {"Location": location})
+    doc = c.job_store.get(job_id)
+    outputs = local_outputs(c.settings.data_dir, job_id) or {}
+    if body.response == "raw" and len(outputs) == 1:
+        value = next(iter(outputs.values()))
+        if isinstance(value, dict) and value.get("class") == "File" and value.get("path"):
+            response = send_file(value["path"], mimetype="application/octet-stream")
+            response.headers["Link"] = f'<{location}>; rel="monitor"'
+            return response
+    response = jsonify(results_document({**doc, "status": Status.SUCCEEDED.value}, c.settings.data_dir, c.base_url))
+    response.headers["Link"] = f'<{location}>; rel="monitor"'
+    return response

@@ -1,0 +1,150 @@
+"""How stored things look over HTTP: statusInfo of a job, the results document, process summaries.
+
+Pure functions of stored documents (plus the job's folder for results), shared by the jobs, processes and WPS-T
+routes so a job looks the same whichever route created it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ades.execute.runner import job_dir
+from ades.status import Status
+from ades.store.processes import DeployedProcess
+
+JSON = "application/json"
+OUTPUTS_WAIT = 10.0
+"""Seconds a results request waits for a just-succeeded job's outputs.json (see local_outputs)."""
+SUMMARY_KEYS = ("id", "version", "title", "description", "keywords", "jobControlOptions", "outputTransmission")
+
+
+def job_links(base_url: str, job_id: str, status: Status) -> list[dict[str, str]]:
+    base = base_url.rstrip("/")
+    links = [
+        {"href": f"{base}/jobs/{job_id}", "rel": "self", "type": JSON, "title": "this job"},
+        {"href": f"{base}/jobs/{job_id}/logs", "rel": "log", "type": "text/plain", "title": "the job log"},
+    ]
+    if status is Status.SUCCEEDED:
+        links.append({"href": f"{base}/jobs/{job_id}/results", "rel": "http://www.opengis.net/def/rel/ogc/1.0/results",
+                      "type": JSON, "title": "results"})
+    return links
+
+
+def status_info(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """OGC statusInfo of a `jobs` document, plus the ades fields people filter on (labels, processVersion)."""
+    status = Status(doc["status"])
+    return {
+        "jobID": doc["id"],
+        "processID": doc.get("process-id"),
+        "processVersion": doc.get("process-version"),
+        "type": "process",
+        "status": status.ogc,
+        "message": doc.get("message") or "",
+        "progress": doc.get("progress") or 0,
+        "created": doc.get("created"),
+        "started": doc.get("start-time"),
+        "finished": doc.get("stop-time"),
+        "updated": doc.get("updated"),
+        "labels": list(doc.get("labels") or []),
+        "links": job_links(base_url, doc["id"], status),
+    }
+
+
+def process_summary(process: DeployedProcess, base_url: str) -> dict[str, Any]:
+    summary = {k: process.description[k] for k in SUMMARY_KEYS if k in process.description}
+    summary.update(id=process.id, version=process.version, mutable=process.mutable)
+    summary["links"] = process_links(process, base_url)
+    return summary
+
+
+def process_description(process: DeployedProcess, base_url: str) -> dict[str, Any]:
+    description = dict(process.description)
+    description.update(process_summary(process, base_url))
+    description.setdefault("inputs", {})
+    description.setdefault("outputs", {})
+    return description
+
+
+def process_links(process: DeployedProcess, base_url: str) -> list[dict[str, str]]:
+    base = base_url.rstrip("/")
+    ref = f"{process.id}:{process.version}"
+    return [
+        {"href": f"{base}/processes/{ref}", "rel": "self", "type": JSON, "title": "process description"},
+        {"href": f"{base}/processes/{ref}/package", "rel": "http://www.opengis.net/def/rel/ogc/1.0/application-package",
+         "type": "application/cwl+json", "title": "the CWL application package"},
+        {"href": f"{base}/processes/{ref}/execution", "rel": "http://www.opengis.net/def/rel/ogc/1.0/execute",
+         "type": JSON, "title": "execute (OGC)"},
+        {"href": f"{base}/processes/{ref}/jobs", "rel": "http://www.opengis.net/def/rel/ogc/1.0/job-list",
+         "type": JSON, "title": "execute (WPS-T)"},
+    ]
+
+
+# --- results ---------------------------------------------------------------------------------------------------
+def local_outputs(data_dir: Path, job_id: str, wait: float = 0.0) -> dict[str, Any] | None:
+    """cwltool's output object as the runner saved it (`outputs.json`), or None if this host has no copy.
+
+    `wait`: the workflow's finish step reports `succeeded` a moment before cwltool has moved the output files
+    and the runner has written outputs.json; while the job folder exists, give it that moment.
+    """
+    folder = job_dir(data_dir, job_id)
+    path = folder / "outputs.json"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline or not folder.is_dir():
+                return None
+            time.sleep(0.05)
+
+
+def _file_entry(value: dict[str, Any], href: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"href": href}
+    fmt = value.get("format")
+    if isinstance(fmt, str) and "media-types/" in fmt:
+        entry["type"] = fmt.split("media-types/", 1)[1]
+    return entry
+
+
+def results_document(doc: dict[str, Any], data_dir: Path, base_url: str) -> dict[str, Any]:
+    """Output id -> {href} (files, served by /jobs/{id}/results/{output} or /files/...) or the value itself."""
+    base = base_url.rstrip("/")
+    job_id = doc["id"]
+    outputs = local_outputs(data_dir, job_id, wait=OUTPUTS_WAIT)
+    if outputs is None:
+        # no local copy (files removed, or another host ran it): the URLs the finish step reported
+        reported = doc.get("outputs") or {}
+        return {name: {"href": url} if isinstance(url, str) else url for name, url in reported.items()}
+    root = job_dir(data_dir, job_id)
+    result: dict[str, Any] = {}
+    for name, value in outputs.items():
+        if _is_file(value):
+            result[name] = _file_entry(value, f"{base}/jobs/{job_id}/results/{name}")
+        elif isinstance(value, list) and value and all(_is_file(v) for v in value):
+            result[name] = [_file_entry(v, f"{base}/jobs/{job_id}/files/{_relative(v, root)}") for v in value]
+        else:
+            result[name] = {"value": value}
+    return result
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class") == "File"
+
+
+def _relative(value: dict[str, Any], root: Path) -> str:
+    try:
+        return str(Path(value["path"]).resolve().relative_to(root.resolve()))
+    except (KeyError, ValueError):
+        return "missing"
+
+
+def safe_path(root: Path, candidate: str | Path) -> Path | None:
+    """`candidate` resolved (symlinks followed) if it stays inside `root`, else None."""
+    resolved_root = root.resolve()
+    path = (resolved_root / candidate).resolve()
+    if not path.is_relative_to(resolved_root) or not path.is_file():
+        return None
+    return path

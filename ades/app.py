@@ -1,0 +1,141 @@
+"""create_app(settings): pygeoapi's API object (landing page, conformance, OpenAPI, HTML) + the ades blueprints.
+
+pygeoapi's own Flask app is not used (it reads a YAML config at import time and serves its own /processes and
+/jobs). We generate its config from Settings and register only our blueprints, so every route here is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from pygeoapi.api import API
+
+from ades.api import core, errors, jobs, processes, wpst
+from ades.api.context import AdesContext
+from ades.api.openapi import build_openapi
+from ades.config import Settings
+from ades.cwl import PackageError, load_package
+from ades.execute.base import Executor
+from ades.store import JobStore, ProcessStore, StoreUnavailable, ensure_indexes, make_client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "cwl" / "examples"
+BUILTINS = ("echo.cwl",)
+
+
+def pygeoapi_config(public_url: str, title: str = "ades") -> dict[str, Any]:
+    """The configuration pygeoapi's API object needs, with no resources (processes and jobs are ours)."""
+    return {
+        "server": {
+            "bind": {"host": "127.0.0.1", "port": 5000},
+            "url": public_url.rstrip("/"),
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "language": "en-US",
+            "languages": ["en-US"],
+            "pretty_print": False,
+            "limits": {"default_items": 10, "max_items": 1000},
+            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "attribution": "OpenStreetMap"},
+            # the dummy manager: pygeoapi's process routes are not mounted, so it is never asked for anything
+            "manager": {"name": "Dummy", "connection": None, "output_dir": None},
+        },
+        # pygeoapi would otherwise reconfigure the root logger for the whole server
+        "logging": {"level": logging.getLevelName(logging.getLogger().getEffectiveLevel())},
+        "metadata": {
+            "identification": {
+                "title": title,
+                "description": "OGC API - Processes server (ADES, WPS-T) running CWL application packages",
+                "keywords": ["ogc", "processes", "cwl", "ades"],
+                "keywords_type": "theme",
+                "terms_of_service": "https://www.apache.org/licenses/LICENSE-2.0",
+                "url": public_url.rstrip("/") + "/",
+            },
+            "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
+            "provider": {"name": "ades", "url": public_url.rstrip("/") + "/"},
+            "contact": {"name": "ades", "position": "", "address": "", "city": "", "stateorprovince": "",
+                        "postalcode": "", "country": "", "phone": "", "fax": "", "email": "", "url": "",
+                        "hours": "", "instructions": "", "role": "pointOfContact"},
+        },
+        "resources": {},
+    }
+
+
+def create_app(
+    settings: Settings,
+    *,
+    public_url: str | None = None,
+    file_roots: list[Path] | None = None,
+    workers: int | None = None,
+    sync_timeout: float = 600.0,
+    executor_factory: Callable[[], Executor] | None = None,
+) -> Flask:
+    """The WSGI app. `public_url` is how clients reach the server (job links, result hrefs; env ADES_PUBLIC_URL,
+    default http://127.0.0.1:5000); `file_roots` the directories file:// inputs may come from; `workers` the
+    number of warm job workers of this process's executor (default: CPU count)."""
+    public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
+    app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    client = make_client(settings)
+    context = AdesContext(
+        settings=settings,
+        job_store=JobStore(client, settings),
+        process_store=ProcessStore(client, settings),
+        base_url=public_url,
+        file_roots=[Path(r) for r in file_roots or []],
+        workers=workers,
+        sync_timeout=sync_timeout,
+        executor_factory=executor_factory,
+    )
+    app.extensions["ades"] = context
+    app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url))
+
+    errors.register(app)
+    for blueprint in (core.bp, processes.bp, wpst.bp, jobs.bp):
+        app.register_blueprint(blueprint)
+
+    ready = {"done": False}
+
+    def prepare() -> None:
+        if ready["done"]:
+            return
+        ensure_indexes(client, settings)
+        for name in BUILTINS:
+            try:
+                package = load_package((BUILTIN_DIR / name).read_text(encoding="utf-8"), "application/cwl")
+            except (OSError, PackageError) as err:
+                log.error("built-in process %s cannot be deployed: %s", name, err)
+                continue
+            processes.deploy_builtin(context, package)
+        ready["done"] = True
+
+    try:
+        prepare()
+    except Exception as err:  # ES not up yet: the server still starts, and retries on the next request
+        log.warning("could not prepare the store at start (retrying on first request): %s", err)
+
+    @app.before_request
+    def _ensure_ready() -> None:
+        # the landing page, conformance and OpenAPI do not need the store; everything else does
+        if not ready["done"] and request.blueprint != core.bp.name:
+            try:
+                prepare()
+            except Exception as err:
+                raise StoreUnavailable(f"could not prepare the indexes: {err}") from err
+
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop the app's executor (its warm workers and running jobs)."""
+    context: AdesContext = app.extensions["ades"]
+    context.close()

@@ -1,0 +1,248 @@
+"""OGC execute inputs -> a cwltool job order, checked against the package's inputs before anything runs.
+
+Accepted forms: plain values; `{"value": v}` (OGC qualified value); for File/Directory a URL string or
+`{"href": url}`; lists for arrays (a single value for an array input counts as a list of one). Numbers and booleans
+may also come as strings, because the WPS-T array form carries every `data` as text.
+
+`file://` references must resolve (symlinks followed) inside the configured roots; http(s) ones go to cwltool as they
+are. The job order never holds the hidden `ades_*` inputs: the runner adds those.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ades.cwl.package import HIDDEN_INPUTS, Package, Param
+
+_INTS = ("int", "long")
+_FLOATS = ("float", "double")
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+class InputError(ValueError):
+    """An execute input is unusable. `str()` names the input and says what is wrong."""
+
+    def __init__(self, input_id: str, problem: str, message: str | None = None) -> None:
+        self.input_id = input_id
+        self.problem = problem
+        super().__init__(message or f"input {input_id!r}: {problem}")
+
+
+class _Problem(ValueError):
+    """A conversion failure deep inside one input's value; becomes an InputError naming the input."""
+
+
+def to_job_order(package: Package, inputs: dict[str, Any], file_roots: list[Path]) -> dict[str, Any]:
+    roots = [root.resolve() for root in file_roots]
+    for name in inputs:
+        if name not in package.inputs or name in HIDDEN_INPUTS:
+            raise InputError(name, "unknown input", f"unknown input {name!r}; expected {_expected(package)}")
+    order: dict[str, Any] = {}
+    for param in package.inputs.values():
+        if param.id in HIDDEN_INPUTS:
+            continue
+        value = _unwrap(inputs.get(param.id))
+        if value is None:
+            if not param.optional:
+                raise InputError(param.id, "missing", f"missing required input {param.id!r}")
+            continue
+        try:
+            order[param.id] = _convert(value, param.type, param, roots)
+        except _Problem as err:
+            raise InputError(param.id, str(err)) from None
+    return order
+
+
+def wpst_inputs_to_map(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The WPS-T array form `[{"id": "x", "data": ...}, ...]` as a map; a repeated id becomes a list."""
+    result: dict[str, Any] = {}
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise InputError(f"#{position}", "each input needs an `id` and `data`")
+        key = next((k for k in ("data", "value", "href") if k in item), None)
+        if key is None:
+            raise InputError(item["id"], "has no `data`")
+        value = {"href": item["href"]} if key == "href" else item[key]
+        if item["id"] in result:
+            previous = result[item["id"]]
+            result[item["id"]] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            result[item["id"]] = value
+    return result
+
+
+def _expected(package: Package) -> str:
+    names = [p for p in package.inputs if p not in HIDDEN_INPUTS]
+    return "one of " + ", ".join(repr(n) for n in names) if names else "no inputs"
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict) and "value" in value and "href" not in value:
+        return value["value"]
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _convert(value: Any, t: Any, param: Param, roots: list[Path]) -> Any:
+    value = _unwrap(value)
+    if isinstance(t, list):
+        if value is None and "null" in t:
+            return None
+        problems = []
+        for member in (m for m in t if m != "null"):
+            try:
+                return _convert(value, member, param, roots)
+            except _Problem as err:
+                problems.append(str(err))
+        raise _Problem(" or ".join(dict.fromkeys(problems)) if problems else f"got {_show(value)}")
+    if value is None and t != "null":
+        raise _Problem("a value is required (got null)")
+    if isinstance(t, dict):
+        return _convert_complex(value, t, param, roots)
+    match t:
+        case "string":
+            if isinstance(value, str):
+                return value
+            raise _Problem(f"expected a string, got {_show(value)}")
+        case "int" | "long":
+            return _integer(value)
+        case "float" | "double":
+            return _number(value)
+        case "boolean":
+            return _boolean(value)
+        case "File" | "Directory":
+            return _reference(value, t, param, roots)
+        case "null":
+            if value is None:
+                return None
+            raise _Problem(f"expected null, got {_show(value)}")
+        case _:
+            return value  # Any, or a type cwltool accepted and will check itself
+
+
+def _convert_complex(value: Any, t: dict[str, Any], param: Param, roots: list[Path]) -> Any:
+    kind = t.get("type")
+    if kind == "array":
+        values = value if isinstance(value, list) else [value]
+        result = []
+        for i, item in enumerate(values):
+            try:
+                result.append(_convert(item, t["items"], param, roots))
+            except _Problem as err:
+                raise _Problem(f"item {i}: {err}") from None
+        return result
+    if kind == "enum":
+        if isinstance(value, str) and value in t["symbols"]:
+            return value
+        raise _Problem(f"expected one of {t['symbols']}, got {_show(value)}")
+    if kind == "record":
+        if not isinstance(value, dict):
+            raise _Problem(f"expected an object, got {_show(value)}")
+        fields = {f["name"]: f for f in t.get("fields", [])}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise _Problem(f"unknown field {unknown[0]!r}; expected {sorted(fields)}")
+        result = {}
+        for name, field in fields.items():
+            if name not in value or value[name] is None:
+                if isinstance(field["type"], list) and "null" in field["type"]:
+                    continue
+                raise _Problem(f"missing field {name!r}")
+            try:
+                result[name] = _convert(value[name], field["type"], param, roots)
+            except _Problem as err:
+                raise _Problem(f"field {name!r}: {err}") from None
+        return result
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _Problem(f"expected an integer, got {_show(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _Problem(f"expected an integer, got {_show(value)}")
+
+
+def _number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise _Problem(f"expected a number, got {_show(value)}")
+    if isinstance(value, int | float):
+        result: float | int = value
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise _Problem(f"expected a number, got {_show(value)}") from None
+    else:
+        raise _Problem(f"expected a number, got {_show(value)}")
+    if isinstance(result, float) and not math.isfinite(result):
+        raise _Problem(f"expected a finite number, got {_show(value)}")
+    return result
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Problem(f"expected true or false, got {_show(value)}")
+
+
+def _reference(value: Any, kind: str, param: Param, roots: list[Path]) -> dict[str, Any]:
+    if isinstance(value, dict) and isinstance(value.get("href"), str):
+        href = value["href"]
+    elif isinstance(value, dict) and value.get("class") == kind and isinstance(value.get("location"), str):
+        href = value["location"]
+    elif isinstance(value, str):
+        href = value
+    else:
+        raise _Problem(f"expected a {kind} reference (a URL or {{'href': URL}}), got {_show(value)}")
+    location = _check_href(href.strip(), kind, roots)
+    result: dict[str, Any] = {"class": kind, "location": location}
+    if kind == "File" and len(param.format) == 1:
+        # lets format checks in the user's tools pass: the client chose this input for the declared format
+        result["format"] = param.format[0]
+    return result
+
+
+def _check_href(href: str, kind: str, roots: list[Path]) -> str:
+    parts = urllib.parse.urlsplit(href)
+    if parts.scheme in ("http", "https"):
+        if not parts.netloc:
+            raise _Problem(f"{href!r} is not a usable URL")
+        return href
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise _Problem(f"{href!r} names another host")
+        raw = urllib.request.url2pathname(parts.path)
+    elif parts.scheme == "" and href.startswith("/"):
+        raw = href
+    else:
+        raise _Problem(f"expected a file://, http:// or https:// URL, got {_show(href)}")
+    if ".." in Path(raw).parts:
+        raise _Problem(f"{href!r} must not contain '..'")
+    path = Path(raw).resolve()
+    if not any(path.is_relative_to(root) for root in roots):
+        raise _Problem(f"{href!r} is outside the directories this server reads input files from")
+    if kind == "File" and not path.is_file():
+        raise _Problem(f"{href!r}: no such file")
+    if kind == "Directory" and not path.is_dir():
+        raise _Problem(f"{href!r}: no such directory")
+    return path.as_uri()

@@ -1,0 +1,1 @@
+"""Running jobs: the workflow wrapper, the cwltool runner and the executors that host it."""

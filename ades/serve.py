@@ -1,0 +1,61 @@
+"""`ades serve`: the app under gunicorn, started from Python (no gunicorn command line, no config file).
+
+Each gunicorn worker process builds its own app, hence its own LocalExecutor with its own warm job workers; a job
+can be cancelled only through the worker process that started it (see ades.api.context).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from ades.config import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any], app_kwargs: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        self.app_kwargs = app_kwargs
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # imported here, in the worker: each worker gets a fresh app and its own executor
+        from ades.app import create_app
+
+        return create_app(self.settings, **self.app_kwargs)
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    workers: int = 2,
+    *,
+    threads: int = 8,
+    job_workers: int | None = None,
+    public_url: str | None = None,
+    timeout: int = 660,
+) -> None:
+    """Run the server until interrupted. `workers`: gunicorn worker processes; `threads`: request threads in each
+    (sync execution blocks one); `job_workers`: warm cwltool workers per gunicorn worker (default CPU count);
+    `timeout` must exceed the sync-execute budget (600 s) or gunicorn kills a worker waiting on a sync job."""
+    public_url = public_url or os.environ.get("ADES_PUBLIC_URL") or f"http://{host}:{port}"
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": timeout,
+        "graceful_timeout": 30,
+        "accesslog": "-",
+        "errorlog": "-",
+    }
+    _Gunicorn(settings, options, {"public_url": public_url, "workers": job_workers}).run()

@@ -1,0 +1,163 @@
+"""LocalExecutor: warm workers, forked job children, cancel and crash handling, with real cwltool and ES."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ades.config import Settings
+from ades.cwl import Package, load_package, to_job_order
+from ades.events.sinks import DirectSink
+from ades.events.update_job import SinkConfig
+from ades.execute.local import LocalExecutor, run_sync
+from ades.execute.runner import RunSpec
+from ades.models import Job
+from ades.status import Status
+from ades.store import JobStore
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
+BASE_URL = "http://127.0.0.1:5000"
+
+
+@pytest.fixture(scope="module")
+def echo() -> Package:
+    return load_package((EXAMPLES / "echo.cwl").read_text(), "application/cwl")
+
+
+@pytest.fixture(scope="module")
+def sleep() -> Package:
+    return load_package((EXAMPLES / "sleep" / "sleep.cwl").read_text(), "application/cwl")
+
+
+@pytest.fixture
+def executor(settings: Settings, es):
+    executor = LocalExecutor(functools.partial(DirectSink, settings), n_workers=2, grace=2.0)
+    yield executor
+    executor.close()
+
+
+def new_spec(package: Package, inputs: dict, settings: Settings, job_store: JobStore) -> RunSpec:
+    job = Job(process_id=package.id, process_version=package.version, inputs=inputs)
+    job_store.create(job, refresh=True)
+    return RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), settings.data_dir,
+                               SinkConfig.from_settings(settings), BASE_URL)
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Live (non-zombie) processes whose working directory or command line is inside `directory`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z" and (cwd.startswith(str(directory)) or str(directory) in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def test_ten_echo_jobs_on_two_workers(executor, echo, settings, job_store):
+    specs = [new_spec(echo, {"message": f"hello {i}"}, settings, job_store) for i in range(10)]
+    started = time.perf_counter()
+    for spec in specs:
+        executor.submit(spec)
+    outcomes = [executor.wait(spec.job_id, 120) for spec in specs]
+    elapsed = time.perf_counter() - started
+    assert outcomes == ["succeeded"] * 10, outcomes
+    job_store.refresh()
+    for i, spec in enumerate(specs):
+        doc = job_store.get(spec.job_id)
+        assert doc["status"] == "succeeded" and doc["progress"] == 100
+        assert doc["outputs"] == {"out": f"{BASE_URL}/jobs/{spec.job_id}/results/out"}
+        assert (spec.workdir / "outputs" / "out.txt").read_text() == f"hello {i}\n"
+        assert f"hello {i}" in spec.log_path.read_text()
+    print(f"10 echo jobs on 2 warm workers: {elapsed:.2f} s")
+
+
+def test_cancel_kills_the_whole_job(executor, sleep, echo, settings, job_store):
+    spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
+    executor.submit(spec)
+    assert executor.wait_started(spec.job_id, 60)
+    # the tool itself (sh + sleep under the job's work dir) is running before we cancel
+    assert wait_for(lambda: len(processes_in(spec.workdir / "work")) >= 1, 60), spec.log_path.read_text()
+    log_size = spec.log_path.stat().st_size
+    assert log_size > 0  # the log is written while the job runs
+    assert executor.cancel(spec.job_id)
+    assert executor.wait(spec.job_id, 30) == "dismissed"
+    assert wait_for(lambda: not processes_in(spec.workdir), 10), processes_in(spec.workdir)
+    job_store.refresh()
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "dismissed" and doc["stop-time"]
+    assert not executor.cancel(spec.job_id)  # already over
+    # the worker survived and takes the next job
+    after = new_spec(echo, {"message": "still here"}, settings, job_store)
+    executor.submit(after)
+    assert executor.wait(after.job_id, 60) == "succeeded"
+
+
+def test_killed_child_fails_the_job(executor, sleep, settings, job_store):
+    spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
+    executor.submit(spec)
+    pid = executor.wait_started(spec.job_id, 60)
+    assert pid
+    assert wait_for(lambda: processes_in(spec.workdir / "work"), 60)
+    os.kill(pid, signal.SIGKILL)
+    assert executor.wait(spec.job_id, 30) == "failed"
+    assert wait_for(lambda: not processes_in(spec.workdir), 10)
+    job_store.refresh()
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "failed"
+    assert "the job's process died (signal 9)" in doc["message"]
+    assert "last lines of the job log" in doc["message"]
+
+
+def test_cancel_unknown_job(executor):
+    assert not executor.cancel("no-such-job")
+
+
+def test_run_sync(echo, settings, job_store, es):
+    spec = new_spec(echo, {"message": "sync"}, settings, job_store)
+    result = run_sync(spec, DirectSink(settings))
+    assert result.status is Status.SUCCEEDED
+    assert Path(result.outputs["out"]["path"]).read_text() == "sync\n"
+    job_store.refresh()
+    assert job_store.get(spec.job_id)["status"] == "succeeded"
+
+
+def test_cancel_a_queued_job(executor, sleep, echo, settings, job_store):
+    busy = [new_spec(sleep, {"seconds": 300}, settings, job_store) for _ in range(2)]
+    for spec in busy:
+        executor.submit(spec)
+    for spec in busy:
+        assert executor.wait_started(spec.job_id, 60)
+    queued = new_spec(echo, {"message": "never"}, settings, job_store)
+    executor.submit(queued)
+    assert executor.cancel(queued.job_id)
+    for spec in busy:
+        assert executor.cancel(spec.job_id)
+    assert executor.wait(queued.job_id, 30) == "dismissed"
+    job_store.refresh()
+    doc = job_store.get(queued.job_id)
+    assert doc["status"] == "dismissed" and doc["start-time"] is None
+    assert not (queued.workdir / "outputs" / "out.txt").exists()

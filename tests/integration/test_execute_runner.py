@@ -1,0 +1,113 @@
+"""run_job with real cwltool and a real Elasticsearch: the wrapper's update-job steps write the job document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ades.config import Settings
+from ades.cwl import Package, load_package, to_job_order
+from ades.events.sinks import DirectSink
+from ades.events.update_job import SinkConfig
+from ades.execute.runner import RunSpec, run_job
+from ades.models import Job, StatusUpdate
+from ades.status import Status
+from ades.store import JobStore
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "cwl" / "examples"
+BASE_URL = "http://127.0.0.1:5000"
+
+
+class RecordingSink:
+    """Records what the runner itself publishes, and applies it like the direct sink does."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.updates: list[StatusUpdate] = []
+        self.direct = DirectSink(settings)
+
+    def publish(self, update: StatusUpdate) -> None:
+        self.updates.append(update)
+        self.direct.publish(update)
+
+
+def example(name: str) -> Package:
+    if name == "progress":  # runs ../../update-job.cwl: deployed by reference, so cwltool packs it
+        href = {"executionUnit": {"href": (EXAMPLES / "progress" / "progress.cwl").as_uri()}}
+        return load_package(href, "application/ogcapppkg+json", allowed_roots=[ROOT / "cwl"])
+    return load_package((EXAMPLES / name).read_text(), "application/cwl")
+
+
+def run(package: Package, inputs: dict, settings: Settings, job_store: JobStore, sink: RecordingSink):
+    job = Job(process_id=package.id, process_version=package.version, inputs=inputs)
+    job_store.create(job, refresh=True)
+    spec = RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), settings.data_dir,
+                               SinkConfig.from_settings(settings), BASE_URL)
+    result = run_job(spec, sink)
+    job_store.refresh()
+    return result, job_store.get(job.id)
+
+
+def test_two_step_succeeds_with_outputs_and_times(settings, job_store):
+    sink = RecordingSink(settings)
+    result, doc = run(example("two-step/two-step.cwl"), {"message": "hello there"}, settings, job_store, sink)
+    assert result.status is Status.SUCCEEDED, result.log.read_text()
+    assert doc["status"] == "succeeded" and doc["progress"] == 100
+    assert doc["outputs"] == {"shouted": f"{BASE_URL}/jobs/{doc['id']}/results/shouted"}
+    assert doc["start-time"] and doc["stop-time"] and doc["start-time"] <= doc["stop-time"]
+    assert len(doc["applied-events"]) == 2
+    assert sink.updates == []  # success is the finish step's business
+    out = Path(result.outputs["shouted"]["path"])
+    assert out.read_text() == "HELLO THERE\n" and out.is_relative_to(settings.data_dir / "jobs" / doc["id"] / "outputs")
+    log = result.log.read_text()
+    assert "hello there" in log and "HELLO THERE" in log  # the tools' stdout, shown in the log
+    assert "Workflow checker warning" not in log
+
+
+def test_failing_workflow_reports_the_error(settings, job_store):
+    sink = RecordingSink(settings)
+    result, doc = run(example("failing/failing.cwl"), {}, settings, job_store, sink)
+    assert result.status is Status.FAILED
+    assert doc["status"] == "failed" and doc["stop-time"]
+    assert "failing on purpose: no input data" in doc["message"]
+    assert "exited with status: 3" in doc["message"]
+    assert [u.status for u in sink.updates] == [Status.FAILED]
+    log = result.log.read_text()
+    assert "failing on purpose" in log and "starting the failing tool" in log
+
+
+def test_author_progress_step_is_applied(settings, job_store):
+    sink = RecordingSink(settings)
+    package = example("progress")
+    result, doc = run(package, {"message": "half"}, settings, job_store, sink)
+    assert result.status is Status.SUCCEEDED, result.log.read_text()
+    assert doc["status"] == "succeeded"
+    assert len(doc["applied-events"]) == 3  # start, the author's 50 %, finish
+    log = result.log.read_text()
+    assert "half-way: the text is written" in log and "--progress \\\n    50" in log
+
+
+def test_docker_requirement_fails_clearly(settings, job_store):
+    text = (EXAMPLES / "echo.cwl").read_text().replace(
+        "baseCommand:", "requirements:\n  DockerRequirement: {dockerPull: 'alpine:3'}\nbaseCommand:"
+    )
+    sink = RecordingSink(settings)
+    result, doc = run(load_package(text, "application/cwl"), {"message": "x"}, settings, job_store, sink)
+    assert doc["status"] == "failed" and doc["start-time"] is None
+    assert "DockerRequirement (alpine:3) cannot be honoured" in doc["message"]
+    assert result.status is Status.FAILED
+
+
+def test_loaded_tools_are_reused(settings, job_store):
+    from ades.execute import runner
+
+    package = example("echo.cwl")
+    sink = RecordingSink(settings)
+    run(package, {"message": "one"}, settings, job_store, sink)
+    cached = dict(runner._TOOLS)
+    _, doc = run(package, {"message": "two"}, settings, job_store, sink)
+    assert doc["status"] == "succeeded"
+    assert cached == runner._TOOLS
