@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# First contact: install ades into .venv, start a local Elasticsearch, create the indexes, print where to look.
-# Stop Elasticsearch afterwards with: .venv/bin/ades services stop
+# First contact: install ades into .venv, start the services and the server, deploy a CWL workflow, run a labelled job.
+# Stop the services afterwards with: .venv/bin/ades services stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
