@@ -16,12 +16,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from common import ms_summary, run_streams
 
 from ades.config import Settings
 from ades.events.consumer import process_event
@@ -33,16 +34,6 @@ from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.setup import drop_indexes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(pct(samples, 50) * 1000, 1), "p99_ms": round(pct(samples, 99) * 1000, 1),
-            "n": len(samples)}
 
 
 def bench_handler(store: JobStore, n_jobs: int, batch: int, streams: int) -> dict[str, Any]:
@@ -58,23 +49,7 @@ def bench_handler(store: JobStore, n_jobs: int, batch: int, streams: int) -> dic
         {"Records": [{"messageId": str(k), "body": b} for k, b in enumerate(bodies[i:i + batch])]}
         for i in range(0, len(bodies), batch)
     ]
-    failures = 0
-    lock = threading.Lock()
-
-    def run(part: list[dict[str, Any]]) -> None:
-        nonlocal failures
-        for event in part:
-            n = len(process_event(event, store)["batchItemFailures"])
-            with lock:
-                failures += n
-
-    t = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(events[k::streams],)) for k in range(streams)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - t
+    elapsed, failures = run_streams(events, streams, lambda e: len(process_event(e, store)["batchItemFailures"]))
     return {"batch": batch, "streams": streams, "updates": len(bodies),
             "updates_per_s": round(len(bodies) / elapsed), "failed": failures}
 
@@ -89,7 +64,7 @@ def bench_latency(store: JobStore, sink: Any, samples: int) -> dict[str, float]:
         while store.get(job.id)["status"] != "running":  # a realtime GET, as GET /jobs/{id} does
             time.sleep(0.002)
         lat.append(time.perf_counter() - t)
-    return summary(lat)
+    return ms_summary(lat)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from common import ms_summary, pct, run_streams
 
 from ades.config import Settings
 from ades.models import Job, JobQuery, StatusUpdate
@@ -33,20 +33,6 @@ from ades.store.setup import drop_indexes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 N_LABELS = 100  # each job carries campaign-(i % 100): a label matches 1% of the corpus
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def ms_summary(samples: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(pct(samples, 50) * 1000, 2),
-        "p99_ms": round(pct(samples, 99) * 1000, 2),
-        "mean_ms": round(statistics.fmean(samples) * 1000, 2),
-        "n": len(samples),
-    }
 
 
 def make_job(i: int) -> Job:
@@ -84,23 +70,7 @@ def bench_apply(store: JobStore, n_jobs: int, batch: int, streams: int) -> dict[
                              timestamp=T0 + timedelta(seconds=step), message=f"step {step}")
             )
     batches = [updates[i:i + batch] for i in range(0, len(updates), batch)]
-    failed = 0
-    lock = threading.Lock()
-
-    def run(part: list[list[StatusUpdate]]) -> None:
-        nonlocal failed
-        for b in part:
-            bad = sum(not r.ok for r in store.apply_many(b))
-            with lock:
-                failed += bad
-
-    t = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(batches[k::streams],)) for k in range(streams)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - t
+    elapsed, failed = run_streams(batches, streams, lambda b: sum(not r.ok for r in store.apply_many(b)))
     return {
         "batch": batch,
         "streams": streams,

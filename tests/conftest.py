@@ -77,6 +77,7 @@ def aws_settings(settings: Settings, moto_url: str) -> Settings:
                 "status_queue_name": name,
                 "sns_topic_arn": None,
                 "sqs_queue_url": None,
+                "sqs_dlq_url": None,
                 "event_sink": "sns",
             }
         )

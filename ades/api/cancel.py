@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ades.execute.local import CANCEL_MARKER
+from ades.services.base import group_alive
 
 GRACE = 5.0
 
@@ -49,20 +50,10 @@ def _stop(groups: set[int]) -> None:
     deadline = time.monotonic() + GRACE
     while groups and time.monotonic() < deadline:
         time.sleep(0.1)
-        groups = {g for g in groups if _alive(g)}
+        groups = {g for g in groups if group_alive(g)}
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-
-
-def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cancel_elsewhere(workdir: Path) -> int:

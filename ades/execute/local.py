@@ -30,6 +30,7 @@ from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import EventSink, make_sink
 from ades.execute.runner import RunResult, RunSpec, load_wrapped, log_tail, publish_failed, run_job
 from ades.models import StatusUpdate
+from ades.services.base import group_alive
 from ades.status import Status
 
 CANCEL_MARKER = "cancel-requested"
@@ -302,17 +303,8 @@ class LocalExecutor:
         while time.monotonic() < deadline:
             with self._lock:
                 ended = job_id in self._ended
-            if ended and not _group_alive(pgid):
+            if ended and not group_alive(pgid):
                 return
             time.sleep(0.05)
         _kill_group(pgid, signal.SIGKILL)
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -32,6 +32,7 @@ from ades.events.sinks import EventSink
 from ades.events.update_job import SinkConfig
 from ades.execute.wrapper import WRAPPER_ID, wrap
 from ades.models import ID_PATTERN, StatusUpdate
+from ades.services.base import tail
 from ades.status import Status
 
 LOG_TAIL_LINES = 20
@@ -197,14 +198,7 @@ def _job_log(path: Path, redirect_fds: bool) -> Iterator[Any]:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return tail(path, lines)
 
 
 def _std_files_into_log(stream: Any) -> Any:

@@ -138,6 +138,17 @@ def terminate_group(pgid: int, grace: float) -> bool:
     return True
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group lives (a group of another user's counts as alive)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def tail(path: Path, lines: int = 40) -> str:
     try:
         with path.open("rb") as handle:

@@ -98,7 +98,7 @@ class JobStore:
     def available(self) -> bool:
         """Whether the cluster answers right now (one quick call, no retries)."""
         try:
-            self.client.options(request_timeout=2, max_retries=0).cluster.health(index=self.index, timeout="2s")
+            self.client.options(request_timeout=2, max_retries=0).cluster.health(timeout="2s")
         except Exception:  # any failure means "not now"; callers only decide whether to wait
             return False
         return True

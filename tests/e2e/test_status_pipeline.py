@@ -26,7 +26,7 @@ def sns_live(es_url: str, moto_url: str, tmp_path_factory: pytest.TempPathFactor
     settings = with_pipeline(
         Settings(es_url=es_url, index_prefix=prefix, data_dir=tmp_path_factory.mktemp("e2e-sns") / "data",
                  event_sink="sns", aws_endpoint_url=moto_url, status_topic_name=f"{prefix}status",
-                 status_queue_name=f"{prefix}status", sns_topic_arn=None, sqs_queue_url=None),
+                 status_queue_name=f"{prefix}status", sns_topic_arn=None, sqs_queue_url=None, sqs_dlq_url=None),
         need_queue=True,
     )
     yield from _serve(settings)

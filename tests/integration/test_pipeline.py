@@ -104,7 +104,11 @@ def test_malformed_messages_end_in_the_dead_letter_queue(aws_settings: Settings,
                                          AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"])
 
-    drain(consumer, lambda: in_dlq() == 1, timeout=30)
+    try:
+        drain(consumer, lambda: in_dlq() == 1, timeout=30)
+    except AssertionError:
+        main = sqs.get_queue_attributes(QueueUrl=settings.sqs_queue_url, AttributeNames=["All"])["Attributes"]
+        raise AssertionError(f"DLQ has {in_dlq()}; queue: {main}") from None
     dead = sqs.receive_message(QueueUrl=settings.sqs_dlq_url)["Messages"]
     assert dead[0]["Body"] == "this is not a status update"
     assert job_store.get(job.id)["status"] == "running"

@@ -1,0 +1,46 @@
+"""What every benchmark script shares: percentiles and running batches in concurrent streams."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ms_summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(pct(samples, 50) * 1000, 2),
+        "p99_ms": round(pct(samples, 99) * 1000, 2),
+        "mean_ms": round(sum(samples) / len(samples) * 1000, 2),
+        "n": len(samples),
+    }
+
+
+def run_streams(batches: Sequence[T], streams: int, apply: Callable[[T], int]) -> tuple[float, int]:
+    """Apply every batch, spread over `streams` threads (as concurrent Lambdas or consumers would run).
+    `apply` returns how many items of its batch failed. Returns (seconds, failures)."""
+    failures = 0
+    lock = threading.Lock()
+
+    def run(part: Sequence[T]) -> None:
+        nonlocal failures
+        for batch in part:
+            bad = apply(batch)
+            with lock:
+                failures += bad
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(batches[k::streams],)) for k in range(streams)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - started, failures
