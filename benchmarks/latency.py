@@ -1,0 +1,121 @@
+"""Echo job latency: submit over HTTP → `successful` visible in GET /jobs/{id}, against bare `cwltool echo.cwl`
+run from the shell on the same CWL in the same run. Writes benchmarks/results/latency.json.
+
+The server runs under gunicorn (`ades serve`, 1 worker) with warm job workers and the direct event sink (status
+straight to Elasticsearch), so the figure is the server's own overhead; the SNS path adds the consumer's poll.
+
+Usage: python benchmarks/latency.py [--runs 20] [--port 5091] [--out FILE]
+Talks only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import ms_summary
+
+from ades.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = ROOT / "cwl" / "examples" / "echo.cwl"
+
+
+def _post(url: str, body: dict, headers: dict[str, str]) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def bare_cwltool(runs: int) -> list[float]:
+    cwltool = str(Path(sys.executable).parent / "cwltool")
+    samples = []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory() as out:
+            t = time.perf_counter()
+            subprocess.run([cwltool, "--quiet", "--no-container", "--outdir", out, str(ECHO), "--message", f"hi {i}"],
+                           check=True, capture_output=True)
+            samples.append(time.perf_counter() - t)
+    return samples
+
+
+def server_jobs(base: str, runs: int) -> list[float]:
+    samples = []
+    for i in range(runs):
+        t = time.perf_counter()
+        job = _post(f"{base}/processes/echo/execution", {"inputs": {"message": f"hi {i}"}},
+                    {"Prefer": "respond-async"})
+        job_id = job["jobID"]
+        while _get(f"{base}/jobs/{job_id}")["status"] not in ("successful", "failed"):
+            time.sleep(0.005)
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="jobs per path (default 20)")
+    parser.add_argument("--port", type=int, default=5091, help="port of the benchmark server")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency.json")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    if not settings.uses_external_es:
+        from ades.services import elasticsearch
+
+        elasticsearch.ensure_running(settings)
+    base = f"http://127.0.0.1:{args.port}"
+    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-latency-",
+                        "ADES_PUBLIC_URL": base}
+    with tempfile.TemporaryDirectory() as data_dir:
+        env["ADES_DATA_DIR"] = data_dir
+        server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(args.port),
+                                   "--workers", "1", "--job-workers", "2"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    _get(f"{base}/processes")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("the benchmark server did not start") from None
+                    time.sleep(0.3)
+            server_jobs(base, 3)  # warm-up: workers load cwltool and the echo tool
+            ours = server_jobs(base, args.runs)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    bare = bare_cwltool(args.runs)
+    figures = {
+        "started": datetime.now(UTC).isoformat(),
+        "runs": args.runs,
+        "server_submit_to_successful": ms_summary(ours),
+        "baseline_bare_cwltool_cli": ms_summary(bare),
+        "ratio_median_server_over_bare": round(statistics.median(ours) / statistics.median(bare), 2),
+        "goal": "ratio <= 0.5",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
