@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -44,3 +47,17 @@ def run_streams(batches: Sequence[T], streams: int, apply: Callable[[T], int]) -
     for th in threads:
         th.join()
     return time.perf_counter() - started, failures
+
+
+def parser(doc: str | None, name: str) -> argparse.ArgumentParser:
+    """The benchmark's command line, with `--out` defaulting to benchmarks/results/<name>.json."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{name}.json",
+                   help="where the JSON of figures goes")
+    return p
+
+
+def write_figures(path: Path, figures: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))

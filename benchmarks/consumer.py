@@ -11,18 +11,16 @@ Talks only to 127.0.0.1: the Elasticsearch and moto that `ades services start` r
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from common import ms_summary, run_streams
+from common import ms_summary, run_streams, write_figures
+from common import parser as benchmark_parser
 
 from ades.config import Settings
 from ades.events.consumer import process_event
@@ -68,10 +66,9 @@ def bench_latency(store: JobStore, sink: Any, samples: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, "consumer")
     parser.add_argument("--jobs", type=int, default=4000, help="jobs per handler run (5 updates each)")
     parser.add_argument("--samples", type=int, default=200, help="latency samples per path")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "consumer.json")
     args = parser.parse_args(argv)
 
     base = Settings()
@@ -122,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             consumer.terminate()
             consumer.wait(timeout=30)
         drop_indexes(client, settings)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    write_figures(args.out, figures)
     return 0
 
 

@@ -10,7 +10,6 @@ Talks only to 127.0.0.1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -22,7 +21,8 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import ms_summary
+from common import ms_summary, write_figures
+from common import parser as benchmark_parser
 
 from ades.config import Settings
 
@@ -68,10 +68,9 @@ def server_jobs(base: str, runs: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, "latency")
     parser.add_argument("--runs", type=int, default=20, help="jobs per path (default 20)")
     parser.add_argument("--port", type=int, default=5091, help="port of the benchmark server")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency.json")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -111,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_median_server_over_bare": round(statistics.median(ours) / statistics.median(bare), 2),
         "goal": "ratio <= 0.5",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    write_figures(args.out, figures)
     return 0
 
 

@@ -14,16 +14,14 @@ Talks only to the Elasticsearch given by ADES_ES_URL or the local node `ades ser
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from common import ms_summary, pct, run_streams
+from common import ms_summary, pct, run_streams, write_figures
+from common import parser as benchmark_parser
 
 from ades.config import Settings
 from ades.models import Job, JobQuery, StatusUpdate
@@ -154,12 +152,11 @@ def bench_tinydb(n: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, "store")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000],
                         help="corpus sizes for the search figures (default: 100000 1000000)")
     parser.add_argument("--apply-jobs", type=int, default=4000, help="jobs in the apply_many runs (5 updates each)")
     parser.add_argument("--tinydb-jobs", type=int, default=2000, help="jobs in the TinyDB baseline")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "store.json")
     args = parser.parse_args(argv)
 
     base = Settings()
@@ -210,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         drop_indexes(client, settings)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    write_figures(args.out, figures)
     return 0
 
 
