@@ -15,7 +15,7 @@ Because every register only moves up, an event that is stale now stays stale lat
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -55,8 +55,10 @@ def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str,
         return Outcome.DUPLICATE, doc
 
     current = Status(doc["status"])
-    new = copy.deepcopy(doc)
-    clock: dict[str, str] = new.setdefault("merge-clock", {}) or {}
+    # Fields are only ever replaced, never changed in place, so a shallow copy keeps `doc` intact; the clock is
+    # the one nested value updated key by key. (A deep copy would copy every job's inputs on every event.)
+    new = dict(doc)
+    clock: dict[str, str] = dict(doc.get("merge-clock") or {})
     new["merge-clock"] = clock
     key = event_key(update)
     stamp = iso(update.timestamp)
@@ -89,6 +91,13 @@ def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str,
         return Outcome.STALE, doc
     new["applied-events"] = [*(doc.get("applied-events") or []), update.event_id]
     return Outcome.APPLIED, new
+
+
+def fold(doc: dict[str, Any], updates: Iterable[StatusUpdate]) -> dict[str, Any]:
+    """The document after `updates`, merged in the order given."""
+    for update in updates:
+        _, doc = merge(doc, update)
+    return doc
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:

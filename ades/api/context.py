@@ -19,6 +19,7 @@ from flask import current_app
 from ades.config import Settings
 from ades.cwl import Package, PackageError, load_package
 from ades.events.sinks import make_sink
+from ades.events.update_job import SinkConfig
 from ades.execute.base import Executor
 from ades.store import JobStore, ProcessStore
 from ades.store.processes import DeployedProcess
@@ -41,6 +42,12 @@ class AdesContext:
     _executor: Executor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _packages: dict[str, Package] = field(default_factory=dict)
+
+    @functools.cached_property
+    def sink_config(self) -> SinkConfig:
+        """Where jobs' update-job steps publish. Resolved once: against a local endpoint without a topic ARN the
+        topic is found by name, which is AWS calls that must not be repeated on every submission."""
+        return SinkConfig.from_settings(self.settings)
 
     # --- executor ---
     @property

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
 from ades.cwl import InputError, to_job_order
-from ades.events.update_job import SinkConfig
 from ades.execute.runner import RunSpec
 from ades.models import Job
 from ades.status import Status
@@ -115,7 +114,7 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
               user_id="anonymous", mode=mode)
     spec = RunSpec.for_package(package, job.id, job_order, ctx.settings.data_dir,
-                               SinkConfig.from_settings(ctx.settings), ctx.base_url)
+                               ctx.sink_config, ctx.base_url)
     executor = ctx.executor  # before indexing: if workers cannot start, no job is left `submitted` forever
     ctx.job_store.create(job, refresh=True)
     executor.submit(spec)

@@ -23,7 +23,7 @@ import pytest
 from ades.config import Settings
 from ades.events.aws import client
 from ades.events.pipeline import ensure_pipeline
-from ades.merge import merge, public_view
+from ades.merge import fold, public_view
 from ades.models import Job, StatusUpdate
 from ades.services import elasticsearch
 from ades.status import Status
@@ -89,12 +89,7 @@ def test_chaos(chaos_node: Settings, moto_url: str):
     jobs = [Job(process_id="chaos", created=T0 - timedelta(seconds=1)) for _ in range(N_JOBS)]
     store.create_many(jobs, refresh=True)
     truth = {j.id: truth_for(j.id, rng) for j in jobs}
-    expected = {}
-    for j in jobs:
-        doc = j.to_document()
-        for e in truth[j.id]:
-            _, doc = merge(doc, e)
-        expected[j.id] = public_view(doc)
+    expected = {j.id: public_view(fold(j.to_document(), truth[j.id])) for j in jobs}
 
     bodies = [e.model_dump_json() for events in truth.values() for e in events] * COPIES
     bodies += [f"malformed {i}: not a status update" for i in range(MALFORMED)]

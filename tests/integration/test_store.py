@@ -10,7 +10,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from ades.config import Settings
-from ades.merge import Outcome, merge, public_view
+from ades.merge import Outcome, fold, public_view
 from ades.models import Job, JobQuery, StatusUpdate
 from ades.status import Status
 from ades.store import JobExists, JobStore, ProcessExists, ProcessNotFound, StoreUnavailable, ensure_indexes
@@ -139,12 +139,7 @@ def test_eight_threads_of_conflicting_updates_end_in_the_truth(job_store: JobSto
     jobs = [Job(process_id="race") for _ in range(30)]
     job_store.create_many(jobs, refresh=True)
     truth = {j.id: _lifecycle(j.id, rng) for j in jobs}
-    expected = {}
-    for j in jobs:
-        doc = j.to_document()
-        for e in truth[j.id]:
-            _, doc = merge(doc, e)
-        expected[j.id] = doc
+    expected = {j.id: fold(j.to_document(), truth[j.id]) for j in jobs}
 
     all_events = [e for events in truth.values() for e in events]
     applied: list[StatusUpdate] = []

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ades.merge import Outcome, merge, public_view
+from ades.merge import Outcome, fold, merge, public_view
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 
@@ -20,12 +20,6 @@ def fresh() -> dict:
 
 def upd(status: Status, seconds: float, **kw) -> StatusUpdate:
     return StatusUpdate(job_id="job-1", status=status, timestamp=T0 + timedelta(seconds=seconds), **kw)
-
-
-def fold(doc: dict, updates: list[StatusUpdate]) -> dict:
-    for u in updates:
-        _, doc = merge(doc, u)
-    return doc
 
 
 def test_ordered_lifecycle():
