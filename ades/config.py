@@ -81,12 +81,51 @@ class Settings(BaseSettings):
     aws_timeout: float = Field(default=10.0, gt=0, description="Seconds before an SNS/SQS call gives up.")
     aws_max_attempts: int = Field(default=5, ge=1, description="Attempts of an SNS/SQS call (with backoff).")
 
+    # --- Executor: where jobs run ------------------------------------------------------------------------
+    executor: Literal["local", "dask"] = Field(
+        default="local",
+        description="local: warm worker processes of the server itself; dask: a Dask distributed cluster "
+        "(ADES_DASK_SCHEDULER).",
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Address of the Dask scheduler jobs go to (tcp://127.0.0.1:8786 style); unset: the local one "
+        "`ades services start --dask` runs, tcp://127.0.0.1:<dask_port>.",
+    )
+    dask_workers: int = Field(default=2, ge=1, description="Dask worker processes `ades services start --dask` starts.")
+    dask_port: int = Field(default=8786, ge=1, le=65535, description="Port of the local Dask scheduler.")
+    dask_retry_lost: bool = Field(
+        default=False,
+        description="Run a job whose Dask worker died once more (on a live worker) instead of failing it.",
+    )
+
+    # --- Jobs on this machine ---------------------------------------------------------------------------------
+    job_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="Niceness of local job workers: jobs take the CPU the API leaves, so the server stays responsive "
+        "under load.",
+    )
+
     # --- Files ---------------------------------------------------------------------------------------------
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Downloads (the Elasticsearch zip) are kept here."
     )
     data_dir: Path = Field(
         default=Path(".ades"), description="Run-time state: Elasticsearch data and logs, pid files, job folders."
+    )
+
+    # --- Job outputs (ades/storage.py) ---------------------------------------------------------------------
+    output_storage: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where job output files end up: local (served by this server from the job folder) or s3 "
+        "(uploaded to output_bucket; the job's outputs hold presigned URLs).",
+    )
+    output_bucket: str | None = Field(default=None, description="S3 bucket of job outputs (output_storage=s3).")
+    output_prefix: str = Field(
+        default="jobs", description="Key prefix in output_bucket: objects are <prefix>/<job id>/<output id>/<name>."
+    )
+    presign_expiry: int = Field(
+        default=604800, ge=1, le=604800, description="Seconds a presigned output URL stays valid (S3 allows 7 days)."
     )
 
     @field_validator("cache_dir", "data_dir", mode="after")
@@ -98,6 +137,10 @@ class Settings(BaseSettings):
     def elasticsearch_url(self) -> str:
         """The cluster ades talks to: the external one if given, else the local node."""
         return self.es_url or f"http://{self.es_host}:{self.es_port}"
+
+    @property
+    def dask_scheduler_address(self) -> str:
+        return self.dask_scheduler or f"tcp://127.0.0.1:{self.dask_port}"
 
     @property
     def uses_external_es(self) -> bool:

@@ -9,12 +9,13 @@ import shutil
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request, send_file
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from pygeoapi.api import APIRequest
 
 from ades.api.cancel import cancel_elsewhere
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
-from ades.api.views import OUTPUTS_WAIT, local_outputs, results_document, safe_path, status_info
+from ades.api.views import OUTPUTS_WAIT, jobs_page, local_outputs, results_document, safe_path, status_info
 from ades.execute.runner import job_dir
 from ades.models import JobQuery, StatusUpdate
 from ades.status import Status
@@ -135,7 +136,12 @@ def list_jobs() -> Response | str:
                       "title": "next page"})
     body = {"jobs": jobs, "links": links, "numberMatched": page.total, "numberReturned": len(jobs)}
     if _wants_html():
-        return render_template("jobs.html", jobs=jobs, links=links, total=page.total, exact=page.total_is_exact)
+        api = current_app.extensions["pygeoapi"]
+        filters = {"labels": ",".join(_values("labels")), "status": ",".join(_values("status")),
+                   "processID": query.process_id or ""}
+        locale = APIRequest.from_flask(request, api.locales).locale
+        html = jobs_page(api.tpl_config, locale, jobs, links, page.total, page.total_is_exact, filters)
+        return Response(html, mimetype="text/html")
     return jsonify(body)
 
 
@@ -153,6 +159,15 @@ def job_results(job_id: str) -> Response:
     if status is not Status.SUCCEEDED:
         raise problem(404, "result-not-ready", f"job {job_id} is {status.ogc}; results exist once it is successful",
                       "Results not ready")
+    fmt = request.args.get("f", "json")
+    if fmt == "stac":
+        from ades.results_stac import GEOJSON, job_item  # rasterio loads only when someone asks for STAC
+
+        outputs = local_outputs(c.settings.data_dir, job_id, wait=OUTPUTS_WAIT)
+        item = job_item(doc, outputs, c.base_url, c.settings.data_dir)
+        return Response(json.dumps(item), mimetype=GEOJSON)
+    if fmt != "json":
+        raise problem(400, "invalid-parameter", f"f: results come as json or stac, not {fmt!r}")
     return jsonify(results_document(doc, c.settings.data_dir, c.base_url))
 
 

@@ -215,8 +215,16 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
         },
         "/jobs/{jobId}/results": {
             "parameters": [JOB_ID],
-            "get": {"operationId": "getResults", "summary": "results document",
-                    "responses": {"200": _json(_ref("results"), "results"), **_errors(404, 503)}},
+            "get": {"operationId": "getResults", "summary": "results document, or (`f=stac`) a STAC Item with an "
+                    "asset per file output and the rasters' WGS84 footprint",
+                    "parameters": [_query("f", "json: the OGC results document; stac: a STAC 1.1 Item",
+                                          {"type": "string", "enum": ["json", "stac"], "default": "json"})],
+                    "responses": {"200": {"description": "results", "content": {
+                        JSON: {"schema": _ref("results")},
+                        "application/geo+json": {"schema": {"type": "object", "required": [
+                            "type", "stac_version", "id", "geometry", "properties", "links", "assets"],
+                            "additionalProperties": True}}}},
+                        **_errors(400, 404, 503)}},
         },
         "/jobs/{jobId}/results/{outputId}": {
             "parameters": [JOB_ID, _path_param("outputId", "output id")],

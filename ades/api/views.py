@@ -10,6 +10,9 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pygeoapi.util import render_j2_template
 
 from ades.execute.runner import job_dir
 from ades.status import Status
@@ -30,6 +33,10 @@ def job_links(base_url: str, job_id: str, status: Status) -> list[dict[str, str]
     if status is Status.SUCCEEDED:
         links.append({"href": f"{base}/jobs/{job_id}/results", "rel": "http://www.opengis.net/def/rel/ogc/1.0/results",
                       "type": JSON, "title": "results"})
+        # the same results as a STAC Item (assets, footprint): same rel, another media type, as OGC APIs do
+        links.append({"href": f"{base}/jobs/{job_id}/results?f=stac",
+                      "rel": "http://www.opengis.net/def/rel/ogc/1.0/results", "type": "application/geo+json",
+                      "title": "results as a STAC Item"})
     return links
 
 
@@ -124,7 +131,9 @@ def results_document(doc: dict[str, Any], data_dir: Path, base_url: str) -> dict
         if _is_file(value):
             result[name] = _file_entry(value, f"{base}/jobs/{job_id}/results/{name}")
         elif isinstance(value, list) and value and all(_is_file(v) for v in value):
-            result[name] = [_file_entry(v, f"{base}/jobs/{job_id}/files/{_relative(v, root)}") for v in value]
+            # /jobs/{id}/files/ serves paths relative to the job's outputs folder, not to the job folder
+            result[name] = [_file_entry(v, f"{base}/jobs/{job_id}/files/{_relative(v, root / 'outputs')}")
+                            for v in value]
         else:
             result[name] = {"value": value}
     return result
@@ -148,3 +157,30 @@ def safe_path(root: Path, candidate: str | Path) -> Path | None:
     if not path.is_relative_to(resolved_root) or not path.is_file():
         return None
     return path
+
+
+# --- HTML ------------------------------------------------------------------------------------------------------
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+def _with_format(href: str, fmt: str) -> str:
+    parts = urlsplit(href)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "f"] + [("f", fmt)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def jobs_page(tpl_config: dict[str, Any], locale: Any, jobs: list[dict[str, Any]], links: list[dict[str, str]],
+              total: int, exact: bool, filters: dict[str, str]) -> str:
+    """The jobs list as HTML. ades/templates come first on the template path, so `jobs.html` is ours and extends
+    pygeoapi's `_base.html` (same frame as the landing page). Page links keep `f=html` whatever the request used
+    (Accept header or `f`), so paging stays in HTML."""
+    self_href = next((link["href"] for link in links if link["rel"] == "self"), "")
+    html_links = [
+        {"href": _with_format(self_href, "html"), "rel": "self", "type": "text/html", "title": "this page"},
+        {"href": _with_format(self_href, "json"), "rel": "alternate", "type": JSON, "title": "this page as JSON"},
+    ]
+    html_links += [{**link, "href": _with_format(link["href"], "html"), "type": "text/html"} for link in links
+                   if link["rel"] == "next"]
+    data = {"jobs": jobs, "links": html_links, "numberMatched": total, "exact": exact, "filters": filters,
+            "statuses": [status.ogc for status in Status]}
+    return render_j2_template(tpl_config, {"path": str(TEMPLATES)}, "jobs.html", data, locale)

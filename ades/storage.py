@@ -1,0 +1,303 @@
+"""Where a finished job's output files end up, and the URLs its `outputs` field holds.
+
+    storage = make_storage(settings, results_base_url)      # or StorageConfig.from_settings(...).make() in a worker
+    urls = storage.store(job_id, outputs)        # outputs: cwltool's output object, Files carrying a local `path`
+
+`urls` maps each output id to a URL, or to a list of URLs for an array of Files or a Directory (the files within,
+in order). `LocalStorage` (the default) leaves files in the job folder and returns this server's result URLs;
+`S3Storage` uploads them to `s3://<bucket>/<prefix>/<job id>/<output id>/<name>` and returns presigned GET URLs
+(moto locally, real S3 in AWS). Either way the URLs go into the job's `outputs`, so clients never care which.
+
+Null outputs (an optional output the tool did not produce) get no entry.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import urllib.parse
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ades.config import Settings
+
+MEDIA_TYPES_IRI = "media-types/"
+_EXTRA_TYPES = {
+    ".tif": "image/tiff", ".tiff": "image/tiff", ".geojson": "application/geo+json", ".json": "application/json",
+    ".nc": "application/netcdf", ".jp2": "image/jp2", ".parquet": "application/vnd.apache.parquet",
+    ".yaml": "application/yaml", ".yml": "application/yaml", ".cwl": "application/cwl", ".md": "text/markdown",
+}
+
+
+class StorageError(RuntimeError):
+    """An output could not be stored; `str()` names the output and the reason."""
+
+
+class OutputStorage(Protocol):
+    def store(self, job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Output id -> URL (or list of URLs); raises StorageError."""
+        ...
+
+
+# --- cwltool's output object -----------------------------------------------------------------------------------
+def is_file(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class") == "File"
+
+
+def is_directory(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class") == "Directory"
+
+
+def local_path(value: dict[str, Any]) -> Path | None:
+    """The file's local path: `path`, else a file:// `location`."""
+    if isinstance(value.get("path"), str):
+        return Path(value["path"])
+    location = value.get("location")
+    if isinstance(location, str) and location.startswith("file:"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(location).path))
+    return None
+
+
+def files_of(value: Any) -> list[dict[str, Any]] | None:
+    """The File objects of an output that is an array of Files (nested arrays flattened) or a Directory (its files,
+    recursively, by path); None for a single File or a plain value."""
+    if is_directory(value):
+        root = local_path(value)
+        listing = value.get("listing")
+        if listing is None and root is not None and root.is_dir():
+            # cwltool lists a Directory only when asked to: read it from disk, in a stable order
+            return [{"class": "File", "path": str(p), "basename": p.name}
+                    for p in sorted(root.rglob("*")) if p.is_file()]
+        found: list[dict[str, Any]] = []
+        for item in listing or []:
+            found.extend([item] if is_file(item) else files_of(item) or [])
+        # by path, as when read from disk: URLs keep one order whether or not cwltool listed the Directory
+        return sorted(found, key=lambda f: str(local_path(f) or f.get("basename") or ""))
+    if isinstance(value, list) and value and all(is_file(v) or isinstance(v, list) for v in value):
+        flat: list[dict[str, Any]] = []
+        for item in value:
+            nested = files_of(item) if isinstance(item, list) else [item]
+            if nested is None:
+                return None
+            flat.extend(nested)
+        return flat
+    return None
+
+
+def media_type(value: dict[str, Any]) -> str:
+    """A File's media type: the CWL `format` when it is an IANA media type IRI, else from the file name."""
+    fmt = value.get("format")
+    if isinstance(fmt, str) and MEDIA_TYPES_IRI in fmt:
+        return fmt.split(MEDIA_TYPES_IRI, 1)[1]
+    name = str(value.get("basename") or local_path(value) or "")
+    suffix = Path(name).suffix.lower()
+    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def _basename(value: dict[str, Any]) -> str:
+    path = local_path(value)
+    return str(value.get("basename") or (path.name if path else "") or "file")
+
+
+# --- local -------------------------------------------------------------------------------------------------------
+class LocalStorage:
+    """Files stay in the job folder (`<data_dir>/jobs/<id>/outputs/`); URLs point at this server:
+    `/jobs/{id}/results/{output}` for one File or a value, `/jobs/{id}/files/{path}` for each file of an array or
+    Directory."""
+
+    def __init__(self, results_base_url: str, data_dir: Path) -> None:
+        self.base = results_base_url.rstrip("/")
+        self.data_dir = Path(data_dir)
+
+    def store(self, job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+        outputs_dir = (self.data_dir / "jobs" / job_id / "outputs").resolve()
+        urls: dict[str, Any] = {}
+        for output_id, value in outputs.items():
+            if value is None:
+                continue
+            many = files_of(value)
+            if many is None:
+                urls[output_id] = f"{self.base}/jobs/{job_id}/results/{urllib.parse.quote(output_id)}"
+            else:
+                urls[output_id] = [self._file_url(job_id, output_id, f, outputs_dir) for f in many]
+        return urls
+
+    def _file_url(self, job_id: str, output_id: str, value: dict[str, Any], outputs_dir: Path) -> str:
+        path = local_path(value)
+        try:
+            relative = path.resolve().relative_to(outputs_dir) if path else None
+        except ValueError:
+            relative = None
+        if relative is None:
+            # the /files route serves only what lies under the job's outputs folder
+            raise StorageError(f"output {output_id!r}: {path} is not in the job's outputs folder {outputs_dir}")
+        return f"{self.base}/jobs/{job_id}/files/{urllib.parse.quote(relative.as_posix())}"
+
+
+# --- S3 ----------------------------------------------------------------------------------------------------------
+def s3_client(settings: Settings | StorageConfig) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    if isinstance(settings, Settings):
+        settings = StorageConfig.from_settings(settings, "")
+    config = Config(
+        region_name=settings.aws_region,
+        connect_timeout=settings.aws_timeout,
+        read_timeout=settings.aws_timeout * 6,  # a part of a large upload may take a while to be acknowledged
+        retries={"max_attempts": settings.aws_max_attempts, "mode": "standard"},
+        # SigV4 presigned URLs: required by newer regions and KMS-encrypted buckets, and allow the 7 day maximum
+        signature_version="s3v4",
+        s3={"addressing_style": "path"} if settings.aws_endpoint_url else {},
+    )
+    kwargs: dict[str, Any] = {"config": config}
+    if settings.aws_endpoint_url:
+        # moto accepts any credentials; real AWS takes them from the normal chain (role, profile, environment)
+        kwargs.update(endpoint_url=settings.aws_endpoint_url, aws_access_key_id="ades-local",
+                      aws_secret_access_key="ades-local")
+    return boto3.session.Session().client("s3", **kwargs)
+
+
+class S3Storage:
+    """Uploads every output file to `s3://<bucket>/<prefix>/<job id>/<output id>/<name>` and returns presigned GET
+    URLs valid for `expiry` seconds. `<name>` is the basename for one File, `<i>/<basename>` for the i-th File of
+    an array, the path inside the directory for a Directory's files. A plain value (string, number, record) is
+    uploaded as `<output id>/value.json`. Local files are left in place (the job folder is still the server's)."""
+
+    def __init__(self, bucket: str, prefix: str = "jobs", expiry: int = 604800, client: Any = None,
+                 settings: Settings | StorageConfig | None = None) -> None:
+        if client is None and settings is None:
+            raise ValueError("S3Storage needs a boto3 S3 client or Settings to make one")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.expiry = expiry
+        self.s3 = client if client is not None else s3_client(settings)  # type: ignore[arg-type]
+
+    def key(self, job_id: str, output_id: str, name: str) -> str:
+        parts = [self.prefix, job_id, output_id, name.lstrip("/")]
+        return "/".join(p for p in parts if p)
+
+    def ensure_bucket(self, region: str = "us-east-1") -> None:
+        """Create the bucket if it is missing (local setups; in AWS the stack creates it)."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+            return
+        except Exception as err:  # botocore's ClientError: 404/403, told apart below
+            code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+            if code not in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(f"bucket {self.bucket!r}: {err}") from err
+        extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        self.s3.create_bucket(Bucket=self.bucket, **extra)
+
+    def store(self, job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+        urls: dict[str, Any] = {}
+        for output_id, value in outputs.items():
+            if value is None:
+                continue
+            if is_file(value):
+                urls[output_id] = self._upload_file(job_id, output_id, value, _basename(value))
+            elif is_directory(value):
+                urls[output_id] = self._upload_directory(job_id, output_id, value)
+            else:
+                many = files_of(value)
+                if many is not None:
+                    urls[output_id] = [self._upload_file(job_id, output_id, f, f"{i}/{_basename(f)}")
+                                       for i, f in enumerate(many)]
+                else:
+                    urls[output_id] = self._upload_value(job_id, output_id, value)
+        return urls
+
+    def presign(self, key: str) -> str:
+        return str(self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expiry))
+
+    def _upload_file(self, job_id: str, output_id: str, value: dict[str, Any], name: str) -> str:
+        path = local_path(value)
+        if path is None or not path.is_file():
+            raise StorageError(f"output {output_id!r}: no local file to upload ({value.get('location')!r})")
+        key = self.key(job_id, output_id, name)
+        self._put_path(output_id, path, key, media_type(value))
+        # secondary files (indexes, sidecars) go beside the primary so relative references keep working
+        for extra in value.get("secondaryFiles") or []:
+            extra_path = local_path(extra)
+            if is_file(extra) and extra_path is not None and extra_path.is_file():
+                parent = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+                self._put_path(output_id, extra_path, self.key(job_id, output_id, parent + _basename(extra)),
+                               media_type(extra))
+        return self.presign(key)
+
+    def _upload_directory(self, job_id: str, output_id: str, value: dict[str, Any]) -> list[str]:
+        root = local_path(value)
+        urls = []
+        for item in files_of(value) or []:
+            path = local_path(item)
+            if root is not None and path is not None and path.is_relative_to(root):
+                name = f"{root.name}/{path.relative_to(root).as_posix()}"
+            else:
+                name = _basename(item)
+            urls.append(self._upload_file(job_id, output_id, item, name))
+        return urls
+
+    def _upload_value(self, job_id: str, output_id: str, value: Any) -> str:
+        key = self.key(job_id, output_id, "value.json")
+        body = json.dumps(value, ensure_ascii=False).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        except Exception as err:  # botocore raises many types; the runner needs one
+            raise StorageError(f"output {output_id!r}: could not upload to s3://{self.bucket}/{key}: {err}") from err
+        return self.presign(key)
+
+    def _put_path(self, output_id: str, path: Path, key: str, content_type: str) -> None:
+        try:
+            # upload_file switches to a multipart upload for large files (rasters)
+            self.s3.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
+        except Exception as err:  # botocore/s3transfer raise many types; the runner needs one
+            raise StorageError(f"output {output_id!r}: could not upload {path.name} to s3://{self.bucket}/{key}: "
+                               f"{err}") from err
+
+
+# --- choosing one -----------------------------------------------------------------------------------------------
+class StorageConfig(BaseModel):
+    """What a worker needs to build the job's OutputStorage; plain JSON, so it can travel inside a RunSpec to a
+    job process or a Dask worker (like SinkConfig)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "s3"] = "local"
+    results_base_url: str = Field(description="public URL of the server (LocalStorage URLs)")
+    data_dir: Path = Field(description="the folder holding jobs/<id>/ (LocalStorage URLs)")
+    bucket: str | None = None
+    prefix: str = "jobs"
+    expiry: int = Field(default=604800, ge=1, le=604800)
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    aws_timeout: float = 10.0
+    aws_max_attempts: int = 5
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> StorageConfig:
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError("ADES_OUTPUT_STORAGE=s3 needs ADES_OUTPUT_BUCKET")
+        return self
+
+    @classmethod
+    def from_settings(cls, settings: Settings, results_base_url: str) -> StorageConfig:
+        return cls(kind=settings.output_storage, results_base_url=results_base_url, data_dir=settings.data_dir,
+                   bucket=settings.output_bucket, prefix=settings.output_prefix, expiry=settings.presign_expiry,
+                   aws_region=settings.aws_region, aws_endpoint_url=settings.aws_endpoint_url,
+                   aws_timeout=settings.aws_timeout, aws_max_attempts=settings.aws_max_attempts)
+
+    def make(self) -> OutputStorage:
+        if self.kind == "s3" and self.bucket:  # (the validator made sure S3 has a bucket)
+            return S3Storage(self.bucket, self.prefix, self.expiry, settings=self)
+        return LocalStorage(self.results_base_url, self.data_dir)
+
+
+def make_storage(settings: Settings, results_base_url: str) -> OutputStorage:
+    """The storage `settings.output_storage` names. Raises ValueError when S3 is chosen without a bucket."""
+    try:
+        return StorageConfig.from_settings(settings, results_base_url).make()
+    except ValidationError as err:
+        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())) from None
