@@ -43,6 +43,7 @@ def serve(
     job_workers: int | None = None,
     public_url: str | None = None,
     timeout: int = 660,
+    access_log: bool = True,
 ) -> None:
     """Run the server until interrupted. `workers`: gunicorn worker processes; `threads`: request threads in each
     (sync execution blocks one); `job_workers`: warm cwltool workers per gunicorn worker (default CPU count);
@@ -55,7 +56,7 @@ def serve(
         "worker_class": "gthread",
         "timeout": timeout,
         "graceful_timeout": 30,
-        "accesslog": "-",
+        "accesslog": "-" if access_log else None,
         "errorlog": "-",
     }
     _Gunicorn(settings, options, {"public_url": public_url, "workers": job_workers}).run()

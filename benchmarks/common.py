@@ -61,3 +61,21 @@ def write_figures(path: Path, figures: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
+
+
+def wait_until_up(url: str, process: Any, timeout: float = 90.0) -> None:
+    """Poll `url` until it answers (any HTTP status); fail if `process` (a Popen) exits first."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the benchmark server at {url} did not start") from None
+            time.sleep(0.3)

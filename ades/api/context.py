@@ -21,7 +21,9 @@ from ades.cwl import Package, PackageError, load_package
 from ades.events.sinks import make_sink
 from ades.events.update_job import SinkConfig
 from ades.execute.base import Executor
+from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore, ProcessStore
+from ades.store.batcher import CreateBatcher
 from ades.store.processes import DeployedProcess
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,8 @@ class AdesContext:
     workers: int | None = None
     sync_timeout: float = 600.0
     executor_factory: Any = None
-    """Callable () -> Executor; None: a LocalExecutor publishing through make_sink(settings)."""
+    """Callable () -> Executor; None: by settings.executor, a LocalExecutor publishing through make_sink(settings)
+    or a DaskExecutor on settings.dask_scheduler_address."""
 
     _executor: Executor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,6 +52,20 @@ class AdesContext:
         topic is found by name, which is AWS calls that must not be repeated on every submission."""
         return SinkConfig.from_settings(self.settings)
 
+    @functools.cached_property
+    def storage_config(self) -> StorageConfig:
+        """Where job outputs go (ADES_OUTPUT_STORAGE); an S3 bucket is created if missing (local setups)."""
+        config = StorageConfig.from_settings(self.settings, self.base_url)
+        storage = config.make()
+        if isinstance(storage, S3Storage):
+            storage.ensure_bucket(self.settings.aws_region)
+        return config
+
+    @functools.cached_property
+    def creator(self) -> CreateBatcher:
+        """Group commit of new jobs (ades.store.batcher): concurrent submissions share one bulk and one refresh."""
+        return CreateBatcher(self.job_store)
+
     # --- executor ---
     @property
     def executor(self) -> Executor:
@@ -57,10 +74,16 @@ class AdesContext:
             if self._executor is None:
                 if self.executor_factory is not None:
                     self._executor = self.executor_factory()
+                elif self.settings.executor == "dask":
+                    from ades.execute.dask_executor import DaskExecutor
+
+                    self._executor = DaskExecutor(self.settings.dask_scheduler_address, self.settings.data_dir,
+                                                  retry_lost=self.settings.dask_retry_lost)
                 else:
                     from ades.execute.local import LocalExecutor
 
-                    self._executor = LocalExecutor(functools.partial(make_sink, self.settings), self.workers)
+                    self._executor = LocalExecutor(functools.partial(make_sink, self.settings), self.workers,
+                                                   nice=self.settings.job_nice)
             return self._executor
 
     @property
@@ -72,6 +95,8 @@ class AdesContext:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.close()
+        if "creator" in self.__dict__:
+            self.creator.close()
 
     # --- packages ---
     def package_of(self, process: DeployedProcess) -> Package:

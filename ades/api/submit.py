@@ -114,9 +114,9 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
               user_id="anonymous", mode=mode)
     spec = RunSpec.for_package(package, job.id, job_order, ctx.settings.data_dir,
-                               ctx.sink_config, ctx.base_url)
+                               ctx.sink_config, ctx.base_url, ctx.storage_config)
     executor = ctx.executor  # before indexing: if workers cannot start, no job is left `submitted` forever
-    ctx.job_store.create(job, refresh=True)
+    ctx.creator.create(job)
     executor.submit(spec)
     return job
 

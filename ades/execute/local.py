@@ -122,9 +122,11 @@ def _warm_up() -> None:
         log.warning("warm-up load failed: %s", err)
 
 
-def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory) -> None:
+def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 0) -> None:
     # Ctrl-C reaches the whole process group; the parent stops workers itself, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice:
+        os.nice(nice)  # inherited by every job child and the tools it runs
     _warm_up()
     sink = sink_factory()
     while True:
@@ -182,6 +184,7 @@ class LocalExecutor:
         *,
         grace: float = DEFAULT_GRACE,
         start_method: str = "spawn",
+        nice: int = 0,
     ) -> None:
         # spawn: workers start from a clean interpreter, not a copy of a server that may hold threads and sockets
         context = multiprocessing.get_context(start_method)
@@ -195,7 +198,7 @@ class LocalExecutor:
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._workers = [
-            context.Process(target=_worker_main, args=(self._jobs, self._events, sink_factory), daemon=True,
+            context.Process(target=_worker_main, args=(self._jobs, self._events, sink_factory, nice), daemon=True,
                             name=f"ades-worker-{i}")
             for i in range(n_workers or os.cpu_count() or 1)
         ]

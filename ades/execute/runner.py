@@ -5,13 +5,16 @@ Per job the working directory is `<data_dir>/jobs/<job_id>/` holding `work/` (to
 the tools print to unredirected stdout/stderr (as they print it), and the content of `stdout:`/`stderr:` files
 once each tool ends.
 
-Success is reported by the wrapper's finish step; when cwltool fails, the runner itself publishes `failed`, with
-the reason and the tail of the log.
+Update-job steps run in this process (ades.execute.inprocess). Success is reported by the wrapper's finish step,
+but the runner holds that update back until cwltool has moved the outputs into `outputs/` and `outputs.json` is
+written, and only then publishes it: a successful job always has its results. When cwltool fails, the runner itself
+publishes `failed`, with the reason and the tail of the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -20,25 +23,30 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ades.cwl.loader import CwlLoadError, clean_message, load_process
+from ades.cwl.loader import CwlLoadError, base_loading_context, clean_message, load_process
 from ades.cwl.package import Package
 from ades.events.sinks import EventSink
 from ades.events.update_job import SinkConfig
+from ades.execute import inprocess
 from ades.execute.wrapper import WRAPPER_ID, wrap
-from ades.models import ID_PATTERN, StatusUpdate
+from ades.models import ID_PATTERN, StatusUpdate, utcnow
 from ades.services.base import tail
 from ades.status import Status
+from ades.storage import StorageConfig
 
 LOG_TAIL_LINES = 20
 MAX_STD_FILE_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 9_000
 _PRESERVED_PREFIXES = ("AWS_",)
+
+OutputStorer = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""(job id, cwltool's output object with local paths) -> output id -> URL (or list of URLs)."""
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,9 @@ class RunSpec(BaseModel):
     workdir: Path
     sink: SinkConfig
     cache_key: str | None = Field(default=None, description="`id:version`; loaded tools are reused per key")
+    storage: StorageConfig | None = Field(
+        default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
+        "with the wrapper's results URLs")
 
     @classmethod
     def for_package(
@@ -64,8 +75,10 @@ class RunSpec(BaseModel):
         data_dir: Path,
         sink: SinkConfig,
         results_base_url: str,
+        storage: StorageConfig | None = None,
     ) -> RunSpec:
         return cls(
+            storage=storage,
             job_id=job_id,
             workflow=wrap(package, results_base_url),
             job_order=job_order,
@@ -103,6 +116,13 @@ class _DropWrapperWarnings(logging.Filter):
 _TOOLS: dict[str, Any] = {}
 
 
+@functools.cache
+def _run_loading_context() -> Any:
+    context = base_loading_context().copy()
+    context.construct_tool_object = inprocess.make_tool
+    return context
+
+
 def _wrapped_file(spec: RunSpec, text: str, digest: str) -> Path:
     # Content-addressed beside the job folders (`<data_dir>/cache/wrapped/`), shared by all workers: the loaded
     # tools refer to this file, so it must outlive any one job's folder.
@@ -132,7 +152,7 @@ def load_wrapped(spec: RunSpec) -> Any:
         quiet = _DropWrapperWarnings()
         cwl_logger.addFilter(quiet)
         try:
-            tool = load_process(f"{path.as_uri()}#{WRAPPER_ID}")
+            tool = load_process(f"{path.as_uri()}#{WRAPPER_ID}", _run_loading_context())
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), path.parent)) from err
         finally:
@@ -292,18 +312,63 @@ def prepare_workdir(spec: RunSpec) -> None:
     (spec.workdir / "wrapped.cwl").write_text(json.dumps(spec.workflow, indent=1), encoding="utf-8")
 
 
-def run_job(spec: RunSpec, sink: EventSink, *, redirect_fds: bool = False) -> RunResult:
-    """Run one job to its end. `redirect_fds` (for job child processes) also sends fds 1 and 2 to the log."""
+class _Reporter:
+    """Publisher of one job's update-job steps (see ades.execute.inprocess): through the job's own sink when the
+    step names it (it always does in ades' wrapper), and `succeeded` held back for the runner to publish."""
+
+    def __init__(self, spec: RunSpec, sink: EventSink) -> None:
+        self.spec = spec
+        self.sink = sink
+        self.held: StatusUpdate | None = None
+        self._others: dict[str, EventSink] = {}
+
+    def __call__(self, update: StatusUpdate, config: SinkConfig) -> None:
+        if update.status is Status.SUCCEEDED and update.job_id == self.spec.job_id:
+            self.held = update
+            return
+        self._sink_for(config).publish(update)
+
+    def _sink_for(self, config: SinkConfig) -> EventSink:
+        if config == self.spec.sink:
+            return self.sink
+        key = config.model_dump_json()
+        if key not in self._others:
+            from ades.events.sinks import make_sink
+
+            self._others[key] = make_sink(config.settings())
+        return self._others[key]
+
+    def succeeded(self, outputs: dict[str, Any] | None) -> StatusUpdate:
+        """The held success (or a new one), stamped now, with the outputs' final URLs when given."""
+        fields: dict[str, Any] = {"timestamp": utcnow()}
+        if outputs is not None:
+            fields["outputs"] = outputs
+        if self.held is not None:
+            return self.held.model_copy(update=fields)
+        return StatusUpdate(job_id=self.spec.job_id, status=Status.SUCCEEDED, progress=100, message="finished",
+                            **fields)
+
+
+def run_job(spec: RunSpec, sink: EventSink, *, redirect_fds: bool = False,
+            store_outputs: OutputStorer | None = None) -> RunResult:
+    """Run one job to its end. `redirect_fds` (for job child processes) also sends fds 1 and 2 to the log.
+
+    `store_outputs(job_id, outputs)` puts the outputs where they are served from and returns output id -> URL; by
+    default the spec's storage does (ades.storage), else the files stay in the job folder with the wrapper's URLs.
+    """
     from cwltool.errors import WorkflowException
     from cwltool.executors import SingleJobExecutor
 
     prepare_workdir(spec)
     started = time.perf_counter()
+    if store_outputs is None and spec.storage is not None:
+        store_outputs = spec.storage.make().store
 
     def failed(reason: str) -> RunResult:
         message = publish_failed(spec, sink, reason)
         return RunResult(job_id=spec.job_id, status=Status.FAILED, log=spec.log_path, message=message)
 
+    reporter = _Reporter(spec, sink)
     with _job_log(spec.log_path, redirect_fds) as stream:
         stream.write(f"ades: job {spec.job_id} starts (process {spec.cache_key}, pid {os.getpid()})\n")
         images = docker_requirements(spec.workflow)
@@ -325,6 +390,7 @@ def run_job(spec: RunSpec, sink: EventSink, *, redirect_fds: bool = False) -> Ru
             "ades_sink": spec.sink.model_dump_json(exclude_none=True),
         }
         cwl_logger = logging.getLogger("cwltool")
+        previous = inprocess.set_publisher(reporter)
         try:
             outputs, status = SingleJobExecutor()(tool, job_order, _runtime_context(spec, stream), cwl_logger)
         except WorkflowException as err:
@@ -332,11 +398,23 @@ def run_job(spec: RunSpec, sink: EventSink, *, redirect_fds: bool = False) -> Ru
         except Exception as err:  # cwltool raises plain exceptions for some tool bugs; the job must still end
             cwl_logger.exception("cwltool crashed")
             outputs, status = None, f"error: {type(err).__name__}: {err}"
+        finally:
+            inprocess.set_publisher(previous)
         elapsed = time.perf_counter() - started
         stream.write(f"ades: cwltool finished with status {status} after {elapsed:.2f} s\n")
+        if status == "success":
+            outputs = _with_paths(outputs)
+            try:
+                urls = store_outputs(spec.job_id, outputs) if store_outputs is not None else None
+            except Exception as err:  # storage is outside ades (a bucket, a disk): its errors are the job's
+                stream.write(f"ades: storing the outputs failed: {type(err).__name__}: {err}\n")
+                status = f"error: storing the outputs failed: {err}"
 
-    if status == "success":
-        outputs = _with_paths(outputs)
-        (spec.workdir / "outputs.json").write_text(json.dumps(outputs, indent=1), encoding="utf-8")
-        return RunResult(job_id=spec.job_id, status=Status.SUCCEEDED, outputs=outputs, log=spec.log_path)
-    return failed(f"the workflow failed (cwltool status: {status})")
+    if status != "success":
+        return failed(f"the workflow failed (cwltool status: {status})")
+    (spec.workdir / "outputs.json").write_text(json.dumps(outputs, indent=1), encoding="utf-8")
+    try:
+        sink.publish(reporter.succeeded(urls))
+    except Exception as err:  # the outputs exist; without the event the job would stay running until reconciled
+        return failed(f"the job finished but its success could not be published: {err}")
+    return RunResult(job_id=spec.job_id, status=Status.SUCCEEDED, outputs=outputs, log=spec.log_path)

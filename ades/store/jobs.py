@@ -87,6 +87,29 @@ class JobStore:
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not store jobs: {err}") from err
 
+    def create_batch(self, jobs: Sequence[Job], *, refresh: bool = True) -> list[Exception | None]:
+        """Index new jobs in one bulk request (one refresh for all when `refresh`); per job None, JobExists or
+        StoreUnavailable. Used by the server's group commit (ades.store.batcher)."""
+        operations: list[dict[str, Any]] = []
+        for job in jobs:
+            operations.append({"create": {"_index": self.index, "_id": job.id}})
+            operations.append(job.to_document())
+        try:
+            response = self.client.bulk(operations=operations, refresh=refresh)
+        except (TransportError, ApiError) as err:
+            failure = StoreUnavailable(f"could not store jobs: {err}")
+            return [failure for _ in jobs]
+        results: list[Exception | None] = []
+        for job, item in zip(jobs, response["items"], strict=True):
+            outcome = item["create"]
+            if outcome.get("status", 500) < 300:
+                results.append(None)
+            elif outcome["status"] == 409:
+                results.append(JobExists(job.id))
+            else:
+                results.append(StoreUnavailable(f"could not store job {job.id}: {outcome.get('error')}"))
+        return results
+
     def get(self, job_id: str) -> dict[str, Any]:
         try:
             return self.client.get(index=self.index, id=job_id)["_source"]

@@ -27,10 +27,13 @@ class RecordingSink:
 
     def __init__(self, settings: Settings) -> None:
         self.updates: list[StatusUpdate] = []
+        self.outputs_there: list[bool] = []
+        self.jobs = Path(settings.data_dir) / "jobs"
         self.direct = DirectSink(settings)
 
     def publish(self, update: StatusUpdate) -> None:
         self.updates.append(update)
+        self.outputs_there.append((self.jobs / update.job_id / "outputs.json").exists())
         self.direct.publish(update)
 
 
@@ -59,7 +62,9 @@ def test_two_step_succeeds_with_outputs_and_times(settings, job_store):
     assert doc["outputs"] == {"shouted": f"{BASE_URL}/jobs/{doc['id']}/results/shouted"}
     assert doc["start-time"] and doc["stop-time"] and doc["start-time"] <= doc["stop-time"]
     assert len(doc["applied-events"]) == 2
-    assert sink.updates == []  # success is the finish step's business
+    # update-job steps ran in this process, through the job's sink; success only once the outputs were in place
+    assert [u.status for u in sink.updates] == [Status.RUNNING, Status.SUCCEEDED]
+    assert sink.outputs_there == [False, True]
     out = Path(result.outputs["shouted"]["path"])
     assert out.read_text() == "HELLO THERE\n" and out.is_relative_to(settings.data_dir / "jobs" / doc["id"] / "outputs")
     log = result.log.read_text()
@@ -74,7 +79,7 @@ def test_failing_workflow_reports_the_error(settings, job_store):
     assert doc["status"] == "failed" and doc["stop-time"]
     assert "failing on purpose: no input data" in doc["message"]
     assert "exited with status: 3" in doc["message"]
-    assert [u.status for u in sink.updates] == [Status.FAILED]
+    assert [u.status for u in sink.updates] == [Status.RUNNING, Status.FAILED]
     log = result.log.read_text()
     assert "failing on purpose" in log and "starting the failing tool" in log
 
@@ -87,7 +92,7 @@ def test_author_progress_step_is_applied(settings, job_store):
     assert doc["status"] == "succeeded"
     assert len(doc["applied-events"]) == 3  # start, the author's 50 %, finish
     log = result.log.read_text()
-    assert "half-way: the text is written" in log and "--progress \\\n    50" in log
+    assert "[update-job] running 50%: half-way: the text is written" in log
 
 
 def test_docker_requirement_fails_clearly(settings, job_store):
@@ -111,3 +116,34 @@ def test_loaded_tools_are_reused(settings, job_store):
     _, doc = run(package, {"message": "two"}, settings, job_store, sink)
     assert doc["status"] == "succeeded"
     assert cached == runner._TOOLS
+
+
+def test_outputs_go_to_s3_before_success_is_published(settings, job_store, moto_url):
+    """ADES_OUTPUT_STORAGE=s3 against moto: the succeeded event carries presigned URLs that serve the outputs."""
+    import uuid
+
+    import requests
+
+    from ades.storage import S3Storage, StorageConfig
+
+    s3_settings = settings.model_copy(update={"aws_endpoint_url": moto_url, "output_storage": "s3",
+                                              "output_bucket": f"ades-run-{uuid.uuid4().hex[:12]}"})
+    storage = StorageConfig.from_settings(s3_settings, BASE_URL)
+    bucket = storage.make()
+    assert isinstance(bucket, S3Storage)
+    bucket.ensure_bucket()
+    package = example("two-step/two-step.cwl")
+    job = Job(process_id=package.id, process_version=package.version, inputs={"message": "to the bucket"})
+    job_store.create(job, refresh=True)
+    spec = RunSpec.for_package(package, job.id, to_job_order(package, job.inputs, []), settings.data_dir,
+                               SinkConfig.from_settings(settings), BASE_URL, storage)
+    spec = RunSpec.model_validate_json(spec.model_dump_json())  # as it crosses into a worker
+    sink = RecordingSink(settings)
+    result = run_job(spec, sink)
+    assert result.status is Status.SUCCEEDED, result.log.read_text()
+    doc = job_store.get(job.id)
+    url = doc["outputs"]["shouted"]
+    assert url.startswith(f"{moto_url}/{s3_settings.output_bucket}/jobs/{job.id}/shouted/")
+    assert sink.updates[-1].outputs == doc["outputs"]
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200 and response.text == "TO THE BUCKET\n"
