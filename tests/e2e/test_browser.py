@@ -1,0 +1,129 @@
+"""The jobs page in a real headless Chromium (Debian's /usr/bin/chromium driven by playwright): a labelled job runs
+on a live server, the page is opened, filtered by the label with its form, and the job's row is checked (status,
+progress, label, links to logs and results, which are followed). A screenshot lands in tests/artifacts/."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, sync_playwright
+
+from ades.client import Client
+from tests.e2e.conftest import LiveServer
+from tests.e2e.test_processes_api import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        # a failure, not a skip: the browser test must not pass (or vanish) without a browser
+        pytest.fail("chromium is not installed: ./scripts/test.sh installs it as root (scripts/_browser.sh), "
+                    "or run `apt-get install -y chromium`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live: LiveServer) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    local = urlsplit(live.url).netloc
+
+    def only_local(route: Route) -> None:
+        # pygeoapi's frame links a CDN stylesheet; the test stays on 127.0.0.1 (and does not wait for the internet)
+        if urlsplit(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", only_local)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def test_jobs_page_filters_by_label(live: LiveServer, page: Page) -> None:
+    client = Client(live.url)
+    client.http.trust_env = False
+    client.deploy(EXAMPLES / "failing" / "failing.cwl")
+    label = f"browser-{uuid.uuid4().hex[:8]}"
+    job = client.execute("echo", {"message": "seen in a browser"}, labels=[label, "browser"])
+    assert job.wait(timeout=120) == "successful"
+    failed = client.execute("failing", {}, labels=["browser"])  # same page, another label: must be filtered out
+    assert failed.wait(timeout=120) == "failed"
+    live.context.job_store.refresh()  # searches see a status once ES refreshes (1 s); do not wait for it
+
+    page.goto(f"{live.url}/jobs?f=html", wait_until="domcontentloaded")
+    assert page.locator(f'tr.job[data-job-id="{failed.id}"]').count() == 1
+
+    page.fill("#filter-labels", label)
+    page.select_option("#filter-status", "successful")
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.click("#job-filter button[type=submit]")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["labels"] == [label] and query["status"] == ["successful"] and query["f"] == ["html"]
+
+    rows = page.locator("tr.job")
+    assert rows.count() == 1
+    row = page.locator(f'tr.job[data-job-id="{job.id}"]')
+    assert row.locator(".status").inner_text() == "successful"
+    assert row.locator(".progress").inner_text().strip() == "100%"
+    assert sorted(row.locator(".labels .label").all_inner_texts()) == sorted([label, "browser"])
+    assert row.locator(".process").inner_text() == "echo:1.0.0"
+    # the filters are kept in the form after filtering
+    assert page.input_value("#filter-labels") == label
+    assert page.input_value("#filter-status") == "successful"
+
+    logs_href = row.locator("a.logs").get_attribute("href")
+    results_href = row.locator('a.results[type="application/json"]').get_attribute("href")
+    assert logs_href == f"{live.url}/jobs/{job.id}/logs"
+    assert results_href == f"{live.url}/jobs/{job.id}/results"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jobs-page.png"), full_page=True)
+    text = page.inner_text("body")
+    assert label in text and job.id in text and failed.id not in text
+    assert (ARTIFACTS / "jobs-page.png").stat().st_size > 0
+
+    # the links work from the browser: the log has the message, the results name the output file
+    page.goto(logs_href)
+    assert "seen in a browser" in page.inner_text("body")
+    page.goto(results_href)
+    assert f"/jobs/{job.id}/results/out" in page.inner_text("body")
+
+
+def test_jobs_page_by_accept_header_and_empty_filter(live: LiveServer, page: Page) -> None:
+    # a browser asks for text/html first: the same page without ?f=html
+    page.goto(f"{live.url}/jobs?labels=no-such-label-{uuid.uuid4().hex[:6]}")
+    assert page.locator("form#job-filter").count() == 1
+    assert "no jobs match" in page.inner_text("table.job-list")
+    assert page.locator("tr.job").count() == 0
+
+
+def test_labels_are_text_not_markup(live: LiveServer, page: Page) -> None:
+    client = Client(live.url)
+    client.http.trust_env = False
+    label = f"<img src=x onerror=\"window.injected=1\">{uuid.uuid4().hex[:6]}"
+    client.execute("echo", {"message": "escaped"}, labels=[label]).wait(timeout=120)
+    live.context.job_store.refresh()
+    page.goto(f"{live.url}/jobs?f=html")
+    page.fill("#filter-labels", label)
+    with page.expect_navigation(wait_until="load"):
+        page.click("#job-filter button[type=submit]")
+    assert page.locator(".labels .label").all_inner_texts() == [label]  # shown as typed
+    assert page.locator(".labels img").count() == 0 and page.evaluate("window.injected") is None
