@@ -2,6 +2,7 @@
 
     ades services start|stop|status [SERVICE …]   real local services (Elasticsearch, moto, the status consumer)
     ades consumer                                 apply status events from the SQS queue to Elasticsearch
+    ades dask scheduler|worker                    a Dask scheduler or workers in the foreground (Dask executor)
     ades serve                                    the OGC API Processes server under gunicorn
     ades demo                                     everything once: services, server, deploy, a labelled job
 
@@ -18,7 +19,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ades.services import SERVICES, ServiceError, service_module
+from ades.cli_client import add_client_commands
+from ades.services import DEFAULT_SERVICES, SERVICES, ServiceError, service_module
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -33,8 +35,10 @@ def _settings():
     return Settings()
 
 
-def _selected(names: Sequence[str]) -> list[str]:
-    return list(names) if names else list(SERVICES)
+def _selected(names: Sequence[str], dask: bool = False) -> list[str]:
+    if names:
+        return list(names)
+    return [*DEFAULT_SERVICES, "dask"] if dask else list(DEFAULT_SERVICES)
 
 
 # --- ades services --------------------------------------------------------------------------------------------
@@ -42,7 +46,7 @@ def _selected(names: Sequence[str]) -> list[str]:
 
 def cmd_services_start(args: argparse.Namespace) -> int:
     settings = _settings()
-    for name in _selected(args.service):
+    for name in _selected(args.service, args.dask):
         url = service_module(name).ensure_running(settings)
         print(f"{name}: {url}")
     return EXIT_OK
@@ -50,7 +54,8 @@ def cmd_services_start(args: argparse.Namespace) -> int:
 
 def cmd_services_stop(args: argparse.Namespace) -> int:
     settings = _settings()
-    for name in reversed(_selected(args.service)):
+    # a plain stop also stops a Dask cluster this data dir started (nothing happens when there is none)
+    for name in reversed(_selected(args.service, dask=True)):
         service_module(name).stop(settings)
     return EXIT_OK
 
@@ -58,7 +63,7 @@ def cmd_services_stop(args: argparse.Namespace) -> int:
 def cmd_services_status(args: argparse.Namespace) -> int:
     settings = _settings()
     all_running = True
-    for name in _selected(args.service):
+    for name in _selected(args.service, args.dask):
         info = service_module(name).status(settings)
         if not info["running"]:
             all_running = False
@@ -69,6 +74,8 @@ def cmd_services_status(args: argparse.Namespace) -> int:
             details.append(f"version {info['version']}")
         if info.get("health"):
             details.append(f"health {info['health']}")
+        if info.get("workers") is not None:
+            details.append(f"{info['workers']} workers")
         if info.get("external"):
             details.append("external (ADES_ES_URL)")
         elif info.get("pid"):
@@ -91,6 +98,35 @@ def cmd_consumer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- ades dask ------------------------------------------------------------------------------------------------
+
+
+def cmd_dask_scheduler(args: argparse.Namespace) -> int:
+    import os
+
+    port = args.port if args.port is not None else _settings().dask_port
+    # exec: the foreground process is Dask's own, so signals and exit codes are the scheduler's
+    command = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", args.host, "--port", str(port),
+               "--no-dashboard"]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+    return EXIT_ERROR  # not reached
+
+
+def cmd_dask_worker(args: argparse.Namespace) -> int:
+    import os
+
+    scheduler = args.scheduler or _settings().dask_scheduler_address
+    # --preload: each worker starts its warm cwltool launchers at once (ades.execute.dask_executor.dask_setup)
+    command = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", str(args.nworkers),
+               "--nthreads", str(args.nthreads), "--no-dashboard", "--preload", "ades.execute.dask_executor"]
+    if args.host:
+        command += ["--host", args.host]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+    return EXIT_ERROR  # not reached
+
+
 # --- ades demo ------------------------------------------------------------------------------------------------
 
 
@@ -106,8 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ades.serve import serve
 
-    serve(_settings(), host=args.host, port=args.port, workers=args.workers, job_workers=args.job_workers,
-          public_url=args.public_url)
+    serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          job_workers=args.job_workers, public_url=args.public_url, access_log=not args.no_access_log)
     return EXIT_OK
 
 
@@ -133,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "topic, queue and dead-letter queue; the consumer applies that queue to Elasticsearch.",
     )
     actions = services.add_subparsers(dest="action", metavar="ACTION", required=True)
-    service_help = f"which services (default: all of {', '.join(SERVICES)})"
+    service_help = f"which services (default: {', '.join(DEFAULT_SERVICES)}; known: {', '.join(SERVICES)})"
     start = actions.add_parser(
         "start",
         help="start the services that are not running yet, wait until they are ready",
@@ -156,6 +192,34 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_services_status)
     for sub in (start, stop, status):
         sub.add_argument("service", nargs="*", metavar="SERVICE", help=service_help)
+        sub.add_argument("--dask", action="store_true",
+                         help="also a local Dask cluster: a scheduler on ADES_DASK_PORT and ADES_DASK_WORKERS "
+                         "workers; start writes ADES_EXECUTOR=dask and ADES_DASK_SCHEDULER to services.env "
+                         "(a plain stop stops it too)")
+
+    dask = commands.add_parser(
+        "dask",
+        help="run a Dask scheduler or workers in the foreground (for the Dask executor, docker-compose)",
+        description="Run a Dask scheduler or Dask workers in the foreground (the process becomes Dask's). Jobs go "
+        "to them when the server runs with ADES_EXECUTOR=dask and ADES_DASK_SCHEDULER. Workers load ades' warm "
+        "cwltool launchers; they must see the server's ADES_DATA_DIR at the same path.",
+    )
+    dask_actions = dask.add_subparsers(dest="action", metavar="ROLE", required=True)
+    scheduler = dask_actions.add_parser("scheduler", help="the Dask scheduler",
+                                        description="Run the Dask scheduler (no dashboard).")
+    scheduler.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    scheduler.add_argument("--port", type=int, default=None, help="port to bind (default ADES_DASK_PORT, 8786)")
+    scheduler.set_defaults(handler=cmd_dask_scheduler)
+    worker = dask_actions.add_parser("worker", help="Dask workers that run ades jobs",
+                                     description="Run Dask workers (each under a nanny that restarts it when it "
+                                     "dies) that run ades jobs in warm cwltool launchers.")
+    worker.add_argument("--scheduler", default=None,
+                        help="scheduler address (default ADES_DASK_SCHEDULER, else tcp://127.0.0.1:ADES_DASK_PORT)")
+    worker.add_argument("--nworkers", type=int, default=1, help="worker processes (default 1)")
+    worker.add_argument("--nthreads", type=int, default=1,
+                        help="jobs each worker runs at a time (default 1)")
+    worker.add_argument("--host", default=None, help="address the workers bind to and advertise (default: Dask's)")
+    worker.set_defaults(handler=cmd_dask_worker)
 
     consumer = commands.add_parser(
         "consumer",
@@ -178,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    serve.add_argument("--threads", type=int, default=8, help="request threads per gunicorn worker (default 8)")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log every request to stdout")
     serve.add_argument("--job-workers", type=int, default=None,
                        help="warm cwltool worker processes per gunicorn worker (default: CPU count)")
     serve.add_argument("--public-url", default=None,
@@ -193,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--port", type=int, default=5000, help="port of the demo server (default 5000)")
     demo.set_defaults(handler=cmd_demo)
+    add_client_commands(commands)
     return parser
 
 

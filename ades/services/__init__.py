@@ -21,9 +21,15 @@ SERVICES: dict[str, str] = {
     "elasticsearch": "ades.services.elasticsearch",
     "moto": "ades.services.moto",
     "consumer": "ades.services.consumer",
+    "dask": "ades.services.dask",
 }
 
-__all__ = ["SERVICES", "MissingPrerequisite", "ServiceError", "service_module"]
+OPTIONAL: frozenset[str] = frozenset({"dask"})
+"""Started only when asked for (`ades services start --dask` or by name); a plain start leaves them out."""
+
+DEFAULT_SERVICES: list[str] = [name for name in SERVICES if name not in OPTIONAL]
+
+__all__ = ["DEFAULT_SERVICES", "OPTIONAL", "SERVICES", "MissingPrerequisite", "ServiceError", "service_module"]
 
 
 def service_module(name: str) -> ModuleType:

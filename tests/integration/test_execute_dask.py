@@ -1,0 +1,306 @@
+"""DaskExecutor on a real Dask cluster: a scheduler and 2 workers (`ades dask scheduler|worker`, separate
+processes), real cwltool and ES. Jobs run there, cancel kills the job's processes, a SIGKILLed worker fails its job
+or has it run again, and `ades services start --dask` brings a cluster up and down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client
+
+from ades.config import Settings
+from ades.cwl import Package, load_package
+from ades.execute.dask_executor import ATTEMPTS_FILE, DaskExecutor, _attempts
+from ades.services.base import terminate_group
+from tests.integration.test_execute_local import new_spec, processes_in, wait_for
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
+WORKERS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_addresses(url: str) -> list[str]:
+    with Client(url, set_as_default=False, timeout=10) as client:
+        return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def wait_for_workers(url: str, count: int, timeout: float = 120) -> list[str]:
+    assert wait_for(lambda: len(worker_addresses(url)) >= count, timeout, interval=0.5), worker_addresses(url)
+    return worker_addresses(url)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[str]:
+    """`ades dask scheduler` and two `ades dask worker` processes on a free port, stopped afterwards."""
+    logs = tmp_path_factory.mktemp("dask-cluster")
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    ades = [sys.executable, "-m", "ades.cli"]
+    commands = [[*ades, "dask", "scheduler", "--port", str(port)]] + [
+        [*ades, "dask", "worker", "--scheduler", url, "--nworkers", "1"] for _ in range(WORKERS)
+    ]
+    procs = []
+    try:
+        for i, command in enumerate(commands):
+            with (logs / f"{i}.log").open("ab") as out:
+                procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True))
+            if i == 0:
+                assert wait_for(lambda: _port_open(port), 60), (logs / "0.log").read_text()
+        wait_for_workers(url, WORKERS)
+        yield url
+    finally:
+        for proc in reversed(procs):
+            terminate_group(proc.pid, grace=20)
+            proc.wait(5)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def echo() -> Package:
+    return load_package((EXAMPLES / "echo.cwl").read_text(), "application/cwl")
+
+
+@pytest.fixture(scope="module")
+def sleep() -> Package:
+    return load_package((EXAMPLES / "sleep" / "sleep.cwl").read_text(), "application/cwl")
+
+
+@pytest.fixture
+def executor(cluster: str, settings: Settings, es) -> Iterator[DaskExecutor]:
+    wait_for_workers(cluster, WORKERS)  # a worker killed by an earlier test is back (its nanny restarts it)
+    executor = DaskExecutor(cluster, settings.data_dir, grace=2.0)
+    yield executor
+    executor.close()
+
+
+def job_running(executor: DaskExecutor, job_id: str) -> tuple[str, int] | None:
+    """(worker address, job process group) once the job's child has been forked on a worker."""
+    found = executor.running().get(job_id)
+    return found if found and found[1] else None
+
+
+def test_echo_jobs_run_on_both_workers(executor, cluster, echo, settings, job_store):
+    specs = [new_spec(echo, {"message": f"hello {i}"}, settings, job_store) for i in range(8)]
+    for spec in specs:
+        executor.submit(spec)
+    outcomes = [executor.wait(spec.job_id, 180) for spec in specs]
+    assert outcomes == ["succeeded"] * len(specs), outcomes
+    job_store.refresh()
+    workers = set(worker_addresses(cluster))
+    used = set()
+    for i, spec in enumerate(specs):
+        doc = job_store.get(spec.job_id)
+        assert doc["status"] == "succeeded", doc
+        assert (spec.workdir / "outputs" / "out.txt").read_text() == f"hello {i}\n"
+        [attempt] = _attempts(spec.workdir)
+        assert attempt["worker"] in workers and attempt["pgid"] != os.getpid()
+        used.add(attempt["worker"])
+    # each worker has one thread, so the scheduler gives the 8 jobs to both
+    assert used == workers, used
+
+
+def test_cancel_kills_the_running_job(executor, sleep, echo, settings, job_store):
+    spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
+    executor.submit(spec)
+    assert wait_for(lambda: job_running(executor, spec.job_id), 120, interval=0.2)
+    assert wait_for(lambda: processes_in(spec.workdir / "work"), 60), spec.log_path.read_text()
+    assert executor.cancel(spec.job_id)
+    assert executor.wait(spec.job_id, 60) == "dismissed"
+    # sh and sleep of the tool, cwltool's child: the whole group is gone
+    assert wait_for(lambda: not processes_in(spec.workdir), 15), processes_in(spec.workdir)
+    job_store.refresh()
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "dismissed" and doc["stop-time"]
+    assert not executor.cancel(spec.job_id)  # over
+    after = new_spec(echo, {"message": "still here"}, settings, job_store)
+    executor.submit(after)
+    assert executor.wait(after.job_id, 120) == "succeeded"
+
+
+def test_cancel_a_queued_job(executor, sleep, settings, job_store):
+    busy = [new_spec(sleep, {"seconds": 300}, settings, job_store) for _ in range(WORKERS)]
+    for spec in busy:
+        executor.submit(spec)
+    assert wait_for(lambda: all(job_running(executor, s.job_id) for s in busy), 120, interval=0.2)
+    queued = new_spec(sleep, {"seconds": 300}, settings, job_store)
+    executor.submit(queued)
+    assert executor.cancel(queued.job_id)
+    assert executor.wait(queued.job_id, 60) == "dismissed"
+    assert "starts" not in (queued.log_path.read_text() if queued.log_path.exists() else "")
+    job_store.refresh()
+    assert job_store.get(queued.job_id)["status"] == "dismissed"
+    for spec in busy:
+        assert executor.cancel(spec.job_id)
+    assert [executor.wait(s.job_id, 60) for s in busy] == ["dismissed"] * WORKERS
+    assert wait_for(lambda: not any(processes_in(s.workdir) for s in busy), 15)
+
+
+def kill_worker_of(executor: DaskExecutor, job_id: str) -> str:
+    """SIGKILL the Dask worker process running the job (not its nanny); returns the worker's address."""
+    found = wait_for(lambda: job_running(executor, job_id), 120, interval=0.2)
+    assert found
+    worker, _ = found
+    pid = executor.client.run(os.getpid, workers=[worker])[worker]
+    os.kill(pid, signal.SIGKILL)
+    return worker
+
+
+def test_killed_worker_fails_its_job(executor, sleep, settings, job_store):
+    spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
+    executor.submit(spec)
+    assert wait_for(lambda: job_running(executor, spec.job_id), 120, interval=0.2)
+    assert wait_for(lambda: processes_in(spec.workdir / "work"), 60)
+    worker = kill_worker_of(executor, spec.job_id)
+    assert executor.wait(spec.job_id, 120) == "failed"
+    assert wait_for(lambda: not processes_in(spec.workdir), 15), processes_in(spec.workdir)
+    job_store.refresh()
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "failed" and doc["stop-time"]
+    assert f"the Dask worker running the job ({worker}) was lost" in doc["message"]
+    assert "ADES_DASK_RETRY_LOST is off" in doc["message"]
+    assert len(_attempts(spec.workdir)) == 1  # not run again
+
+
+def test_killed_launcher_fails_its_job(executor, sleep, echo, settings, job_store):
+    spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
+    executor.submit(spec)
+    found = wait_for(lambda: job_running(executor, spec.job_id), 120, interval=0.2)
+    assert found and wait_for(lambda: processes_in(spec.workdir / "work"), 60)
+    # the launcher is the parent of the job's group leader
+    launcher = int(Path(f"/proc/{found[1]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert "ades.execute.dask_executor" in Path(f"/proc/{launcher}/cmdline").read_bytes().decode()
+    os.kill(launcher, signal.SIGKILL)
+    assert executor.wait(spec.job_id, 60) == "failed"
+    assert wait_for(lambda: not processes_in(spec.workdir), 15), processes_in(spec.workdir)
+    job_store.refresh()
+    assert "launcher process on" in job_store.get(spec.job_id)["message"]
+    after = new_spec(echo, {"message": "a new launcher"}, settings, job_store)
+    executor.submit(after)
+    assert executor.wait(after.job_id, 120) == "succeeded"
+
+
+def test_killed_worker_job_is_retried(cluster, sleep, settings, job_store, es):
+    wait_for_workers(cluster, WORKERS)
+    executor = DaskExecutor(cluster, settings.data_dir, retry_lost=True, grace=2.0)
+    try:
+        # long enough to be killed while the tool sleeps; the second attempt then simply runs to its end
+        spec = new_spec(sleep, {"seconds": 8}, settings, job_store)
+        executor.submit(spec)
+        assert wait_for(lambda: processes_in(spec.workdir / "work"), 120)
+        worker = kill_worker_of(executor, spec.job_id)
+        assert executor.wait(spec.job_id, 180) == "succeeded"
+    finally:
+        executor.close()
+    attempts = _attempts(spec.workdir)
+    assert [a["attempt"] for a in attempts] == [1, 2], (spec.workdir / ATTEMPTS_FILE).read_text()
+    assert attempts[0]["worker"] == worker and attempts[1]["worker"] != worker
+    assert [f.read_text() for f in (spec.workdir / "outputs").iterdir()] == ["slept\n"]
+    assert f"({worker}) was lost; running the job again" in spec.log_path.read_text()
+    job_store.refresh()
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "succeeded" and doc["progress"] == 100, doc
+
+
+def test_cancel_unknown_job(executor):
+    assert not executor.cancel("no-such-job")
+
+
+def test_server_context_builds_the_dask_executor(cluster, settings, job_store, process_store):
+    from ades.api.context import AdesContext
+
+    context = AdesContext(settings=settings.model_copy(update={"executor": "dask", "dask_scheduler": cluster}),
+                          job_store=job_store, process_store=process_store, base_url="http://127.0.0.1:5000")
+    try:
+        assert isinstance(context.executor, DaskExecutor)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def dask_live(cluster: str, es_url: str, tmp_path_factory) -> Iterator:
+    """A live server (tests/e2e) whose settings say ADES_EXECUTOR=dask, on the module's cluster."""
+    import uuid
+
+    from tests.e2e.conftest import _serve
+
+    settings = Settings(es_url=es_url, index_prefix=f"e2e-dask-{uuid.uuid4().hex[:10]}-", event_sink="direct",
+                        data_dir=tmp_path_factory.mktemp("e2e-dask") / "data", executor="dask",
+                        dask_scheduler=cluster)
+    yield from _serve(settings)
+
+
+def test_http_jobs_run_on_the_cluster_and_dismiss(dask_live):
+    live = dask_live
+    response = live.post("/processes", data=(EXAMPLES / "sleep" / "sleep.cwl").read_text(),
+                         headers={"Content-Type": "application/cwl"})
+    assert response.status_code == 201, response.text
+    sync = live.post("/processes/echo/execution", json={"inputs": {"message": "over dask"}})
+    assert sync.status_code == 200, sync.text
+    job = live.post("/processes/echo/execution", headers={"Prefer": "respond-async"},
+                    json={"inputs": {"message": "async over dask"}}).json()
+    assert live.wait_status(job["jobID"])["status"] == "successful"
+    assert live.get(f"/jobs/{job['jobID']}/results/out").text == "async over dask\n"
+    executor = live.context.executor
+    assert isinstance(executor, DaskExecutor)
+    assert _attempts(Path(live.settings.data_dir) / "jobs" / job["jobID"])[0]["worker"] in worker_addresses(
+        executor.client.scheduler.address)
+
+    sleeping = live.post("/processes/sleep/execution", headers={"Prefer": "respond-async"},
+                         json={"inputs": {"seconds": 300}}).json()["jobID"]
+    workdir = Path(live.settings.data_dir) / "jobs" / sleeping
+    assert wait_for(lambda: processes_in(workdir / "work"), 120)
+    dismissed = live.delete(f"/jobs/{sleeping}")
+    assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
+    assert executor.wait(sleeping, 60) == "dismissed"
+    assert wait_for(lambda: not processes_in(workdir), 15), processes_in(workdir)
+
+
+def test_services_start_dask(tmp_path):
+    """`ades services start --dask` on its own data dir and port: a scheduler, ADES_DASK_WORKERS workers, the two
+    lines in services.env (other lines kept); `ades services stop dask` stops it all and takes the lines out."""
+    data_dir = tmp_path / "ades"
+    data_dir.mkdir()
+    (data_dir / "services.env").write_text("ADES_AWS_REGION=us-east-1\n")
+    port = free_port()
+    env = os.environ | {"ADES_DATA_DIR": str(data_dir), "ADES_DASK_PORT": str(port), "ADES_DASK_WORKERS": "2"}
+    ades = [sys.executable, "-m", "ades.cli"]
+    try:
+        start = subprocess.run([*ades, "services", "start", "dask"], env=env, capture_output=True, text=True,
+                               timeout=300, cwd=tmp_path)
+        assert start.returncode == 0, start.stderr
+        url = f"tcp://127.0.0.1:{port}"
+        assert f"dask: {url}" in start.stdout
+        assert len(worker_addresses(url)) == 2
+        lines = (data_dir / "services.env").read_text().splitlines()
+        assert lines == ["ADES_AWS_REGION=us-east-1", "ADES_EXECUTOR=dask", f"ADES_DASK_SCHEDULER={url}"]
+        status = subprocess.run([*ades, "services", "status", "--check", "dask"], env=env,
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert status.returncode == 0 and "dask: running" in status.stdout and "2 workers" in status.stdout
+    finally:
+        stop = subprocess.run([*ades, "services", "stop", "dask"], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+    assert stop.returncode == 0, stop.stderr
+    assert not _port_open(port)
+    assert (data_dir / "services.env").read_text() == "ADES_AWS_REGION=us-east-1\n"
+    status = subprocess.run([*ades, "services", "status", "--check", "dask"], env=env, capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert status.returncode == 1 and "dask: not running" in status.stdout
