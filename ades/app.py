@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,7 @@ def create_app(
     workers: int | None = None,
     sync_timeout: float = 600.0,
     executor_factory: Callable[[], Executor] | None = None,
+    reconcile: bool = True,
 ) -> Flask:
     """The WSGI app. `public_url` is how clients reach the server (job links, result hrefs; env ADES_PUBLIC_URL,
     default http://127.0.0.1:5000); `file_roots` the directories file:// inputs may come from; `workers` the
@@ -123,6 +126,9 @@ def create_app(
     except Exception as err:  # ES not up yet: the server still starts, and retries on the next request
         log.warning("could not prepare the store at start (retrying on first request): %s", err)
 
+    if reconcile:
+        threading.Thread(target=_reconcile_when_ready, args=(context,), name="ades-reconcile", daemon=True).start()
+
     @app.before_request
     def _ensure_ready() -> None:
         # the landing page, conformance and OpenAPI do not need the store; everything else does
@@ -133,6 +139,19 @@ def create_app(
                 raise StoreUnavailable(f"could not prepare the indexes: {err}") from err
 
     return app
+
+
+def _reconcile_when_ready(context: AdesContext) -> None:
+    """Reconcile once the store answers (the server may start before Elasticsearch)."""
+    delay = 1.0
+    while True:
+        try:
+            context.reconcile()
+            return
+        except Exception as err:  # the store is not there yet: try again, less and less often
+            log.info("reconciliation postponed: %s", err)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def close_app(app: Flask) -> None:

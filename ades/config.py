@@ -99,7 +99,13 @@ class Settings(BaseSettings):
         description="Run a job whose Dask worker died once more (on a live worker) instead of failing it.",
     )
 
-    # --- Jobs on this machine ---------------------------------------------------------------------------------
+    # --- Jobs ------------------------------------------------------------------------------------------------
+    max_queued_jobs: int = Field(
+        default=10_000, ge=0,
+        description="Back-pressure: past this many queued (submitted) jobs, execute answers 503 with Retry-After "
+        "and writes nothing. 0: no cap.",
+    )
+    max_delay: float = Field(default=86_400.0, ge=0, description="Largest `delay` (seconds) a request may ask.")
     job_nice: int = Field(
         default=10, ge=0, le=19,
         description="Niceness of local job workers: jobs take the CPU the API leaves, so the server stays responsive "

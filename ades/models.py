@@ -68,6 +68,8 @@ class Job(BaseModel):
     user_id: str | None = Field(default=None, alias="user-id")
     mode: str = "async"
     depends_on: list[str] = Field(default_factory=list, alias="depends-on")
+    delay: float = Field(default=0.0, ge=0, description="seconds to wait (after the dependencies) before it starts")
+    message: str | None = None
     created: UtcDatetime = Field(default_factory=utcnow)
 
     def to_document(self) -> dict[str, Any]:
@@ -84,13 +86,14 @@ class Job(BaseModel):
             "user-id": self.user_id,
             "mode": self.mode,
             "depends-on": list(self.depends_on),
+            "delay": self.delay,
             "created": created,
             "updated": created,
             "start-time": None,
             "stop-time": None,
             "duration": None,
             "progress": 0,
-            "message": None,
+            "message": self.message,
             "applied-events": [],
             "merge-clock": {},
         }

@@ -16,11 +16,14 @@ from typing import Any
 
 from flask import current_app
 
+from ades.api.backpressure import Admission
 from ades.config import Settings
 from ades.cwl import Package, PackageError, load_package
 from ades.events.sinks import make_sink
 from ades.events.update_job import SinkConfig
 from ades.execute.base import Executor
+from ades.execute.reconcile import Reconciler, Report, claim
+from ades.execute.scheduler import JobScheduler
 from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore, ProcessStore
 from ades.store.batcher import CreateBatcher
@@ -45,6 +48,7 @@ class AdesContext:
     _executor: Executor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _packages: dict[str, Package] = field(default_factory=dict)
+    _reconcile_lock: Any = None
 
     @functools.cached_property
     def sink_config(self) -> SinkConfig:
@@ -65,6 +69,27 @@ class AdesContext:
     def creator(self) -> CreateBatcher:
         """Group commit of new jobs (ades.store.batcher): concurrent submissions share one bulk and one refresh."""
         return CreateBatcher(self.job_store)
+
+    @functools.cached_property
+    def admission(self) -> Admission:
+        return Admission(self.job_store, self.settings.max_queued_jobs)
+
+    @functools.cached_property
+    def scheduler(self) -> JobScheduler:
+        """Jobs waiting on dependencies or a delay (ades.execute.scheduler); others pass straight through."""
+        return JobScheduler(self.job_store.statuses, lambda spec: self.executor.submit(spec),
+                            functools.partial(make_sink, self.settings))
+
+    def reconcile(self) -> Report | None:
+        """Settle jobs a previous run left unfinished (ades.execute.reconcile), if this process wins the data dir's
+        lock; None if another process of this server does it."""
+        handle = claim(Path(self.settings.data_dir))
+        if handle is None:
+            return None
+        self._reconcile_lock = handle
+        reconciler = Reconciler(self.job_store, Path(self.settings.data_dir), self.scheduler.add,
+                                functools.partial(make_sink, self.settings))
+        return reconciler.run()
 
     # --- executor ---
     @property
@@ -97,6 +122,11 @@ class AdesContext:
             executor.close()
         if "creator" in self.__dict__:
             self.creator.close()
+        if "scheduler" in self.__dict__:
+            self.scheduler.close()
+        if self._reconcile_lock is not None:
+            self._reconcile_lock.close()
+            self._reconcile_lock = None
 
     # --- packages ---
     def package_of(self, process: DeployedProcess) -> Package:

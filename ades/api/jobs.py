@@ -223,7 +223,9 @@ def dismiss(job_id: str) -> Response:
         shutil.rmtree(job_dir(c.settings.data_dir, job_id), ignore_errors=True)
         doc = {**doc, "message": (doc.get("message") or "") + " (files removed)"}
         return jsonify(status_info(doc, c.base_url))
-    if not (c.has_executor and c.executor.cancel(job_id)):
+    # a Dask executor reaches every worker, so any server process may build one to cancel; a local one is per process
+    reaches = c.has_executor or c.settings.executor == "dask"
+    if not (reaches and c.executor.cancel(job_id)):
         # not ours: started by another server process on this host (gunicorn workers each have an executor)
         cancel_elsewhere(job_dir(c.settings.data_dir, job_id))
     # the server may write `dismissed` itself (DESIGN §1); the worker's own report is then a stale no-op

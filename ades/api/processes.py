@@ -144,8 +144,9 @@ def execute(ref: str) -> Response:
     process = get_process(c, ref)
     body = parse_body(OgcExecute, json_body(request))
     prefer = request.headers.get("Prefer", "").lower()
-    is_async = "respond-async" in prefer or body.mode == "async"
-    job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync")
+    # a job that waits for other jobs or a delay cannot answer synchronously
+    is_async = "respond-async" in prefer or body.mode == "async" or bool(body.dependsOn) or body.delay > 0
+    job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
     location = c.url(f"/jobs/{job.id}")
     if is_async:
         response = jsonify(status_info(job.to_document(), c.base_url))

@@ -6,6 +6,8 @@ leaves a document behind; then index the job as `submitted`; then hand it to the
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from typing import Any, Literal, TypeVar
 
@@ -16,11 +18,13 @@ from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
 from ades.cwl import InputError, to_job_order
 from ades.execute.runner import RunSpec
-from ades.models import Job
+from ades.execute.scheduler import QueuedJob, waiting_message
+from ades.models import ID_PATTERN, Job
 from ades.status import Status
 from ades.store.processes import DeployedProcess
 
 MAX_LABELS = 100
+MAX_DEPENDENCIES = 100
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -37,8 +41,25 @@ def _check_labels(value: Any) -> list[str]:
     return list(dict.fromkeys(value))
 
 
-class OgcExecute(BaseModel):
-    """OGC API Processes 1.0 execute request (plus `labels`, an ades extension)."""
+class Scheduling(BaseModel):
+    """ades extensions of both execute bodies: run after other jobs succeeded (`dependsOn`), after a `delay`."""
+
+    dependsOn: list[str] = Field(default_factory=list, max_length=MAX_DEPENDENCIES,
+                                 description="ids of jobs that must succeed first")
+    delay: float = Field(default=0.0, ge=0, description="seconds to wait (after the dependencies) before starting")
+
+    @field_validator("dependsOn", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and re.fullmatch(ID_PATTERN, v) for v in value):
+            raise ValueError("dependsOn must be an array of job ids")
+        return list(dict.fromkeys(value))
+
+
+class OgcExecute(Scheduling):
+    """OGC API Processes 1.0 execute request (plus `labels`, `dependsOn` and `delay`, ades extensions)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -67,8 +88,8 @@ class WpstOutput(BaseModel):
     transmissionMode: Literal["value", "reference"] = "reference"
 
 
-class WpstExecute(BaseModel):
-    """WPS-T (ADES best practice) execute request: inputs and outputs as arrays."""
+class WpstExecute(Scheduling):
+    """WPS-T (ADES best practice) execute request: inputs and outputs as arrays (plus `dependsOn`, `delay`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -104,20 +125,48 @@ def parse_body(model: type[M], body: dict[str, Any]) -> M:
         raise problem(400, "invalid-parameter", f"{where}: {message}") from None
 
 
-def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str) -> Job:
-    """Validate the inputs, index the job, queue it. Raises ApiProblem (400) before anything is written."""
+def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[list[str], float]:
+    if scheduling is None:
+        return [], 0.0
+    if scheduling.delay > ctx.settings.max_delay:
+        raise problem(400, "invalid-parameter", f"delay: at most {ctx.settings.max_delay:g} seconds")
+    depends_on = scheduling.dependsOn
+    if depends_on:
+        found = ctx.job_store.statuses(depends_on)
+        missing = [d for d in depends_on if found.get(d) is None]
+        if missing:
+            raise problem(400, "invalid-parameter", f"dependsOn: no job {', '.join(missing)}")
+    return depends_on, scheduling.delay
+
+
+def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
+           scheduling: Scheduling | None = None) -> Job:
+    """Validate the request, index the job, queue it. Raises ApiProblem (4xx, or 503 past the queue cap) before
+    anything is written."""
     package = ctx.package_of(process)
     try:
         job_order = to_job_order(package, inputs, ctx.file_roots)
     except InputError as err:
         raise ApiProblem(400, "invalid-input", str(err), "Invalid input") from None
+    depends_on, delay = _check_scheduling(ctx, scheduling)
+    if mode == "sync" and (depends_on or delay):
+        raise problem(400, "invalid-parameter", "dependsOn and delay need an asynchronous execution")
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
-              user_id="anonymous", mode=mode)
-    spec = RunSpec.for_package(package, job.id, job_order, ctx.settings.data_dir,
-                               ctx.sink_config, ctx.base_url, ctx.storage_config)
-    executor = ctx.executor  # before indexing: if workers cannot start, no job is left `submitted` forever
-    ctx.creator.create(job)
-    executor.submit(spec)
+              user_id="anonymous", mode=mode, depends_on=depends_on, delay=delay,
+              message=waiting_message(depends_on, delay))
+    queued = QueuedJob(spec=RunSpec.for_package(package, job.id, job_order, ctx.settings.data_dir, ctx.sink_config,
+                                                ctx.base_url, ctx.storage_config),
+                       depends_on=depends_on, delay=delay)
+    ctx.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
+    ctx.admission.admit()
+    # queued.json first: a job indexed as `submitted` can always be re-queued after a crash (ades.execute.reconcile)
+    queued.save()
+    try:
+        ctx.creator.create(job)
+    except Exception:
+        shutil.rmtree(queued.spec.workdir, ignore_errors=True)
+        raise
+    ctx.scheduler.add(queued)
     return job
 
 

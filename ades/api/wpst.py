@@ -26,7 +26,7 @@ def execute_wpst(ref: str) -> Response:
         inputs = wpst_inputs_to_map(body.inputs)
     except InputError as err:
         raise ApiProblem(400, "invalid-input", str(err), "Invalid input") from None
-    job = submit(c, process, inputs, body.labels, body.mode)
+    job = submit(c, process, inputs, body.labels, body.mode, body)
     response = jsonify(status_info(job.to_document(), c.base_url))
     response.status_code = 201
     response.headers["Location"] = c.url(f"/jobs/{job.id}")

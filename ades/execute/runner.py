@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import urllib.parse
@@ -41,6 +42,7 @@ from ades.status import Status
 from ades.storage import StorageConfig
 
 LOG_TAIL_LINES = 20
+PROCESS_FILE = "process.json"
 MAX_STD_FILE_BYTES = 64 * 1024
 MAX_MESSAGE_CHARS = 9_000
 _PRESERVED_PREFIXES = ("AWS_",)
@@ -309,6 +311,9 @@ def publish_failed(spec: RunSpec, sink: EventSink, reason: str) -> str:
 def prepare_workdir(spec: RunSpec) -> None:
     for sub in ("work", "tmp", "outputs"):
         (spec.workdir / sub).mkdir(parents=True, exist_ok=True)
+    # who runs the job: reconciliation tells a started job from a queued one by this file (ades.execute.reconcile)
+    record = {"pid": os.getpid(), "pgid": os.getpgrp(), "host": socket.gethostname(), "started": time.time()}
+    (spec.workdir / PROCESS_FILE).write_text(json.dumps(record), encoding="utf-8")
     (spec.workdir / "wrapped.cwl").write_text(json.dumps(spec.workflow, indent=1), encoding="utf-8")
 
 

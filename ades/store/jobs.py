@@ -18,6 +18,7 @@ from elasticsearch.helpers import BulkIndexError, bulk
 from ades.config import Settings
 from ades.merge import Outcome, merge
 from ades.models import Job, JobPage, JobQuery, StatusUpdate, iso
+from ades.status import Status
 from ades.store.client import StoreUnavailable
 
 _BACKOFF_BASE = 0.02
@@ -117,6 +118,25 @@ class JobStore:
             raise JobNotFound(job_id) from None
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not read job {job_id}: {err}") from err
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, str | None]:
+        """Stored status of each job (None: no such job), in one realtime mget."""
+        if not job_ids:
+            return {}
+        try:
+            response = self.client.mget(index=self.index, ids=list(job_ids), source_includes=["status"])
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not read jobs: {err}") from err
+        return {d["_id"]: d["_source"]["status"] if d.get("found") else None for d in response["docs"]}
+
+    def count(self, statuses: Sequence[Status]) -> int:
+        """How many jobs have one of these statuses (as of the last refresh)."""
+        try:
+            response = self.client.count(index=self.index,
+                                         query={"terms": {"status": [s.value for s in statuses]}})
+        except (TransportError, ApiError) as err:
+            raise StoreUnavailable(f"could not count jobs: {err}") from err
+        return int(response["count"])
 
     def available(self) -> bool:
         """Whether the cluster answers right now (one quick call, no retries)."""

@@ -1,0 +1,120 @@
+"""Reconciliation after kill -9: `ades serve` (gunicorn, its warm job workers and their job processes) is killed
+with SIGKILL while 100 jobs are in flight; after a restart on the same data dir every job ends within 60 s."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from ades.config import Settings
+from ades.models import JobQuery
+from ades.status import Status
+from ades.store import JobStore, make_client
+from ades.store.setup import drop_indexes
+
+pytestmark = pytest.mark.integration
+
+JOBS = 100
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--workers", "1",
+         "--job-workers", "1", "--no-access-log"],
+        env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    deadline = time.monotonic() + 90
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"http://127.0.0.1:{port}/processes", timeout=5).ok:
+                return server
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+
+
+def _kill_everything(server: subprocess.Popen, data_dir: Path) -> int:
+    """SIGKILL the server's process group (gunicorn master, worker, job workers) and every job process group."""
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+    killed = 0
+    for record in (data_dir / "jobs").glob("*/process.json"):
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+            os.killpg(int(json.loads(record.read_text())["pgid"]), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:10]}-"
+    data_dir = tmp_path / "data"
+    settings = Settings(es_url=es_url, index_prefix=prefix, data_dir=data_dir, event_sink="direct")
+    port = _free_port()
+    env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(data_dir),
+           "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    log = tmp_path / "server.log"
+    store = JobStore(make_client(settings), settings)
+    try:
+        server = _start(env, port, log)
+        ids = []
+        with requests.Session() as http:
+            for i in range(JOBS):
+                r = http.post(f"http://127.0.0.1:{port}/processes/echo/execution",
+                              json={"inputs": {"message": f"job {i}"}}, headers={"Prefer": "respond-async"},
+                              timeout=30)
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["jobID"])
+        # one job with a dependency, waiting in the scheduler when the server dies
+        r = requests.post(f"http://127.0.0.1:{port}/processes/echo/execution",
+                          json={"inputs": {"message": "dependent"}, "dependsOn": [ids[-1]], "delay": 1},
+                          timeout=30)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["jobID"])
+        while not list((data_dir / "jobs").glob("*/process.json")):
+            time.sleep(0.05)  # at least one job has started: some will be lost mid-run
+        _kill_everything(server, data_dir)
+        store.refresh()
+        before = {d["id"]: d["status"] for d in store.search(JobQuery(size=1000)).jobs}
+        in_flight = [i for i in ids if not Status(before[i]).terminal]
+        assert len(in_flight) > JOBS // 2, before  # the kill came with most jobs still queued or running
+
+        restarted = time.monotonic()
+        server = _start(env, port, log)
+        try:
+            while time.monotonic() - restarted < 60:
+                statuses = store.statuses(ids)
+                if all(Status(s).terminal for s in statuses.values() if s):
+                    break
+                time.sleep(0.5)
+            statuses = store.statuses(ids)
+            unfinished = {i: s for i, s in statuses.items() if not Status(s).terminal}
+            assert not unfinished, f"{len(unfinished)} jobs not terminal 60 s after the restart"
+            docs = [store.get(i) for i in in_flight]
+            succeeded = [d for d in docs if d["status"] == "succeeded"]
+            failed = [d for d in docs if d["status"] == "failed"]
+            assert len(succeeded) + len(failed) == len(in_flight)
+            assert all("worker lost" in (d["message"] or "") or "lost" in (d["message"] or "") for d in failed)
+            assert len(succeeded) >= len(in_flight) - 3  # only jobs that had started can be lost
+            assert statuses[ids[-1]] == "succeeded"  # the dependent job survived the restart
+            print(f"in flight {len(in_flight)}: {len(succeeded)} re-run and succeeded, {len(failed)} lost, "
+                  f"all terminal {time.monotonic() - restarted:.1f} s after the restart")
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    finally:
+        drop_indexes(make_client(settings), settings)
