@@ -116,7 +116,9 @@ def run_demo(settings: Settings, port: int, out=print) -> int:
         out(f"events applied: {len(doc['applied-events'])} (through SNS -> SQS -> consumer)")
         out(f"results:        {json.dumps(results)}")
         out(f"job page:       {base}/jobs/{job_id}?f=html  (while a server runs: ades serve)")
+        out(f"jobs by label:  {base}/jobs?labels=demo&f=html  or  ades jobs list --label demo")
         out(f"Elasticsearch:  curl '{settings.elasticsearch_url}/{settings.jobs_alias}/_search?q=labels:demo&pretty'")
+        out(f"Elasticvue:     add the cluster {settings.elasticsearch_url} (README: Browse jobs with Elasticvue)")
         out("Stop the services with: ades services stop")
         return 0 if info.get("status") == "successful" else 1
     finally:

@@ -6,6 +6,7 @@ still makes it the default; `id:version` always addresses exactly one document.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
@@ -53,10 +54,35 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     return pid, version or None
 
 
+GENERATION_DOC = "_generation"
+"""A document without an `id` field (so no query or aggregation over processes sees it) holding a token that every
+deploy, replace and undeploy changes."""
+
+
 class ProcessStore:
+    """Resolving a process is on every execute request, and the latest version of a plain `id` takes a sorted
+    search. So resolutions are cached per store object, and the cache is trusted only while the generation token is
+    unchanged: one realtime GET per resolution instead of a search, and a change made through any server process
+    is seen by the next request of every other one (the token changes before the change is acknowledged)."""
+
     def __init__(self, client: Elasticsearch, settings: Settings) -> None:
         self.client = client
         self.index = settings.processes_alias
+        self._cache: dict[str, DeployedProcess] = {}
+        self._generation: str | None = None
+
+    def _current_generation(self) -> str | None:
+        try:
+            doc = self._call("read the processes' generation", self.client.get, index=self.index,
+                             id=GENERATION_DOC)
+        except NotFoundError:
+            return None
+        return str(doc["_source"].get("token"))
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self._call("mark a process change", self.client.index, index=self.index, id=GENERATION_DOC,
+                   document={"token": uuid.uuid4().hex}, refresh=True)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -76,12 +102,28 @@ class ProcessStore:
                 id=process.key,
                 document=process.to_document(),
                 op_type="index" if replace else "create",
-                refresh="wait_for",
+                refresh=True,
             )
         except ConflictError:
             raise ProcessExists(process.key) from None
+        self._changed()
 
     def get(self, ref: str) -> DeployedProcess:
+        generation = self._current_generation()
+        if generation is None or generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
+        cached = self._cache.get(ref)
+        if cached is not None:
+            return cached
+        found = self._lookup(ref)
+        if generation is not None:
+            if len(self._cache) > 1024:
+                self._cache.clear()
+            self._cache[ref] = found
+        return found
+
+    def _lookup(self, ref: str) -> DeployedProcess:
         pid, version = split_ref(ref)
         if version is not None:
             try:
@@ -130,12 +172,14 @@ class ProcessStore:
         if version is not None:
             try:
                 self._call("undeploy process", self.client.delete, index=self.index, id=f"{pid}:{version}",
-                           refresh="wait_for")
+                           refresh=True)
             except NotFoundError:
                 raise ProcessNotFound(ref) from None
+            self._changed()
             return
         found = self.versions(pid)
         if not found:
             raise ProcessNotFound(ref)
         for p in found:
-            self._call("undeploy process", self.client.delete, index=self.index, id=p.key, refresh="wait_for")
+            self._call("undeploy process", self.client.delete, index=self.index, id=p.key, refresh=True)
+        self._changed()

@@ -250,3 +250,25 @@ def test_process_versions_side_by_side(process_store):
         process_store.get("ndvi")
     with pytest.raises(ProcessNotFound):
         process_store.get("ndvi:1.0")
+
+
+def test_cached_resolution_follows_changes_made_by_another_server_process(es, settings, process_store):
+    """Two ProcessStore objects stand for two gunicorn workers: what one deploys, replaces or undeploys, the other
+    resolves at its next lookup, although it caches resolutions."""
+    from ades.store import ProcessStore
+    from ades.store.processes import ProcessNotFound
+
+    other = ProcessStore(es, settings)
+    pkg = {"cwlVersion": "v1.2", "class": "CommandLineTool"}
+    process_store.deploy(DeployedProcess(id="tool", version="1.0", package=pkg, title="one", deployed=T0))
+    assert other.get("tool").version == "1.0"
+    assert other.get("tool").version == "1.0"  # from its cache
+    process_store.deploy(DeployedProcess(id="tool", version="2.0", package=pkg, deployed=T0 + timedelta(1)))
+    assert other.get("tool").version == "2.0"
+    process_store.deploy(DeployedProcess(id="tool", version="1.0", package=pkg, title="replaced",
+                                         deployed=T0 + timedelta(2)), replace=True)
+    assert other.get("tool:1.0").title == "replaced" and other.get("tool").version == "1.0"
+    process_store.delete("tool")
+    with pytest.raises(ProcessNotFound):
+        other.get("tool")
+    assert [p.id for p in other.latest_all()] == []  # the generation document is no process
