@@ -1,0 +1,323 @@
+"""infra/ades.yaml: cfn-lint, then the stack created for real in the local moto server (CloudFormation API) and its
+wiring read back from the SNS, SQS, Lambda, IAM, ECS and EC2 APIs.
+
+moto's CloudFormation has no AWS::SNS::Subscription (nor AWS::SQS::QueuePolicy): it skips them with a warning. So
+these stacks set InlineSubscription=true, which declares the same subscription on the topic itself (a real
+CloudFormation property moto does implement). The default resource form is checked statically against the same
+queue; the queue policy is not checked here (moto does not enforce queue policies either).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import functools
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from ades.cli import build_parser
+from ades.config import Settings
+from ades.events.consumer import process_event
+from ades.events.poller import to_lambda_event
+from ades.events.sinks import SnsSink
+from ades.models import Job, StatusUpdate
+from ades.status import Status
+from ades.store import JobStore
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "ades.yaml"
+REGION = "us-east-1"
+ES_URL = "https://es.example.internal:9243"
+ES_CREDENTIALS = "ades:s3cret"
+
+
+def cfn_lint() -> str:
+    found = Path(sys.executable).parent / "cfn-lint"
+    return str(found) if found.exists() else (shutil.which("cfn-lint") or pytest.fail("cfn-lint is not installed"))
+
+
+@functools.cache
+def aws(service: str, endpoint: str) -> Any:
+    # cached: building a boto3 client loads the service model, which costs more than the calls these tests make
+    return boto3.session.Session().client(service, endpoint_url=endpoint, region_name=REGION,
+                                          aws_access_key_id="ades-local", aws_secret_access_key="ades-local")
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !GetAtt, …) read as {"Ref": …} style mappings."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+
+
+# --- lint ------------------------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_passes_on_the_template():
+    run = subprocess.run([cfn_lint(), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"cfn-lint:\n{run.stdout}\n{run.stderr}"
+
+
+def test_cfn_lint_catches_a_broken_wiring(tmp_path: Path):
+    # Proves the lint test can fail: the same template with the redrive target pointing nowhere.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("!GetAtt StatusDeadLetterQueue.Arn", "!GetAtt NoSuchQueue.Arn"))
+    run = subprocess.run([cfn_lint(), str(broken)], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "NoSuchQueue" in run.stdout
+
+
+def test_the_default_subscription_resource_wires_the_topic_to_the_queue():
+    resources = template()["Resources"]
+    sub = resources["StatusSubscription"]
+    assert sub["Type"] == "AWS::SNS::Subscription" and sub["Condition"] == "UseSubscriptionResource"
+    assert sub["Properties"] == {"TopicArn": {"Ref": "StatusTopic"}, "Protocol": "sqs",
+                                 "Endpoint": {"Fn::GetAtt": ["StatusQueue", "Arn"]}, "RawMessageDelivery": True}
+    policy = resources["StatusQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "StatusQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "StatusTopic"}}}
+
+
+# --- the stack in moto ---------------------------------------------------------------------------------------
+
+
+class Stack:
+    def __init__(self, endpoint: str, name: str) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        cf = aws("cloudformation", endpoint)
+        described = cf.describe_stacks(StackName=name)["Stacks"][0]
+        self.status = described["StackStatus"]
+        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        summaries = cf.list_stack_resources(StackName=name)["StackResourceSummaries"]
+        # moto lists skipped and conditioned-out resources as blank rows
+        self.physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries if r["LogicalResourceId"]}
+
+    def client(self, service: str) -> Any:
+        return aws(service, self.endpoint)
+
+    def queue_arn(self, url: str) -> str:
+        return self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"]
+
+    def role_statements(self, logical_id: str) -> list[dict[str, Any]]:
+        iam = self.client("iam")
+        role = self.physical[logical_id]
+        statements = []
+        for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+            if isinstance(document, str):
+                # moto keeps a policy that came from a template as the str() of a dict, not as JSON
+                document = json.loads(document) if document.startswith('{"') else ast.literal_eval(document)
+            statements += document["Statement"]
+        return statements
+
+
+def _delete_ecs_leftovers(endpoint: str, stack_name: str) -> None:
+    """moto's ECS resources have no CloudFormation delete: remove this stack's cluster, service and task family."""
+    ecs = aws("ecs", endpoint)
+    for cluster in ecs.list_clusters()["clusterArns"]:
+        if f"/{stack_name}-" in cluster:
+            for service in ecs.list_services(cluster=cluster)["serviceArns"]:
+                ecs.delete_service(cluster=cluster, service=service, force=True)
+            ecs.delete_cluster(cluster=cluster)
+    for definition in ecs.list_task_definitions(familyPrefix=f"{stack_name}-")["taskDefinitionArns"]:
+        ecs.deregister_task_definition(taskDefinition=definition)
+
+
+@contextmanager
+def created_stack(endpoint: str, zip_path: Path, extra: dict[str, str]) -> Iterator[Stack]:
+    """A stack of unique name (and code bucket) in moto, deleted afterwards whatever happened."""
+    s3, cf = aws("s3", endpoint), aws("cloudformation", endpoint)
+    unique = f"ades-deploy-test-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=unique)
+    s3.upload_file(str(zip_path), unique, "ades/status-consumer.zip")
+    parameters = {"ElasticsearchUrl": ES_URL, "ElasticsearchCredentials": ES_CREDENTIALS, "IndexPrefix": "deploy-",
+                  "ConsumerCodeBucket": unique, "ConsumerCodeKey": "ades/status-consumer.zip",
+                  "InlineSubscription": "true", "MaxReceiveCount": "3", "QueueVisibilityTimeout": "300",
+                  "ConsumerBatchSize": "7", **extra}
+    try:
+        cf.create_stack(StackName=unique, TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
+                        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
+        yield Stack(endpoint, unique)
+    finally:
+        cf.delete_stack(StackName=unique)
+        _delete_ecs_leftovers(endpoint, unique)
+        for item in s3.list_objects_v2(Bucket=unique).get("Contents", []):
+            s3.delete_object(Bucket=unique, Key=item["Key"])
+        s3.delete_bucket(Bucket=unique)
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str, lambda_zip: Path) -> Iterator[Stack]:
+    with created_stack(moto_url, lambda_zip, {}) as created:
+        yield created
+
+
+def test_the_stack_is_created_with_its_outputs(stack: Stack):
+    assert stack.status == "CREATE_COMPLETE"
+    assert set(stack.outputs) == {"StatusTopicArn", "StatusQueueUrl", "StatusDeadLetterQueueUrl",
+                                  "ElasticsearchEndpoint", "StatusConsumerFunction"}
+    assert stack.outputs["ElasticsearchEndpoint"] == ES_URL  # never the credentials
+    assert stack.outputs["StatusTopicArn"].startswith("arn:aws:sns:")
+    assert not {"AdesCluster", "AdesService", "AdesTaskRole"} & set(stack.physical)  # no AdesImage, no server
+
+
+def test_the_subscription_points_at_the_queue(stack: Stack):
+    subs = stack.client("sns").list_subscriptions_by_topic(TopicArn=stack.outputs["StatusTopicArn"])["Subscriptions"]
+    assert [(s["Protocol"], s["Endpoint"]) for s in subs] == [("sqs", stack.queue_arn(stack.outputs["StatusQueueUrl"]))]
+
+
+def test_the_queue_redrives_to_the_dead_letter_queue(stack: Stack):
+    attributes = stack.client("sqs").get_queue_attributes(QueueUrl=stack.outputs["StatusQueueUrl"],
+                                                           AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == stack.queue_arn(stack.outputs["StatusDeadLetterQueueUrl"])
+    assert int(redrive["maxReceiveCount"]) == 3
+    assert attributes["VisibilityTimeout"] == "300"
+
+
+def test_the_event_source_mapping_feeds_the_queue_to_the_function_with_batch_item_failures(stack: Stack,
+                                                                                           lambda_zip: Path):
+    lam = stack.client("lambda")
+    function = stack.outputs["StatusConsumerFunction"]
+    (mapping,) = lam.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == stack.queue_arn(stack.outputs["StatusQueueUrl"])
+    assert mapping["FunctionArn"].endswith(f":function:{function}")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 7
+    assert mapping["State"] == "Enabled"
+
+    config = lam.get_function(FunctionName=function)["Configuration"]
+    assert config["Handler"] == "status_consumer.handler.handler"
+    assert config["Runtime"] == "python3.11"
+    assert config["Role"].endswith(f":role/{stack.physical['ConsumerRole']}")
+    assert config["Environment"]["Variables"] == {"ADES_ES_URL": "https://ades:s3cret@es.example.internal:9243",
+                                                  "ADES_INDEX_PREFIX": "deploy-"}
+    assert set(config["Environment"]["Variables"]) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
+    # The function's code is the zip lambdas/build.py made (uploaded to the stack's bucket).
+    assert config["CodeSha256"] == base64.b64encode(hashlib.sha256(lambda_zip.read_bytes()).digest()).decode()
+
+
+def test_the_consumer_role_may_only_read_its_queue_and_write_its_logs(stack: Stack):
+    statements = stack.role_statements("ConsumerRole")
+    grants = {(action, s["Resource"]) for s in statements for action in s["Action"]}
+    queue_arn = stack.queue_arn(stack.outputs["StatusQueueUrl"])
+    log_group = stack.physical["ConsumerLogGroup"]
+    assert {a for a, r in grants if r == queue_arn} == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                         "sqs:GetQueueAttributes"}
+    assert {a for a, r in grants if r != queue_arn} == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert all(log_group in r for a, r in grants if a.startswith("logs:"))
+    assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
+
+
+def test_a_status_published_to_the_topic_reaches_the_queue_and_the_consumer_applies_it(stack: Stack,
+                                                                                       job_store: JobStore,
+                                                                                       settings: Settings):
+    # moto would "invoke" the Lambda for each message through Docker, which is not here: switch the mapping off
+    # (its wiring is checked above) and do its part by hand with the same handler code.
+    lam = stack.client("lambda")
+    (mapping,) = lam.list_event_source_mappings(FunctionName=stack.outputs["StatusConsumerFunction"])[
+        "EventSourceMappings"]
+    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    try:
+        job = Job(process_id="echo")
+        job_store.create(job)
+        publisher = settings.model_copy(update={"aws_endpoint_url": stack.endpoint, "aws_region": REGION,
+                                                "sns_topic_arn": stack.outputs["StatusTopicArn"]})
+        SnsSink(publisher).publish(StatusUpdate(job_id=job.id, status=Status.RUNNING, progress=55,
+                                                message="via stack"))
+        sqs = stack.client("sqs")
+        messages = sqs.receive_message(QueueUrl=stack.outputs["StatusQueueUrl"], MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=5)["Messages"]
+    finally:
+        # the module's stack is shared: leave the mapping as the template made it
+        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+    assert len(messages) == 1
+    result = process_event(to_lambda_event(messages), job_store)
+    assert result == {"batchItemFailures": []}
+    sqs.delete_message(QueueUrl=stack.outputs["StatusQueueUrl"], ReceiptHandle=messages[0]["ReceiptHandle"])
+    doc = job_store.get(job.id)
+    assert (doc["status"], doc["progress"], doc["message"]) == ("running", 55, "via stack")
+
+
+# --- the ades server on ECS ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def network(moto_url: str) -> Iterator[tuple[str, str]]:
+    ec2 = aws("ec2", moto_url)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    try:
+        yield vpc, subnet
+    finally:
+        ec2.delete_subnet(SubnetId=subnet)
+        ec2.delete_vpc(VpcId=vpc)
+
+
+def test_with_an_image_the_server_runs_on_fargate_publishing_to_the_topic(moto_url: str, lambda_zip: Path,
+                                                                          network: tuple[str, str]):
+    vpc, subnet = network
+    image = "ades:0.1.0"
+    extra = {"AdesImage": image, "VpcId": vpc, "SubnetIds": subnet, "AllowedCidr": "10.42.0.0/16",
+             "AdesPublicUrl": "https://ades.example.internal"}
+    with created_stack(moto_url, lambda_zip, extra) as stack:
+        assert stack.status == "CREATE_COMPLETE"
+        topic = stack.outputs["StatusTopicArn"]
+        ecs = stack.client("ecs")
+        (service,) = ecs.describe_services(cluster=stack.outputs["AdesCluster"],
+                                           services=[stack.outputs["AdesService"]])["services"]
+        assert service["desiredCount"] == 1
+        definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+        (container,) = definition["containerDefinitions"]
+        assert container["image"] == image
+        build_parser().parse_args(container["command"])  # a real `ades` command line (exits 2 if not)
+        assert container["command"][0] == "serve"
+        assert container["command"][-2:] == ["--public-url", "https://ades.example.internal"]
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert env["ADES_SNS_TOPIC_ARN"] == topic
+        assert env["ADES_EVENT_SINK"] == "sns"
+        assert env["ADES_ES_URL"] == "https://ades:s3cret@es.example.internal:9243"
+        assert set(env) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
+
+        # moto keeps no task role on the task definition, so the role is read from IAM by its logical id.
+        (statement,) = stack.role_statements("AdesTaskRole")
+        assert (statement["Effect"], statement["Action"], statement["Resource"]) == ("Allow", "sns:Publish", topic)
+
+        (group,) = stack.client("ec2").describe_security_groups(GroupIds=[stack.physical["AdesSecurityGroup"]])[
+            "SecurityGroups"]
+        assert group["VpcId"] == vpc
+        assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]] \
+            == [(5000, 5000, ["10.42.0.0/16"])]
