@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, request
 from pygeoapi.api import API
 
+from ades import auth, metrics
 from ades.api import core, errors, jobs, processes, wpst
 from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
@@ -103,8 +104,11 @@ def create_app(
     app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url))
 
     errors.register(app)
+    # first before_request: a request without a valid token stops here, before the store is touched
+    auth.install(app, settings)
     for blueprint in (core.bp, processes.bp, wpst.bp, jobs.bp):
         app.register_blueprint(blueprint)
+    metrics.install(app, settings, context.job_store)
 
     ready = {"done": False}
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         "and writes nothing. 0: no cap.",
     )
     max_delay: float = Field(default=86_400.0, ge=0, description="Largest `delay` (seconds) a request may ask.")
+    job_timeout: float | None = Field(
+        default=86_400.0, gt=0,
+        description="Run-time limit of a job in seconds: past it the job is killed and fails with the reason. "
+        "Unset (empty) for none.",
+    )
     job_nice: int = Field(
         default=10, ge=0, le=19,
         description="Niceness of local job workers: jobs take the CPU the API leaves, so the server stays responsive "
@@ -133,6 +138,35 @@ class Settings(BaseSettings):
     presign_expiry: int = Field(
         default=604800, ge=1, le=604800, description="Seconds a presigned output URL stays valid (S3 allows 7 days)."
     )
+
+    # --- Auth (ades/auth.py): bearer tokens; with neither set the server is open, everyone is `anonymous` ------
+    auth_tokens_file: Path | None = Field(
+        default=None,
+        description="YAML or JSON file mapping each bearer token to {user, roles}; re-read when it changes.",
+    )
+    auth_jwt_key: str | None = Field(
+        default=None,
+        description="Verifies JWT bearer tokens: an HMAC secret, or a PEM public key; `@path` reads it from a file.",
+    )
+    auth_jwt_algorithms: list[str] = Field(
+        default=["HS256", "RS256", "ES256"],
+        description="JWT algorithms accepted; only those fitting the key's kind (HMAC secret or public key) apply.",
+    )
+    auth_jwt_audience: str | None = Field(default=None, description="Required `aud` of JWTs, when set.")
+    auth_jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWTs, when set.")
+    auth_user_claim: str = Field(default="sub", min_length=1, description="JWT claim holding the user id.")
+    auth_roles_claim: str = Field(
+        default="roles", min_length=1,
+        description="JWT claim holding the roles (a list or a space-separated string); dots reach into objects, "
+        "e.g. realm_access.roles.",
+    )
+
+    @field_validator("auth_tokens_file", "auth_jwt_key", "auth_jwt_audience", "auth_jwt_issuer", "job_timeout",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `ADES_AUTH_TOKENS_FILE=` must mean "no tokens file", not the current directory
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("cache_dir", "data_dir", mode="after")
     @classmethod

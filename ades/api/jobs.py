@@ -16,6 +16,7 @@ from ades.api.cancel import cancel_elsewhere
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
 from ades.api.views import OUTPUTS_WAIT, jobs_page, local_outputs, results_document, safe_path, status_info
+from ades.auth import current_principal, owner_filter
 from ades.execute.runner import job_dir
 from ades.models import JobQuery, StatusUpdate
 from ades.status import Status
@@ -32,6 +33,15 @@ def get_job(c: AdesContext, job_id: str) -> dict[str, Any]:
         return c.job_store.get(job_id)
     except JobNotFound:
         raise problem(404, "no-such-job", f"no job {job_id!r}", "No such job") from None
+
+
+def visible_job(c: AdesContext, job_id: str) -> dict[str, Any]:
+    """The job if the caller may see it (theirs, or they are an admin). Someone else's job answers exactly like a
+    missing one, so job ids cannot be probed."""
+    doc = get_job(c, job_id)
+    if not current_principal().can_see(doc):
+        raise problem(404, "no-such-job", f"no job {job_id!r}", "No such job")
+    return doc
 
 
 # --- query parsing -------------------------------------------------------------------------------------------
@@ -122,7 +132,8 @@ def _wants_html() -> bool:
 @bp.get("/jobs")
 def list_jobs() -> Response | str:
     c = ctx()
-    query = parse_job_query()
+    # everyone lists only their own jobs, whatever the filters; an admin lists all
+    query = parse_job_query().model_copy(update={"user_id": owner_filter()})
     page = c.job_store.search(query)
     jobs = [status_info(doc, c.base_url) for doc in page.jobs]
     args = {k: v for k, v in request.args.items(multi=True) if k != "after"}
@@ -148,13 +159,13 @@ def list_jobs() -> Response | str:
 @bp.get("/jobs/<job_id>")
 def job_status(job_id: str) -> Response:
     c = ctx()
-    return jsonify(status_info(get_job(c, job_id), c.base_url))
+    return jsonify(status_info(visible_job(c, job_id), c.base_url))
 
 
 @bp.get("/jobs/<job_id>/results")
 def job_results(job_id: str) -> Response:
     c = ctx()
-    doc = get_job(c, job_id)
+    doc = visible_job(c, job_id)
     status = Status(doc["status"])
     if status is not Status.SUCCEEDED:
         raise problem(404, "result-not-ready", f"job {job_id} is {status.ogc}; results exist once it is successful",
@@ -174,7 +185,7 @@ def job_results(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/results/<output>")
 def job_output(job_id: str, output: str) -> Response:
     c = ctx()
-    doc = get_job(c, job_id)
+    doc = visible_job(c, job_id)
     if Status(doc["status"]) is not Status.SUCCEEDED:
         raise problem(404, "result-not-ready", f"job {job_id} is {Status(doc['status']).ogc}", "Results not ready")
     outputs = local_outputs(c.settings.data_dir, job_id, wait=OUTPUTS_WAIT)
@@ -194,7 +205,7 @@ def job_output(job_id: str, output: str) -> Response:
 @bp.get("/jobs/<job_id>/files/<path:relative>")
 def job_file(job_id: str, relative: str) -> Response:
     c = ctx()
-    get_job(c, job_id)
+    visible_job(c, job_id)
     path = safe_path(job_dir(c.settings.data_dir, job_id) / "outputs", relative)
     if path is None:
         raise problem(404, "no-such-file", f"job {job_id} has no file {relative!r}", "No such file")
@@ -204,7 +215,7 @@ def job_file(job_id: str, relative: str) -> Response:
 @bp.get("/jobs/<job_id>/logs")
 def job_logs(job_id: str) -> Response:
     c = ctx()
-    get_job(c, job_id)
+    visible_job(c, job_id)
     path = job_dir(c.settings.data_dir, job_id) / "job.log"
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -216,7 +227,7 @@ def job_logs(job_id: str) -> Response:
 @bp.delete("/jobs/<job_id>")
 def dismiss(job_id: str) -> Response:
     c = ctx()
-    doc = get_job(c, job_id)
+    doc = visible_job(c, job_id)
     status = Status(doc["status"])
     if status.terminal:
         # finished: dismissing removes its files; its status stays what it was (a terminal job never changes)

@@ -23,7 +23,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    texts = {400: "Invalid request", 403: "Immutable process", 404: "Not found", 409: "Conflict",
+    texts = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
              415: "Unsupported media type", 500: "Server error or failed execution", 503: "Store unavailable"}
     return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes if code in texts}
 
@@ -247,14 +247,47 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
                         "schema": {"type": "string"}}}}, **_errors(404, 503)}},
         },
     }
-    codes = {400: "Invalid request", 403: "Immutable process", 404: "Not found", 409: "Conflict",
-             415: "Unsupported media type", 500: "Server error or failed execution", 503: "Store unavailable"}
+    paths["/metrics"] = {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics (jobs by status and "
+                                 "process, run-time histogram, queued jobs, consumer lag)",
+                                 "responses": {"200": {"description": "Prometheus text format", "content": {
+                                     "text/plain": {"schema": {"type": "string"}}}}}}}
+    _secure(paths)
+    codes = {400: "Invalid request", 403: "Forbidden (a missing role) or immutable process", 404: "Not found",
+             409: "Conflict", 415: "Unsupported media type", 500: "Server error or failed execution",
+             503: "Store unavailable"}
     responses = {f"E{code}": _json(_ref("exception"), text) for code, text in codes.items()}
+    responses["E401"] = {**_json(_ref("exception"), "No or invalid bearer token (when the server requires them)"),
+                         "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                          "description": "Bearer"}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version,
                  "description": "OGC API - Processes (Part 1 and Part 2) and WPS-T for CWL application packages"},
         "servers": [{"url": base_url.rstrip("/") or "/"}],
         "paths": paths,
-        "components": {"schemas": _schemas(), "responses": responses},
+        "components": {"schemas": _schemas(), "responses": responses, "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "a token from the server's tokens file, or a JWT it verifies; servers started without "
+                           "either are open (every request acts as `anonymous`)"}}},
+        "security": [{"bearer": []}],
     }
+
+
+PUBLIC_PATHS = ("/", "/conformance", "/openapi", "/metrics")
+"""Served without a token (ades.auth.PUBLIC_BLUEPRINTS)."""
+_DEPLOY_OPERATIONS = ("deploy", "replace", "undeploy")
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Public operations need no token; every other one may answer 401, and deploy/replace/undeploy 403 (the
+    `deployer` role)."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            if path in PUBLIC_PATHS:
+                operation["security"] = []
+                continue
+            operation["responses"].update(_errors(401))
+            if operation["operationId"] in _DEPLOY_OPERATIONS:
+                operation["responses"].update(_errors(403))

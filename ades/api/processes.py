@@ -11,6 +11,7 @@ from ades.api.context import AdesContext, ctx
 from ades.api.errors import ApiProblem, problem
 from ades.api.submit import OgcExecute, json_body, parse_body, submit, wait_for_end
 from ades.api.views import local_outputs, process_description, process_summary, results_document, status_info
+from ades.auth import DEPLOYER, require_role
 from ades.cwl import PackageError, describe, load_package
 from ades.status import Status
 from ades.store import ProcessExists, ProcessNotFound
@@ -88,6 +89,7 @@ def get_package(ref: str) -> Response:
 # --- Part 2: deploy, replace, undeploy -----------------------------------------------------------------------
 @bp.post("/processes")
 def deploy() -> Response:
+    require_role(DEPLOYER, "deploy processes")
     c = ctx()
     package, load_ms = _load_body(c)
     earlier = c.process_store.versions(package.id, size=1)
@@ -109,6 +111,7 @@ def deploy() -> Response:
 
 @bp.put("/processes/<ref>")
 def replace(ref: str) -> Response:
+    require_role(DEPLOYER, "replace processes")
     c = ctx()
     current = get_process(c, ref)
     if not current.mutable:
@@ -126,6 +129,7 @@ def replace(ref: str) -> Response:
 
 @bp.delete("/processes/<ref>")
 def undeploy(ref: str) -> Response:
+    require_role(DEPLOYER, "undeploy processes")
     c = ctx()
     current = get_process(c, ref)
     if not current.mutable:

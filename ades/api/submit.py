@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 
 from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
+from ades.auth import current_principal, owner_filter
 from ades.cwl import InputError, to_job_order
 from ades.execute.runner import RunSpec
 from ades.execute.scheduler import QueuedJob, waiting_message
@@ -132,8 +133,11 @@ def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[
         raise problem(400, "invalid-parameter", f"delay: at most {ctx.settings.max_delay:g} seconds")
     depends_on = scheduling.dependsOn
     if depends_on:
-        found = ctx.job_store.statuses(depends_on)
-        missing = [d for d in depends_on if found.get(d) is None]
+        found = ctx.job_store.heads(depends_on)
+        owner = owner_filter()
+        # another user's job is "no job" here as on every other route: its existence must not leak
+        missing = [d for d in depends_on
+                   if found.get(d) is None or (owner is not None and found[d].get("user-id") != owner)]
         if missing:
             raise problem(400, "invalid-parameter", f"dependsOn: no job {', '.join(missing)}")
     return depends_on, scheduling.delay
@@ -152,10 +156,11 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     if mode == "sync" and (depends_on or delay):
         raise problem(400, "invalid-parameter", "dependsOn and delay need an asynchronous execution")
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
-              user_id="anonymous", mode=mode, depends_on=depends_on, delay=delay,
+              user_id=current_principal().user, mode=mode, depends_on=depends_on, delay=delay,
               message=waiting_message(depends_on, delay))
     queued = QueuedJob(spec=RunSpec.for_package(package, job.id, job_order, ctx.settings.data_dir, ctx.sink_config,
-                                                ctx.base_url, ctx.storage_config),
+                                                ctx.base_url, ctx.storage_config,
+                                                ctx.settings.job_timeout),
                        depends_on=depends_on, delay=delay)
     ctx.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
     ctx.admission.admit()

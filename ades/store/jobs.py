@@ -121,13 +121,17 @@ class JobStore:
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, str | None]:
         """Stored status of each job (None: no such job), in one realtime mget."""
+        return {i: d["status"] if d else None for i, d in self.heads(job_ids).items()}
+
+    def heads(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """`status` and `user-id` of each job (None: no such job), in one realtime mget."""
         if not job_ids:
             return {}
         try:
-            response = self.client.mget(index=self.index, ids=list(job_ids), source_includes=["status"])
+            response = self.client.mget(index=self.index, ids=list(job_ids), source_includes=["status", "user-id"])
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not read jobs: {err}") from err
-        return {d["_id"]: d["_source"]["status"] if d.get("found") else None for d in response["docs"]}
+        return {d["_id"]: d["_source"] if d.get("found") else None for d in response["docs"]}
 
     def count(self, statuses: Sequence[Status]) -> int:
         """How many jobs have one of these statuses (as of the last refresh)."""
