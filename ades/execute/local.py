@@ -157,11 +157,32 @@ def _run_one(spec: RunSpec, sink: EventSink, events: Any) -> str:
     if marker.exists():
         # the cancel came while the child was being started, before the parent knew its pid
         _kill_group(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    timed_out = threading.Event()
+    timer = None
+    if spec.max_seconds:
+        def expire() -> None:
+            timed_out.set()
+            _kill_group(pid, signal.SIGKILL)
+
+        timer = threading.Timer(spec.max_seconds, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if timer is not None:
+            timer.cancel()
     if marker.exists():
         _kill_group(pid, signal.SIGKILL)  # anything the job left behind in its group
         _publish(sink, StatusUpdate(job_id=spec.job_id, status=Status.DISMISSED, message="dismissed on request"))
         return Status.DISMISSED.value
+    if timed_out.is_set():
+        _kill_group(pid, signal.SIGKILL)
+        reason = (f"the job ran longer than its limit of {spec.max_seconds:g} s (ADES_JOB_TIMEOUT) and was stopped")
+        tail = log_tail(spec.log_path)
+        message = f"{reason}\n--- last lines of the job log ---\n{tail}" if tail else reason
+        _publish(sink, StatusUpdate(job_id=spec.job_id, status=Status.FAILED, message=message[:9000]))
+        return Status.FAILED.value
     died = _death_message(status)
     if died:
         _kill_group(pid, signal.SIGKILL)

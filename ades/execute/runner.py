@@ -64,6 +64,8 @@ class RunSpec(BaseModel):
     workdir: Path
     sink: SinkConfig
     cache_key: str | None = Field(default=None, description="`id:version`; loaded tools are reused per key")
+    max_seconds: float | None = Field(default=None, gt=0, description="run-time limit; past it the job is killed "
+                                      "and fails with the reason (ADES_JOB_TIMEOUT)")
     storage: StorageConfig | None = Field(
         default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
         "with the wrapper's results URLs")
@@ -78,9 +80,11 @@ class RunSpec(BaseModel):
         sink: SinkConfig,
         results_base_url: str,
         storage: StorageConfig | None = None,
+        max_seconds: float | None = None,
     ) -> RunSpec:
         return cls(
             storage=storage,
+            max_seconds=max_seconds,
             job_id=job_id,
             workflow=wrap(package, results_base_url),
             job_order=job_order,

@@ -67,7 +67,7 @@ def chaos_node(es_url: str):
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(max(1800, N_JOBS * 5))
 def test_chaos(chaos_node: Settings, moto_url: str):
     rng = random.Random(2026)
     node_settings = chaos_node.model_copy(update={"es_url": None})

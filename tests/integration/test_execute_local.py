@@ -161,3 +161,14 @@ def test_cancel_a_queued_job(executor, sleep, echo, settings, job_store):
     doc = job_store.get(queued.job_id)
     assert doc["status"] == "dismissed" and doc["start-time"] is None
     assert not (queued.workdir / "outputs" / "out.txt").exists()
+
+
+def test_a_job_past_its_run_time_limit_is_killed_and_failed(executor, sleep, settings, job_store):
+    spec = new_spec(sleep, {"seconds": 300}, settings, job_store).model_copy(update={"max_seconds": 2.0})
+    executor.submit(spec)
+    assert executor.wait(spec.job_id, 60) == "failed"
+    assert wait_for(lambda: not processes_in(spec.workdir), 10), processes_in(spec.workdir)
+    job_store.refresh()
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "failed"
+    assert "ran longer than its limit of 2 s (ADES_JOB_TIMEOUT)" in doc["message"]
