@@ -151,7 +151,8 @@ def list_jobs() -> Response | str:
         filters = {"labels": ",".join(_values("labels")), "status": ",".join(_values("status")),
                    "processID": query.process_id or ""}
         locale = APIRequest.from_flask(request, api.locales).locale
-        html = jobs_page(api.tpl_config, locale, jobs, links, page.total, page.total_is_exact, filters)
+        html = jobs_page(api.tpl_config, locale, jobs, links, page.total, page.total_is_exact, filters,
+                         c.base_url)
         return Response(html, mimetype="text/html")
     return jsonify(body)
 

@@ -170,7 +170,7 @@ def _with_format(href: str, fmt: str) -> str:
 
 
 def jobs_page(tpl_config: dict[str, Any], locale: Any, jobs: list[dict[str, Any]], links: list[dict[str, str]],
-              total: int, exact: bool, filters: dict[str, str]) -> str:
+              total: int, exact: bool, filters: dict[str, str], base_url: str) -> str:
     """The jobs list as HTML. ades/templates come first on the template path, so `jobs.html` is ours and extends
     pygeoapi's `_base.html` (same frame as the landing page). Page links keep `f=html` whatever the request used
     (Accept header or `f`), so paging stays in HTML."""
@@ -181,6 +181,8 @@ def jobs_page(tpl_config: dict[str, Any], locale: Any, jobs: list[dict[str, Any]
     ]
     html_links += [{**link, "href": _with_format(link["href"], "html"), "type": "text/html"} for link in links
                    if link["rel"] == "next"]
-    data = {"jobs": jobs, "links": html_links, "numberMatched": total, "exact": exact, "filters": filters,
+    # our own base URL, not the template config's: that one can be another app's when one process holds several
+    data = {"base": base_url.rstrip("/"), "jobs": jobs, "links": html_links, "numberMatched": total, "exact": exact,
+            "filters": filters,
             "statuses": [status.ogc for status in Status]}
     return render_j2_template(tpl_config, {"path": str(TEMPLATES)}, "jobs.html", data, locale)
