@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Protocol
 
 from ades.execute.runner import RunSpec
@@ -17,3 +19,16 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop taking jobs and stop the workers."""
+
+
+def wait_ended(changed: threading.Condition, ended: dict[str, str], job_id: str, timeout: float) -> str | None:
+    """Block on `changed` until `ended` holds the job's outcome; the outcome, or None after `timeout` seconds.
+    Shared by the executors' `wait()` (the server's sync mode, tests)."""
+    deadline = time.monotonic() + timeout
+    with changed:
+        while job_id not in ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            changed.wait(left)
+        return ended[job_id]

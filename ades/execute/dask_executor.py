@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ades.events.sinks import EventSink, make_sink
+from ades.execute.base import wait_ended
 from ades.execute.local import CANCEL_MARKER, DEFAULT_GRACE, MAX_REMEMBERED, _kill_group, _run_one, _warm_up
 from ades.execute.runner import RunSpec, job_dir, publish_failed
 from ades.models import StatusUpdate
@@ -476,14 +477,7 @@ class DaskExecutor:
     # --- observation (tests, the server's sync mode) ---
     def wait(self, job_id: str, timeout: float) -> str | None:
         """Block until the job has ended; its outcome (succeeded/failed/dismissed) or None on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while job_id not in self._ended:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._changed.wait(left)
-            return self._ended[job_id]
+        return wait_ended(self._changed, self._ended, job_id, timeout)
 
     def running(self) -> dict[str, tuple[str, int | None]]:
         """job id -> (worker address, process group of the job) for the jobs running on the cluster now."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import EventSink, make_sink
+from ades.execute.base import wait_ended
 from ades.execute.runner import RunResult, RunSpec, load_wrapped, log_tail, publish_failed, run_job
 from ades.models import StatusUpdate
 from ades.services.base import group_alive
@@ -275,14 +276,7 @@ class LocalExecutor:
 
     def wait(self, job_id: str, timeout: float) -> str | None:
         """Block until the job has ended here; its outcome (succeeded/failed/dismissed) or None on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while job_id not in self._ended:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._changed.wait(left)
-            return self._ended[job_id]
+        return wait_ended(self._changed, self._ended, job_id, timeout)
 
     def wait_started(self, job_id: str, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout

@@ -14,15 +14,13 @@ this scheduler when the server starts again.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +75,6 @@ def waiting_message(depends_on: Sequence[str], delay: float) -> str | None:
 class _Waiting:
     job: QueuedJob
     ready_at: float | None = None  # monotonic time the delay ends, once every dependency succeeded
-    since: float = field(default_factory=time.monotonic)
 
 
 Statuses = Callable[[list[str]], dict[str, str | None]]
@@ -166,10 +163,7 @@ class JobScheduler:
                     self._publish(StatusUpdate(job_id=job_id, status=Status.FAILED, message=reason))
                     continue
                 if all(statuses.get(d) == Status.SUCCEEDED.value for d in entry.job.depends_on):
-                    entry.ready_at = now + entry.job.delay
-                    with self._lock:
-                        if job_id in self._waiting:
-                            self._waiting[job_id].ready_at = entry.ready_at
+                    entry.ready_at = now + entry.job.delay  # the same object the waiting table holds
             if entry.ready_at is not None and now >= entry.ready_at and self.forget(job_id):
                 try:
                     self._start(entry.job.spec)
@@ -195,15 +189,3 @@ class JobScheduler:
         except Exception as err:  # reconciliation settles the job after a restart
             log.error("could not publish %s for job %s: %s", update.status.value, update.job_id, err)
 
-
-def read_statuses(store: Any) -> Statuses:
-    """`Statuses` over a JobStore (one mget per call)."""
-
-    def statuses(ids: list[str]) -> dict[str, str | None]:
-        return store.statuses(ids)
-
-    return statuses
-
-
-def describe(job: QueuedJob) -> dict[str, Any]:
-    return json.loads(job.model_dump_json(include={"depends_on", "delay"}))

@@ -16,7 +16,6 @@ import pytest
 from distributed import Client
 
 from ades.config import Settings
-from ades.cwl import Package, load_package
 from ades.execute.dask_executor import ATTEMPTS_FILE, DaskExecutor, _attempts
 from ades.services.base import terminate_group
 from tests.integration.test_execute_local import new_spec, processes_in, wait_for
@@ -72,16 +71,6 @@ def cluster(tmp_path_factory) -> Iterator[str]:
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture(scope="module")
-def echo() -> Package:
-    return load_package((EXAMPLES / "echo.cwl").read_text(), "application/cwl")
-
-
-@pytest.fixture(scope="module")
-def sleep() -> Package:
-    return load_package((EXAMPLES / "sleep" / "sleep.cwl").read_text(), "application/cwl")
 
 
 @pytest.fixture

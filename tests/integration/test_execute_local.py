@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
-from ades.cwl import Package, load_package, to_job_order
+from ades.cwl import Package, to_job_order
 from ades.events.sinks import DirectSink
 from ades.events.update_job import SinkConfig
 from ades.execute.local import LocalExecutor, run_sync
@@ -24,16 +24,6 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 BASE_URL = "http://127.0.0.1:5000"
-
-
-@pytest.fixture(scope="module")
-def echo() -> Package:
-    return load_package((EXAMPLES / "echo.cwl").read_text(), "application/cwl")
-
-
-@pytest.fixture(scope="module")
-def sleep() -> Package:
-    return load_package((EXAMPLES / "sleep" / "sleep.cwl").read_text(), "application/cwl")
 
 
 @pytest.fixture
