@@ -24,7 +24,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     texts = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-             415: "Unsupported media type", 500: "Server error or failed execution", 503: "Store unavailable"}
+             415: "Unsupported media type", 500: "Server error or failed execution",
+             503: "Store unavailable, or too many queued jobs (see Retry-After)"}
     return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes if code in texts}
 
 
@@ -77,6 +78,12 @@ def _schemas() -> dict[str, Any]:
         "outputs": {"type": "object", "additionalProperties": True}}}]}
     labels = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 100,
               "description": "free labels stored with the job (an ades extension); `[]` is the same as none"}
+    scheduling = {
+        "dependsOn": {"type": "array", "items": {"type": "string"}, "maxItems": 100,
+                      "description": "ids of jobs that must succeed before this one starts (an ades extension)"},
+        "delay": {"type": "number", "minimum": 0,
+                  "description": "seconds to wait, after the dependencies, before the job starts (an ades extension)"},
+    }
     return {
         "link": link,
         "exception": {"type": "object", "required": ["type"], "properties": {
@@ -99,7 +106,7 @@ def _schemas() -> dict[str, Any]:
             "outputs": {"type": "object", "additionalProperties": True},
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
             "mode": {"type": "string", "enum": ["sync", "async", "auto"]},
-            "labels": labels}},
+            "labels": labels, **scheduling}},
         "executeWpst": {"type": "object", "properties": {
             "mode": {"type": "string", "enum": ["sync", "async", "auto"], "default": "async"},
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
@@ -108,7 +115,7 @@ def _schemas() -> dict[str, Any]:
             "outputs": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
                 "id": {"type": "string"},
                 "transmissionMode": {"type": "string", "enum": ["value", "reference"]}}}},
-            "labels": labels}},
+            "labels": labels, **scheduling}},
         "ogcapppkg": {"type": "object", "required": ["executionUnit"], "properties": {
             "processDescription": {"type": "object", "additionalProperties": True},
             "executionUnit": {"type": "object", "additionalProperties": True}}},
@@ -254,7 +261,7 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
     _secure(paths)
     codes = {400: "Invalid request", 403: "Forbidden (a missing role) or immutable process", 404: "Not found",
              409: "Conflict", 415: "Unsupported media type", 500: "Server error or failed execution",
-             503: "Store unavailable"}
+             503: "Store unavailable, or too many queued jobs (see Retry-After)"}
     responses = {f"E{code}": _json(_ref("exception"), text) for code, text in codes.items()}
     responses["E401"] = {**_json(_ref("exception"), "No or invalid bearer token (when the server requires them)"),
                          "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
