@@ -36,8 +36,10 @@ def _url(settings: Settings) -> str:
 
 
 def _answers(url: str) -> bool:
-    # moto's own introspection route: a plain web server on the port would not answer it with JSON.
-    return http_json(f"{url}/moto-api/data.json", timeout=2.0) is not None
+    # moto's own config route: cheap whatever moto holds (data.json dumps every resource and grew to seconds on a
+    # busy server, so a live moto looked dead and a second one failed on the taken port); a plain web server on
+    # the port would not answer it with JSON.
+    return http_json(f"{url}/moto-api/config", timeout=5.0) is not None
 
 
 def env_file(settings: Settings) -> Path:
