@@ -143,12 +143,16 @@ class JobStore:
         return int(response["count"])
 
     def available(self) -> bool:
-        """Whether the cluster answers right now (one quick call, no retries)."""
+        """Whether the jobs index can be read and written right now (one quick call, no retries).
+
+        Not merely whether the node answers: a node just restarted answers while its shards are still recovering,
+        and reads of their documents fail until then (red health). A missing index answers 408: not available."""
         try:
-            self.client.options(request_timeout=2, max_retries=0).cluster.health(timeout="2s")
+            health = self.client.options(request_timeout=2, max_retries=0).cluster.health(index=self.index,
+                                                                                           timeout="1s")
         except Exception:  # any failure means "not now"; callers only decide whether to wait
             return False
-        return True
+        return health.get("status") in ("green", "yellow")
 
     def refresh(self) -> None:
         self.client.indices.refresh(index=self.index)
@@ -201,7 +205,7 @@ class JobStore:
         for i in pending:
             groups.setdefault(updates[i].job_id, []).append(i)
         try:
-            current = self._mget(groups)
+            current, unreadable = self._mget(groups)
         except StoreUnavailable as err:
             for i in pending:
                 results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, str(err))
@@ -212,8 +216,9 @@ class JobStore:
         for job_id, indexes in groups.items():
             found = current.get(job_id)
             if found is None:
+                reason = unreadable.get(job_id, f"unknown job {job_id}")
                 for i in indexes:
-                    results[i] = UpdateResult(updates[i].event_id, job_id, Outcome.FAILED, f"unknown job {job_id}")
+                    results[i] = UpdateResult(updates[i].event_id, job_id, Outcome.FAILED, reason)
                 continue
             doc, changed, outcomes = found.source, False, []
             for i in indexes:
@@ -267,16 +272,23 @@ class JobStore:
                     results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, reason)
         return retry
 
-    def _mget(self, job_ids: Iterable[str]) -> dict[str, _Current]:
+    def _mget(self, job_ids: Iterable[str]) -> tuple[dict[str, _Current], dict[str, str]]:
+        """The jobs found, and the reason for each job whose shard could not answer. mget reports such a job with
+        an `error` instead of `found` (e.g. no_shard_available_action_exception while a restarted node recovers):
+        the store is away for it, which must not read as an unknown job."""
         try:
             res = self.client.mget(index=self.index, ids=list(job_ids))
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"store unavailable: {err}") from err
-        return {
-            d["_id"]: _Current(d["_source"], d["_seq_no"], d["_primary_term"])
-            for d in res["docs"]
-            if d.get("found")
-        }
+        found: dict[str, _Current] = {}
+        unreadable: dict[str, str] = {}
+        for d in res["docs"]:
+            if d.get("found"):
+                found[d["_id"]] = _Current(d["_source"], d["_seq_no"], d["_primary_term"])
+            elif "error" in d:
+                error = d["error"] if isinstance(d["error"], dict) else {"reason": str(d["error"])}
+                unreadable[d["_id"]] = f"store unavailable: {error.get('type', 'error')}: {error.get('reason')}"
+        return found, unreadable
 
 
 def build_search(query: JobQuery) -> dict[str, Any]:
