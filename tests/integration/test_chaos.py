@@ -167,6 +167,7 @@ class Valve:
 
 @pytest.mark.timeout(max(1800, N_JOBS * 5))
 def test_chaos(chaos_node: Settings, chaos_moto: str, children: list[subprocess.Popen]) -> None:
+    began = datetime.now(UTC)
     rng = random.Random(2026)
     node_settings = chaos_node.model_copy(update={"es_url": None})
     settings = chaos_node.model_copy(
@@ -394,7 +395,7 @@ def test_chaos(chaos_node: Settings, chaos_moto: str, children: list[subprocess.
     kills = [a for a in acts if a["act"] == "kill"]
     restart = next(a for a in acts if a["act"] == "restart-es")
     figures = {
-        "started": datetime.now(UTC).isoformat(),
+        "started": began.isoformat(),
         "machine_cores": os.cpu_count(),
         "jobs": N_JOBS,
         "updates": N_JOBS * EVENTS_PER_JOB,
