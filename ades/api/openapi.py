@@ -27,12 +27,17 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR_TEXTS = {
-    400: "Invalid request", 401: "No or invalid bearer token (when the server requires them)",
+    400: "Invalid request (on any route: a malformed request, e.g. a header with control characters)",
+    401: "No or invalid bearer token (when the server requires them)",
     403: "Forbidden (a missing role) or immutable process", 404: "Not found", 409: "Conflict",
-    413: "Request body larger than ADES_MAX_BODY_BYTES", 415: "Unsupported media type",
+    413: "Request body larger than ADES_MAX_BODY_BYTES", 414: "Request line too long (gunicorn: over 4094 bytes)",
+    415: "Unsupported media type",
     429: "Too many unfinished jobs of this user (ADES_MAX_RUNNING_JOBS_PER_USER; see Retry-After)",
-    500: "Server error or failed execution", 503: "Store unavailable, or too many queued jobs (see Retry-After)",
+    431: "Request headers too large", 500: "Server error or failed execution",
+    503: "Store unavailable, or too many queued jobs (see Retry-After)",
 }
+HTTP_ERRORS = (400, 414, 431)
+"""What the HTTP server in front (gunicorn) may answer on any route before the app sees the request."""
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -309,11 +314,13 @@ _DEPLOY_OPERATIONS = ("deploy", "replace", "undeploy")
 
 def _secure(paths: dict[str, Any]) -> None:
     """Public operations need no token; every other one may answer 401, and deploy/replace/undeploy 403 (the
-    `deployer` role)."""
+    `deployer` role). Every one may meet the HTTP server's own refusals (HTTP_ERRORS)."""
     for path, item in paths.items():
         for method, operation in item.items():
             if method == "parameters":
                 continue
+            operation["responses"].update({k: v for k, v in _errors(*HTTP_ERRORS).items()
+                                           if k not in operation["responses"]})
             if path in PUBLIC_PATHS:
                 operation["security"] = []
                 continue
