@@ -30,7 +30,7 @@ from ades.config import Settings
 from ades.store import make_client
 from ades.store.setup import drop_indexes
 from tests.e2e.conftest import LiveServer, _serve
-from tests.e2e.test_processes_api import EXAMPLES, assert_problem
+from tests.e2e.test_processes_api import EXAMPLES, OGC, assert_problem
 
 pytestmark = pytest.mark.integration
 
@@ -326,8 +326,10 @@ def test_run_time_per_job(limited: LiveServer) -> None:
     assert "ran longer than its limit of 4 s (ADES_JOB_TIMEOUT)" in info["message"], info["message"]
 
 
-def test_running_jobs_cap_holds_across_gunicorn_workers(e2e_settings: Settings) -> None:
-    """16 submissions at once through 2 gunicorn worker processes, cap 3: exactly 3 jobs, 13 refusals."""
+def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Settings) -> None:
+    """16 submissions at once through 2 gunicorn worker processes, cap 3: exactly 3 jobs, 13 refusals. And what
+    gunicorn refuses itself, before the app (a header with a control character, a request line too long), is an OGC
+    exception too."""
     from tests.e2e.test_service_api import _free_port
 
     port = _free_port()
@@ -362,6 +364,19 @@ def test_running_jobs_cap_holds_across_gunicorn_workers(e2e_settings: Settings) 
         assert es.count(index=settings.jobs_alias)["count"] == 3
         es.close()
         assert len(list((Path(settings.data_dir) / "jobs").iterdir())) == 3
+
+        for path, headers, status in (("/jobs", {"Authorization": "Bearer a\x0fb"}, 400),
+                                      ("/jobs?labels=" + "l" * 5000, {}, 414)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.putrequest("GET", path)
+            for name, value in headers.items():
+                conn.putheader(name, value.encode("latin1"))  # http.client refuses to send it otherwise
+            conn.endheaders()
+            answer = conn.getresponse()
+            assert answer.status == status and answer.getheader("Content-Type") == "application/json"
+            body = json.loads(answer.read())
+            assert body["status"] == status and body["type"].startswith(OGC) and body["detail"], body
+            conn.close()
     finally:
         proc.terminate()
         proc.wait(30)
