@@ -256,6 +256,23 @@ def test_the_catalogue_server_still_works(world: World) -> None:
     assert page.status_code == 200 and page.json()["numberReturned"] >= 3
 
 
+def test_openapi_tells_the_configured_limits(world: World) -> None:
+    document = world.server.get("/openapi").json()
+    for body in ("execute", "executeWpst"):
+        labels = document["components"]["schemas"][body]["properties"]["labels"]
+        assert (labels["maxItems"], labels["items"]["maxLength"]) == (20, 64)
+    limit = next(p for p in document["paths"]["/jobs"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 50
+    for path in ("/processes/{processId}/execution", "/processes/{processId}/jobs"):
+        assert {"413", "415", "429"} <= set(document["paths"][path]["post"]["responses"])
+
+
+def test_readme_tells_the_limits() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in ("max_body_bytes", "max_labels", "max_label_length", "max_page_limit", "max_running_jobs_per_user"):
+        assert f"| `ADES_{name.upper()}` | `{Settings.model_fields[name].default}` |" in readme, name
+
+
 def test_defaults_are_sane() -> None:
     defaults = Settings.model_construct()
     assert defaults.max_body_bytes == 10 * 1024 * 1024
