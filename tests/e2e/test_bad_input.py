@@ -344,14 +344,14 @@ def test_run_time_per_job(limited: LiveServer) -> None:
 
 
 def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Settings) -> None:
-    """16 submissions at once through 2 gunicorn worker processes, cap 3: exactly 3 jobs, 13 refusals. And what
-    gunicorn refuses itself, before the app (a header with a control character, a request line too long), is an OGC
-    exception too."""
+    """16 submissions at once through 2 gunicorn worker processes, cap 3: exactly 3 jobs, 13 refusals. What gunicorn
+    refuses itself, before the app (a header with a control character, a request line too long), is an OGC exception
+    too, and the body limit holds for chunked bodies as for others."""
     from tests.e2e.test_service_api import _free_port
 
     port = _free_port()
     settings = e2e_settings.model_copy(update={
-        "index_prefix": f"e2e-race-{uuid.uuid4().hex[:8]}-", "max_running_jobs_per_user": 3,
+        "index_prefix": f"e2e-race-{uuid.uuid4().hex[:8]}-", "max_running_jobs_per_user": 3, "max_body_bytes": 65536,
         "data_dir": Path(e2e_settings.data_dir).parent / f"race-{port}"})
     code = ("import sys; from ades.config import Settings; from ades.serve import serve; "
             f"serve(Settings.model_validate_json(sys.argv[1]), '127.0.0.1', {port}, workers=2, job_workers=1)")
@@ -394,6 +394,17 @@ def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Setting
             body = json.loads(answer.read())
             assert body["status"] == status and body["type"].startswith(OGC) and body["detail"], body
             conn.close()
+
+        # the body limit under gunicorn too, chunked (gunicorn de-chunks, werkzeug would cut it short) or not
+        def parts() -> Iterator[bytes]:
+            yield b'{"inputs": {"message": "'
+            yield b"x" * 131072
+            yield b'"}}'
+
+        for data in (parts(), b'{"inputs": {"message": "' + b"x" * 131072 + b'"}}'):
+            answer = requests.post(f"{url}/processes/echo/execution", data=data, timeout=60,
+                                   headers={"Content-Type": "application/json", **ASYNC})
+            assert_problem(answer, 413, "payload-too-large")
     finally:
         proc.terminate()
         proc.wait(30)
