@@ -29,7 +29,6 @@ from ades.store import JobStore, ProcessStore, StoreUnavailable, ensure_indexes,
 log = logging.getLogger(__name__)
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
-MAX_BODY_BYTES = 10 * 1024 * 1024
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "cwl" / "examples"
 BUILTINS = ("echo.cwl",)
 
@@ -86,7 +85,8 @@ def create_app(
     number of warm job workers of this process's executor (default: CPU count)."""
     public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
     app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"))
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # werkzeug refuses a larger body (413) as it reads it, Content-Length or chunked
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     client = make_client(settings)
@@ -101,7 +101,7 @@ def create_app(
         executor_factory=executor_factory,
     )
     app.extensions["ades"] = context
-    app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url))
+    app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url, settings=settings))
 
     errors.register(app)
     # first before_request: a request without a valid token stops here, before the store is touched

@@ -117,6 +117,28 @@ class Settings(BaseSettings):
         "under load.",
     )
 
+    # --- Request limits (each refused with a 4xx OGC exception; nothing is written) ----------------------------
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024,
+        description="Largest request body in bytes (execute requests, deployed packages); larger ones get 413.",
+    )
+    max_labels: int = Field(default=100, ge=0, description="Most labels one job may carry.")
+    max_label_length: int = Field(
+        default=256, ge=1, le=1024,
+        description="Longest label, in characters (at most 1024: the index keeps longer labels unsearchable).",
+    )
+    max_page_limit: int = Field(
+        default=1000, ge=1, le=10_000,
+        description="Most jobs one GET /jobs page returns: a larger `limit` is refused with 400 (ES caps a page at "
+        "10,000).",
+    )
+    max_running_jobs_per_user: int = Field(
+        default=0, ge=0,
+        description="Most unfinished (submitted or running) jobs one user may have; past it execute answers 429 with "
+        "Retry-After and writes nothing. 0: no cap (without auth everyone is the one user `anonymous`, so the cap "
+        "would be a second global cap beside max_queued_jobs).",
+    )
+
     # --- Files ---------------------------------------------------------------------------------------------
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Downloads (the Elasticsearch zip) are kept here."

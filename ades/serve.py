@@ -6,12 +6,28 @@ can be cancelled only through the worker process that started it (see ades.api.c
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
+from ades.api.errors import OGC_EXCEPTIONS
 from ades.config import Settings
+
+_GUNICORN_KINDS = {400: "invalid-parameter", 403: "forbidden", 414: "uri-too-long",
+                   431: "request-header-fields-too-large", 500: "server-error", 501: "not-implemented"}
+
+
+def _write_ogc_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """What gunicorn answers itself, before the app sees a request (a header with control characters, a request
+    line over 4094 bytes), as the OGC exception every other error of this server is, not gunicorn's HTML page."""
+    body = json.dumps({"type": OGC_EXCEPTIONS + _GUNICORN_KINDS.get(status_int, "client-error"), "title": reason,
+                       "status": status_int, "detail": mesg or reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -59,4 +75,6 @@ def serve(
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
     }
+    # gunicorn's workers call util.write_error for the requests they refuse; there is no setting for its format
+    gunicorn_util.write_error = _write_ogc_error
     _Gunicorn(settings, options, {"public_url": public_url, "workers": job_workers}).run()

@@ -17,6 +17,7 @@ from typing import Any
 from flask import current_app
 
 from ades.api.backpressure import Admission
+from ades.api.quota import UserQuota
 from ades.config import Settings
 from ades.cwl import Package, PackageError, load_package
 from ades.events.sinks import make_sink
@@ -73,6 +74,12 @@ class AdesContext:
     @functools.cached_property
     def admission(self) -> Admission:
         return Admission(self.job_store, self.settings.max_queued_jobs)
+
+    @functools.cached_property
+    def quota(self) -> UserQuota:
+        """Per-user cap on unfinished jobs (ades.api.quota), shared by this host's server processes."""
+        return UserQuota(self.job_store, self.settings.max_running_jobs_per_user,
+                         Path(self.settings.data_dir) / "quota")
 
     @functools.cached_property
     def scheduler(self) -> JobScheduler:

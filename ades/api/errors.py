@@ -11,8 +11,8 @@ from typing import Any
 
 from elasticsearch import ApiError as EsApiError
 from elasticsearch import TransportError
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ades.store import StoreUnavailable
 
@@ -78,6 +78,13 @@ def register(app: Flask) -> None:
             headers["Allow"] = err.get_response().headers["Allow"]
         return problem_response(status, kind, err.description or title, title, headers)
 
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(err: RequestEntityTooLarge) -> Response:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return problem_response(413, "payload-too-large",
+                                f"body: the request body is larger than {limit} bytes, this server's limit "
+                                "(ADES_MAX_BODY_BYTES); nothing was stored", "Payload too large")
+
     @app.errorhandler(StoreUnavailable)
     def _store(err: StoreUnavailable) -> Response:
         log.warning("store unavailable: %s", err)
@@ -87,6 +94,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(TransportError)
     @app.errorhandler(EsApiError)
     def _es(err: Exception) -> Response:
+        status = getattr(err, "status_code", None) if isinstance(err, EsApiError) else None
+        if isinstance(status, int) and 400 <= status < 500 and status != 429:
+            # ES refused what we sent: our bug (a request we should have validated), not an outage
+            log.exception("elasticsearch refused a request")
+            return problem_response(500, "server-error", f"Elasticsearch refused a request: {err}",
+                                    "Internal server error")
         log.warning("elasticsearch error: %s", err)
         return problem_response(503, "service-unavailable", f"Elasticsearch is unavailable: {err}",
                                 "Service unavailable", {"Retry-After": "5"})

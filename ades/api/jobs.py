@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 import shutil
 from datetime import UTC, datetime
 from typing import Any
@@ -17,22 +19,27 @@ from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
 from ades.api.views import OUTPUTS_WAIT, jobs_page, local_outputs, results_document, safe_path, status_info
 from ades.auth import current_principal, owner_filter
+from ades.config import Settings
 from ades.execute.runner import job_dir
-from ades.models import JobQuery, StatusUpdate
+from ades.models import ID_PATTERN, JobQuery, StatusUpdate
 from ades.status import Status
 from ades.store import JobNotFound
 
 bp = Blueprint("ades_jobs", __name__)
 
-MAX_LIMIT = 1000
 DEFAULT_LIMIT = 10
 
 
 def get_job(c: AdesContext, job_id: str) -> dict[str, Any]:
+    if not re.fullmatch(ID_PATTERN, job_id):
+        # never sent to the store (ES refuses ids over 512 bytes); no job can have this id
+        shown = repr(job_id) if len(job_id) <= 80 else repr(job_id[:77]) + "..."
+        raise problem(404, "no-such-job", f"jobId: no job {shown}: a job id is 1-128 letters, digits, '_', '.' or "
+                      "'-'", "No such job")
     try:
         return c.job_store.get(job_id)
     except JobNotFound:
-        raise problem(404, "no-such-job", f"no job {job_id!r}", "No such job") from None
+        raise problem(404, "no-such-job", f"jobId: no job {job_id!r}", "No such job") from None
 
 
 def visible_job(c: AdesContext, job_id: str) -> dict[str, Any]:
@@ -40,7 +47,7 @@ def visible_job(c: AdesContext, job_id: str) -> dict[str, Any]:
     missing one, so job ids cannot be probed."""
     doc = get_job(c, job_id)
     if not current_principal().can_see(doc):
-        raise problem(404, "no-such-job", f"no job {job_id!r}", "No such job")
+        raise problem(404, "no-such-job", f"jobId: no job {job_id!r}", "No such job")
     return doc
 
 
@@ -68,9 +75,13 @@ def _number(name: str, low: float, high: float | None = None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise problem(400, "invalid-parameter", f"{name} must be a number, got {raw!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:37]) + "..."
+        raise problem(400, "invalid-parameter", f"{name} must be a number, got {shown}")
     if value < low or (high is not None and value > high):
-        raise problem(400, "invalid-parameter", f"{name} must be between {low:g} and {high if high else 'any'}")
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise problem(400, "invalid-parameter", f"{name} must be {bounds}, got {value:g}")
     return value
 
 
@@ -83,12 +94,13 @@ def decode_cursor(cursor: str) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError):
         raise problem(400, "invalid-parameter", "after: not a cursor this server handed out") from None
-    if not isinstance(values, list):
+    # [created (epoch ms), id], the sort of every job search: anything else would make ES fail the search
+    if not (isinstance(values, list) and len(values) == 2 and type(values[0]) is int and isinstance(values[1], str)):
         raise problem(400, "invalid-parameter", "after: not a cursor this server handed out")
     return values
 
 
-def parse_job_query() -> JobQuery:
+def parse_job_query(settings: Settings) -> JobQuery:
     try:
         statuses = [Status.from_ogc(word) for word in _values("status")]
     except ValueError as err:
@@ -96,6 +108,14 @@ def parse_job_query() -> JobQuery:
     process_ids = _values("processID") or _values("processId")
     if len(process_ids) > 1:
         raise problem(400, "invalid-parameter", "processID: give one process id")
+    # values no job can hold are refused here: ES fails a search for a term over 32 KB
+    if process_ids and not re.fullmatch(ID_PATTERN, process_ids[0]):
+        raise problem(400, "invalid-parameter", "processID: not a process id (1-128 letters, digits, '_', '.', '-')")
+    labels = _values("labels")
+    too_long = next((label for label in labels if len(label) > settings.max_label_length), None)
+    if too_long is not None:
+        raise problem(400, "invalid-parameter", f"labels: a label has at most {settings.max_label_length} characters "
+                      f"(ADES_MAX_LABEL_LENGTH), this one {len(too_long)}")
     created_from = created_to = None
     if "datetime" in request.args:
         raw = request.args["datetime"]
@@ -104,14 +124,14 @@ def parse_job_query() -> JobQuery:
             created_from, created_to = _instant(start, "datetime"), _instant(end, "datetime")
         else:
             created_from = created_to = _instant(raw, "datetime")
-    limit = _number("limit", 1, MAX_LIMIT)
+    limit = _number("limit", 1, settings.max_page_limit)
     if limit is not None and not limit.is_integer():
         raise problem(400, "invalid-parameter", "limit must be an integer")
     after = request.args.get("after")
     return JobQuery(
         statuses=statuses,
         process_id=process_ids[0] if process_ids else None,
-        labels_all=_values("labels"),
+        labels_all=labels,
         created_from=created_from,
         created_to=created_to,
         min_duration=_number("minDuration", 0),
@@ -133,7 +153,7 @@ def _wants_html() -> bool:
 def list_jobs() -> Response | str:
     c = ctx()
     # everyone lists only their own jobs, whatever the filters; an admin lists all
-    query = parse_job_query().model_copy(update={"user_id": owner_filter()})
+    query = parse_job_query(c.settings).model_copy(update={"user_id": owner_filter()})
     page = c.job_store.search(query)
     jobs = [status_info(doc, c.base_url) for doc in page.jobs]
     args = {k: v for k, v in request.args.items(multi=True) if k != "after"}

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ades.api.processes import DEPLOY_TYPES
+from ades.api.processes import DEPLOY_TYPES, REF_PATTERN
+from ades.config import Settings
+from ades.models import ID_PATTERN
 
 JSON = "application/json"
+HTML = "text/html"
+OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -22,11 +26,22 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+ERROR_TEXTS = {
+    400: "Invalid request (on any route: a malformed request, e.g. a header with control characters)",
+    401: "No or invalid bearer token (when the server requires them)",
+    403: "Forbidden (a missing role) or immutable process", 404: "Not found", 409: "Conflict",
+    413: "Request body larger than ADES_MAX_BODY_BYTES", 414: "Request line too long (gunicorn: over 4094 bytes)",
+    415: "Unsupported media type",
+    429: "Too many unfinished jobs of this user (ADES_MAX_RUNNING_JOBS_PER_USER; see Retry-After)",
+    431: "Request headers too large", 500: "Server error or failed execution",
+    503: "Store unavailable, or too many queued jobs (see Retry-After)",
+}
+HTTP_ERRORS = (400, 414, 431)
+"""What the HTTP server in front (gunicorn) may answer on any route before the app sees the request."""
+
+
 def _errors(*codes: int) -> dict[str, Any]:
-    texts = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-             415: "Unsupported media type", 500: "Server error or failed execution",
-             503: "Store unavailable, or too many queued jobs (see Retry-After)"}
-    return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes if code in texts}
+    return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes}
 
 
 def _path_param(name: str, description: str) -> dict[str, Any]:
@@ -41,11 +56,13 @@ def _query(name: str, description: str, schema: dict[str, Any], explode: bool = 
 
 
 PROCESS_REF = _path_param("processId", "process id (latest version) or `id:version`")
+PROCESS_REF["schema"]["pattern"] = f"^{REF_PATTERN}$"
 JOB_ID = _path_param("jobId", "job id")
+JOB_ID["schema"]["pattern"] = ID_PATTERN
 F_PARAM = _query("f", "output format", {"type": "string", "enum": ["json", "html"]})
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(settings: Settings) -> dict[str, Any]:
     link = {"type": "object", "required": ["href"],
             "properties": {k: {"type": "string"} for k in ("href", "rel", "type", "title", "hreflang")}}
     status_info = {
@@ -76,7 +93,9 @@ def _schemas() -> dict[str, Any]:
     description = {"allOf": [_ref("processSummary"), {"type": "object", "properties": {
         "inputs": {"type": "object", "additionalProperties": True},
         "outputs": {"type": "object", "additionalProperties": True}}}]}
-    labels = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 100,
+    labels = {"type": "array", "maxItems": settings.max_labels,
+              "items": {"type": "string", "minLength": 1, "maxLength": settings.max_label_length,
+                        "pattern": r"\S"},
               "description": "free labels stored with the job (an ades extension); `[]` is the same as none"}
     scheduling = {
         "dependsOn": {"type": "array", "items": {"type": "string"}, "maxItems": 100,
@@ -136,7 +155,7 @@ def _deploy_body() -> dict[str, Any]:
     return {"required": True, "description": "a CWL application package (OGC 20-089)", "content": content}
 
 
-def _job_list_params() -> list[dict[str, Any]]:
+def _job_list_params(settings: Settings) -> list[dict[str, Any]]:
     return [
         _query("status", "OGC status words (comma-separated or repeated): any of them",
                {"type": "array", "items": {"type": "string", "enum": [
@@ -147,22 +166,31 @@ def _job_list_params() -> list[dict[str, Any]]:
         _query("datetime", "creation time: an instant or an interval `start/end` (`..` open)", {"type": "string"}),
         _query("minDuration", "minimum run time in seconds", {"type": "number", "minimum": 0}),
         _query("maxDuration", "maximum run time in seconds", {"type": "number", "minimum": 0}),
-        _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}),
+        _query("limit", "page size (ADES_MAX_PAGE_LIMIT at most; more is a 400)",
+               {"type": "integer", "minimum": 1, "maximum": settings.max_page_limit, "default": 10}),
         _query("after", "opaque cursor from a `next` link", {"type": "string"}),
         F_PARAM,
     ]
 
 
-def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") -> dict[str, Any]:
+def _json_or_html(description: str, media: str = JSON) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": {"type": "object"}},
+                                                     HTML: {"schema": {"type": "string"}}}}
+
+
+def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
+                  settings: Settings | None = None) -> dict[str, Any]:
+    """The document; limits (labels, page size) are those of `settings` (the defaults when None)."""
+    settings = settings or Settings.model_construct()
     status_json = _json(_ref("statusInfo"), "job status")
     paths: dict[str, Any] = {
         "/": {"get": {"operationId": "getLandingPage", "summary": "landing page", "parameters": [F_PARAM],
-                      "responses": {"200": _json({"type": "object"}, "landing page")}}},
+                      "responses": {"200": _json_or_html("landing page")}}},
         "/conformance": {"get": {"operationId": "getConformance", "summary": "conformance classes",
                                  "parameters": [F_PARAM],
-                                 "responses": {"200": _json({"type": "object"}, "conformance classes")}}},
+                                 "responses": {"200": _json_or_html("conformance classes")}}},
         "/openapi": {"get": {"operationId": "getOpenapi", "summary": "this document", "parameters": [F_PARAM],
-                             "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}},
+                             "responses": {"200": _json_or_html("the OpenAPI document", OPENAPI_JSON)}}},
         "/processes": {
             "get": {"operationId": "getProcesses", "summary": "deployed processes (latest versions)",
                     "responses": {"200": _json(_ref("processList"), "process list"), **_errors(503)}},
@@ -171,7 +199,7 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
                      "requestBody": _deploy_body(),
                      "responses": {"201": {**_json(_ref("deployResult"), "deployed"),
                                            "headers": {"Location": {"schema": {"type": "string"}}}},
-                                   **_errors(400, 403, 409, 415, 503)}},
+                                   **_errors(400, 403, 409, 413, 415, 503)}},
         },
         "/processes/{processId}": {
             "parameters": [PROCESS_REF],
@@ -179,7 +207,7 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
                     "responses": {"200": _json(_ref("processDescription"), "description"), **_errors(404, 503)}},
             "put": {"operationId": "replace", "summary": "replace a deployed process",
                     "requestBody": _deploy_body(),
-                    "responses": {"204": {"description": "replaced"}, **_errors(400, 403, 404, 415, 503)}},
+                    "responses": {"204": {"description": "replaced"}, **_errors(400, 403, 404, 413, 415, 503)}},
             "delete": {"operationId": "undeploy", "summary": "undeploy a process (all versions, or `id:version`)",
                        "responses": {"204": {"description": "undeployed"}, **_errors(403, 404, 503)}},
         },
@@ -200,16 +228,17 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
                              JSON: {"schema": _ref("results")},
                              "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                          "201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
-                         **_errors(400, 404, 415, 500, 503)}},
+                         **_errors(400, 404, 413, 415, 429, 500, 503)}},
         },
         "/processes/{processId}/jobs": {
             "parameters": [PROCESS_REF],
             "post": {"operationId": "executeWpst", "summary": "execute, WPS-T form (always async)",
                      "requestBody": {"required": True, "content": {JSON: {"schema": _ref("executeWpst")}}},
                      "responses": {"201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
-                                   **_errors(400, 404, 415, 503)}},
+                                   **_errors(400, 404, 413, 415, 429, 503)}},
         },
-        "/jobs": {"get": {"operationId": "getJobs", "summary": "jobs, newest first", "parameters": _job_list_params(),
+        "/jobs": {"get": {"operationId": "getJobs", "summary": "jobs, newest first",
+                          "parameters": _job_list_params(settings),
                           "responses": {"200": {"description": "job list", "content": {
                               JSON: {"schema": _ref("jobList")}, "text/html": {"schema": {"type": "string"}}}},
                               **_errors(400, 503)}}},
@@ -259,20 +288,18 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0") ->
                                  "responses": {"200": {"description": "Prometheus text format", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}}
     _secure(paths)
-    codes = {400: "Invalid request", 403: "Forbidden (a missing role) or immutable process", 404: "Not found",
-             409: "Conflict", 415: "Unsupported media type", 500: "Server error or failed execution",
-             503: "Store unavailable, or too many queued jobs (see Retry-After)"}
-    responses = {f"E{code}": _json(_ref("exception"), text) for code, text in codes.items()}
-    responses["E401"] = {**_json(_ref("exception"), "No or invalid bearer token (when the server requires them)"),
-                         "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
-                                                          "description": "Bearer"}}}
+    responses = {f"E{code}": _json(_ref("exception"), text) for code, text in ERROR_TEXTS.items()}
+    responses["E401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
+    for code in (429, 503):
+        responses[f"E{code}"]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
+                                                            "description": "seconds to wait before trying again"}}
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version,
                  "description": "OGC API - Processes (Part 1 and Part 2) and WPS-T for CWL application packages"},
         "servers": [{"url": base_url.rstrip("/") or "/"}],
         "paths": paths,
-        "components": {"schemas": _schemas(), "responses": responses, "securitySchemes": {"bearer": {
+        "components": {"schemas": _schemas(settings), "responses": responses, "securitySchemes": {"bearer": {
             "type": "http", "scheme": "bearer",
             "description": "a token from the server's tokens file, or a JWT it verifies; servers started without "
                            "either are open (every request acts as `anonymous`)"}}},
@@ -287,11 +314,13 @@ _DEPLOY_OPERATIONS = ("deploy", "replace", "undeploy")
 
 def _secure(paths: dict[str, Any]) -> None:
     """Public operations need no token; every other one may answer 401, and deploy/replace/undeploy 403 (the
-    `deployer` role)."""
+    `deployer` role). Every one may meet the HTTP server's own refusals (HTTP_ERRORS)."""
     for path, item in paths.items():
         for method, operation in item.items():
             if method == "parameters":
                 continue
+            operation["responses"].update({k: v for k, v in _errors(*HTTP_ERRORS).items()
+                                           if k not in operation["responses"]})
             if path in PUBLIC_PATHS:
                 operation["security"] = []
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -9,9 +10,9 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import ApiProblem, problem
-from ades.api.submit import OgcExecute, json_body, parse_body, submit, wait_for_end
+from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit, wait_for_end
 from ades.api.views import local_outputs, process_description, process_summary, results_document, status_info
-from ades.auth import DEPLOYER, require_role
+from ades.auth import DEPLOYER, current_principal, require_role
 from ades.cwl import PackageError, describe, load_package
 from ades.status import Status
 from ades.store import ProcessExists, ProcessNotFound
@@ -19,14 +20,30 @@ from ades.store.processes import DeployedProcess, split_ref
 
 bp = Blueprint("ades_processes", __name__)
 
+REF_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:[A-Za-z0-9][A-Za-z0-9_.+-]{0,63})?"
+"""`id` or `id:version` (ades.models.ID_PATTERN, ades.cwl.package.VERSION_PATTERN)."""
 DEPLOY_TYPES = ("application/cwl", "application/cwl+yaml", "application/cwl+json", "application/ogcapppkg+json")
 
 
+def _show(text: str) -> str:
+    """A client's string in a message: quoted, and cut short (a path parameter may be kilobytes long)."""
+    return repr(text) if len(text) <= 80 else repr(text[:77]) + "..."
+
+
 def get_process(c: AdesContext, ref: str) -> DeployedProcess:
+    if not re.fullmatch(REF_PATTERN, ref):
+        # never sent to the store: ES refuses ids over 512 bytes, and such a name can name no process anyway
+        raise problem(404, "no-such-process",
+                      f"processId: no process {_show(ref)}: a process is addressed as `id` or `id:version` (id: "
+                      "1-128 letters, digits, '_', '.', '-'; version: also '+')", "No such process")
     try:
         return c.process_store.get(ref)
     except ProcessNotFound:
-        raise problem(404, "no-such-process", f"no process {ref!r} is deployed", "No such process") from None
+        pid, version = split_ref(ref)
+        known = [p.version for p in c.process_store.versions(pid, size=20)] if version is not None else []
+        detail = (f"processId: process {pid!r} has no version {version!r}; deployed: {', '.join(known)}" if known
+                  else f"processId: no process {ref!r} is deployed")
+        raise problem(404, "no-such-process", detail, "No such process") from None
 
 
 def _immutable(process: DeployedProcess, action: str) -> ApiProblem:
@@ -39,11 +56,12 @@ def _load_body(c: AdesContext) -> tuple[Any, float]:
     media = (request.mimetype or "").lower()
     if media not in DEPLOY_TYPES:
         raise problem(415, "unsupported-media-type",
-                      f"cannot deploy {media or 'a body without Content-Type'}; use one of {', '.join(DEPLOY_TYPES)}",
+                      f"Content-Type: cannot deploy {media or 'a body without Content-Type'}; use one of "
+                      f"{', '.join(DEPLOY_TYPES)}",
                       "Unsupported media type")
     started = time.perf_counter()
     try:
-        package = load_package(request.get_data(), media, request.args.get("w"), allowed_roots=c.file_roots)
+        package = load_package(read_body(request), media, request.args.get("w"), allowed_roots=c.file_roots)
     except PackageError as err:
         raise problem(400, "invalid-package", str(err), "Invalid application package") from None
     return package, (time.perf_counter() - started) * 1000
@@ -146,11 +164,12 @@ def undeploy(ref: str) -> Response:
 def execute(ref: str) -> Response:
     c = ctx()
     process = get_process(c, ref)
-    body = parse_body(OgcExecute, json_body(request))
+    body = parse_body(OgcExecute, json_body(request), c.settings)
     prefer = request.headers.get("Prefer", "").lower()
     # a job that waits for other jobs or a delay cannot answer synchronously
     is_async = "respond-async" in prefer or body.mode == "async" or bool(body.dependsOn) or body.delay > 0
-    job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
+    with c.quota.hold(current_principal().user):
+        job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
     location = c.url(f"/jobs/{job.id}")
     if is_async:
         response = jsonify(status_info(job.to_document(), c.base_url))

@@ -6,40 +6,66 @@ leaves a document behind; then index the job as `submitted`; then hand it to the
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
 from typing import Any, Literal, TypeVar
 
 from flask import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
 from ades.auth import current_principal, owner_filter
+from ades.config import Settings
 from ades.cwl import InputError, to_job_order
+from ades.cwl.package import json_depth
 from ades.execute.runner import RunSpec
 from ades.execute.scheduler import QueuedJob, waiting_message
 from ades.models import ID_PATTERN, Job
 from ades.status import Status
 from ades.store.processes import DeployedProcess
 
-MAX_LABELS = 100
+# for models validated without settings; the defaults themselves live in config.py
+MAX_LABELS: int = Settings.model_fields["max_labels"].default
+MAX_LABEL_LENGTH: int = Settings.model_fields["max_label_length"].default
 MAX_DEPENDENCIES = 100
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of an execute body: the `inputs` field of the jobs index is `flattened` with depth_limit 32, and
+ES refuses a deeper document (that would be a 5xx after validation passed)."""
 M = TypeVar("M", bound=BaseModel)
 
 
-def _check_labels(value: Any) -> list[str]:
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _check_labels(value: Any, settings: Settings | None = None) -> list[str]:
+    most = settings.max_labels if settings else MAX_LABELS
+    longest = settings.max_label_length if settings else MAX_LABEL_LENGTH
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ValueError("labels must be an array of strings")
-    for item in value:
-        if not isinstance(item, str) or not item.strip() or len(item) > 256:
-            raise ValueError("labels must be an array of non-empty strings (at most 256 characters each)")
-    if len(value) > MAX_LABELS:
-        raise ValueError(f"at most {MAX_LABELS} labels")
+        raise ValueError(f"must be an array of strings, got {_kind(value)}")
+    if len(value) > most:
+        raise ValueError(f"{len(value)} labels; at most {most} are allowed (ADES_MAX_LABELS)")
+    for position, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ValueError(f"item {position} is {_kind(item)}, not a string")
+        if not item.strip():
+            raise ValueError(f"item {position} is empty")
+        if len(item) > longest:
+            raise ValueError(f"item {position} has {len(item)} characters; at most {longest} are allowed "
+                             "(ADES_MAX_LABEL_LENGTH)")
     return list(dict.fromkeys(value))
+
+
+def _settings_of(info: ValidationInfo) -> Settings | None:
+    context = info.context or {}
+    return context.get("settings")
 
 
 class Scheduling(BaseModel):
@@ -72,8 +98,8 @@ class OgcExecute(Scheduling):
 
     @field_validator("labels", mode="before")
     @classmethod
-    def _labels(cls, value: Any) -> list[str]:
-        return _check_labels(value)
+    def _labels(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return _check_labels(value, _settings_of(info))
 
 
 class WpstInput(BaseModel):
@@ -102,23 +128,48 @@ class WpstExecute(Scheduling):
 
     @field_validator("labels", mode="before")
     @classmethod
-    def _labels(cls, value: Any) -> list[str]:
-        return _check_labels(value)
+    def _labels(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return _check_labels(value, _settings_of(info))
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def read_body(request: Request) -> bytes:
+    """The request body, or RequestEntityTooLarge (413) past ADES_MAX_BODY_BYTES."""
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    chunked = limit is not None and request.content_length is None
+    # A chunked body: werkzeug hands over its first `limit` bytes and says nothing of the rest, which would then be
+    # parsed as if whole (a cut YAML package may even be valid). One more byte tells.
+    if chunked and len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return data
 
 
 def json_body(request: Request) -> dict[str, Any]:
     if not request.is_json:
         raise problem(415, "unsupported-media-type",
-                      f"send the execute request as application/json (got {request.mimetype or 'no Content-Type'})")
-    body = request.get_json(silent=True)
+                      f"Content-Type: send the execute request as application/json (got "
+                      f"{request.mimetype or 'no Content-Type'})")
+    raw = read_body(request)
+    try:
+        body = json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise problem(400, "invalid-parameter", f"body: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as err:  # JSONDecodeError, bad UTF-8, NaN/Infinity
+        raise problem(400, "invalid-parameter", f"body: not valid JSON: {err}") from None
     if not isinstance(body, dict):
-        raise problem(400, "invalid-parameter", "the request body is not a JSON object")
+        raise problem(400, "invalid-parameter", f"body: must be a JSON object, got {_kind(body)}")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise problem(400, "invalid-parameter", f"body: nested deeper than {MAX_JSON_DEPTH} levels")
     return body
 
 
-def parse_body(model: type[M], body: dict[str, Any]) -> M:
+def parse_body(model: type[M], body: dict[str, Any], settings: Settings | None = None) -> M:
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context={"settings": settings})
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"

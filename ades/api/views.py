@@ -153,8 +153,11 @@ def _relative(value: dict[str, Any], root: Path) -> str:
 def safe_path(root: Path, candidate: str | Path) -> Path | None:
     """`candidate` resolved (symlinks followed) if it stays inside `root`, else None."""
     resolved_root = root.resolve()
-    path = (resolved_root / candidate).resolve()
-    if not path.is_relative_to(resolved_root) or not path.is_file():
+    try:
+        path = (resolved_root / candidate).resolve()
+        if not path.is_relative_to(resolved_root) or not path.is_file():
+            return None
+    except (ValueError, OSError):  # a NUL byte, a name too long: no such file either
         return None
     return path
 

@@ -12,6 +12,7 @@ from ades.api.errors import ApiProblem
 from ades.api.processes import get_process
 from ades.api.submit import WpstExecute, json_body, parse_body, submit
 from ades.api.views import status_info
+from ades.auth import current_principal
 from ades.cwl import InputError, wpst_inputs_to_map
 
 bp = Blueprint("ades_wpst", __name__)
@@ -21,12 +22,13 @@ bp = Blueprint("ades_wpst", __name__)
 def execute_wpst(ref: str) -> Response:
     c = ctx()
     process = get_process(c, ref)
-    body = parse_body(WpstExecute, json_body(request))
+    body = parse_body(WpstExecute, json_body(request), c.settings)
     try:
         inputs = wpst_inputs_to_map(body.inputs)
     except InputError as err:
         raise ApiProblem(400, "invalid-input", str(err), "Invalid input") from None
-    job = submit(c, process, inputs, body.labels, body.mode, body)
+    with c.quota.hold(current_principal().user):
+        job = submit(c, process, inputs, body.labels, body.mode, body)
     response = jsonify(status_info(job.to_document(), c.base_url))
     response.status_code = 201
     response.headers["Location"] = c.url(f"/jobs/{job.id}")

@@ -30,6 +30,8 @@ SCHEMA_ORG = ("https://schema.org/", "http://schema.org/")
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 HREF_TIMEOUT = 15.0
 MAX_PACKAGE_BYTES = 5 * 1024 * 1024
+MAX_PACKAGE_DEPTH = 64
+"""Deepest nesting of a package: CWL documents are a dozen levels deep, and cwltool's loaders recurse per level."""
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string", "File", "Directory", "Any"})
 
 _YAML_TYPES = {"application/cwl", "application/cwl+yaml", "application/yaml", "application/x-yaml", "text/yaml"}
@@ -128,7 +130,10 @@ def load_package(
         if isinstance(data, dict):
             doc = data
         else:
-            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            try:
+                text = data.decode("utf-8") if isinstance(data, bytes) else data
+            except UnicodeDecodeError as err:
+                raise PackageError(f"the CWL is not UTF-8 text: {err}") from None
             doc = parse_cwl_text(text, json_only=kind in _JSON_TYPES)
     else:
         raise PackageError(
@@ -141,17 +146,24 @@ def load_package(
 def _build(
     doc: dict[str, Any], text: str | None, source: Path | None, workflow_id: str | None, description: dict[str, Any]
 ) -> Package:
+    if json_depth(doc) > MAX_PACKAGE_DEPTH:
+        raise _too_deep()
     main_ref = select_main(doc, workflow_id)
     main = main_object(doc, main_ref)
     process_id = _short_id(main.get("id"))
     if not process_id:
         raise PackageError("the CWL needs an id (the process id): add `id: <name>` to the CommandLineTool or Workflow")
-    if not re.match(ID_PATTERN, process_id):
+    if not re.fullmatch(ID_PATTERN, process_id):
         raise PackageError(f"process id {process_id!r} must be letters, digits, '_', '.' or '-' (it is used in URLs)")
     version = _software_version(doc, main)
     cwl_version = doc.get("cwlVersion")
     if not isinstance(cwl_version, str) or not cwl_version.startswith("v1."):
         raise PackageError("the CWL needs `cwlVersion: v1.0`, `v1.1` or `v1.2`")
+    for field in ("inputs", "outputs"):
+        # cwltool's own message for these is a bare TypeError that says neither what nor where
+        if not isinstance(main.get(field), dict | list):
+            raise PackageError(f"{process_id}.{field}: must be a map or a list of parameters, got "
+                               f"{type(main.get(field)).__name__}")
 
     if source is not None and _has_external_refs(doc):
         # Steps `run:` files beside the package: pack them in so the stored document stands alone.
@@ -187,18 +199,41 @@ def _build(
 
 
 # --- parsing and fetching --------------------------------------------------------------------------------------
+def json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON/YAML, without recursion (a body may be nested thousands deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _too_deep() -> PackageError:
+    return PackageError(f"the CWL is nested deeper than {MAX_PACKAGE_DEPTH} levels")
+
+
 def parse_cwl_text(text: str, *, json_only: bool = False) -> dict[str, Any]:
     """CWL text to a plain dict (YAML 1.2, as cwltool reads it; JSON is YAML too)."""
-    if json_only:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PackageError(f"the CWL is not valid JSON: {err}") from err
-    else:
-        try:
-            doc = YAML(typ="safe", pure=True).load(text)
-        except YAMLError as err:
-            raise PackageError(f"the CWL is not valid YAML: {err}") from err
+    try:
+        if json_only:
+            try:
+                doc = json.loads(text, parse_constant=_not_json)
+            except ValueError as err:
+                raise PackageError(f"the CWL is not valid JSON: {err}") from err
+        else:
+            try:
+                doc = YAML(typ="safe", pure=True).load(text)
+            except YAMLError as err:
+                raise PackageError(f"the CWL is not valid YAML: {err}") from err
+    except RecursionError:
+        # the parsers recurse per level: Python's stack ends before they do
+        raise _too_deep() from None
     if not isinstance(doc, dict):
         raise PackageError("the CWL must be a YAML/JSON object (a CommandLineTool, a Workflow or a $graph)")
     return doc
@@ -208,8 +243,10 @@ def _as_mapping(data: str | bytes | dict[str, Any], what: str) -> dict[str, Any]
     if isinstance(data, dict):
         return data
     try:
-        value = json.loads(data)
-    except json.JSONDecodeError as err:
+        value = json.loads(data, parse_constant=_not_json)
+    except RecursionError:
+        raise PackageError(f"{what} is nested deeper than {MAX_PACKAGE_DEPTH} levels") from None
+    except ValueError as err:  # JSONDecodeError, bad UTF-8, NaN/Infinity
         raise PackageError(f"{what} is not valid JSON: {err}") from err
     if not isinstance(value, dict):
         raise PackageError(f"{what} must be a JSON object")
@@ -340,7 +377,7 @@ def _software_version(doc: dict[str, Any], main: dict[str, Any]) -> str:
     if value is None:
         return DEFAULT_VERSION
     version = str(value).strip()
-    if not re.match(VERSION_PATTERN, version):
+    if not re.fullmatch(VERSION_PATTERN, version):
         raise PackageError(f"s:softwareVersion {version!r} must be letters, digits, '.', '_', '+' or '-'")
     return version
 
@@ -362,7 +399,10 @@ def _text(value: Any) -> str | None:
 
 def _json_safe(doc: dict[str, Any]) -> dict[str, Any]:
     # YAML may carry dates and other non-JSON scalars; the document is stored in Elasticsearch as JSON.
-    return json.loads(json.dumps(doc, default=str))
+    try:
+        return json.loads(json.dumps(doc, default=str, allow_nan=False))
+    except ValueError:
+        raise PackageError("the CWL holds NaN or Infinity (a YAML .nan or .inf), which JSON cannot carry") from None
 
 
 # --- validation and normalized parameters ----------------------------------------------------------------------

@@ -133,11 +133,13 @@ class JobStore:
             raise StoreUnavailable(f"could not read jobs: {err}") from err
         return {d["_id"]: d["_source"] if d.get("found") else None for d in response["docs"]}
 
-    def count(self, statuses: Sequence[Status]) -> int:
-        """How many jobs have one of these statuses (as of the last refresh)."""
+    def count(self, statuses: Sequence[Status], *, user_id: str | None = None) -> int:
+        """How many jobs (of `user_id`, if given) have one of these statuses (as of the last refresh)."""
+        query: dict[str, Any] = {"terms": {"status": [s.value for s in statuses]}}
+        if user_id is not None:
+            query = {"bool": {"filter": [query, {"term": {"user-id": user_id}}]}}
         try:
-            response = self.client.count(index=self.index,
-                                         query={"terms": {"status": [s.value for s in statuses]}})
+            response = self.client.count(index=self.index, query=query)
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not count jobs: {err}") from err
         return int(response["count"])

@@ -59,12 +59,12 @@ class LiveServer:
             time.sleep(0.1)
 
 
-def _serve(settings: Settings, file_roots: list[Path] | None = None) -> Iterator[LiveServer]:
+def _serve(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2) -> Iterator[LiveServer]:
     holder: dict[str, Callable[..., Any]] = {}
     # port 0 first, the app second: the app needs to know its public URL (job links, result hrefs)
     server: BaseWSGIServer = make_server("127.0.0.1", 0, lambda env, start: holder["app"](env, start), threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
-    app = create_app(settings, public_url=url, workers=2, sync_timeout=120, file_roots=file_roots)
+    app = create_app(settings, public_url=url, workers=workers, sync_timeout=120, file_roots=file_roots)
     holder["app"] = app
     thread = threading.Thread(target=server.serve_forever, name="ades-e2e-server", daemon=True)
     thread.start()

@@ -146,7 +146,7 @@ def test_dismiss_a_running_job(deployed: LiveServer) -> None:
 def test_errors_are_one_line(deployed: LiveServer) -> None:
     unknown = ades(deployed, "jobs", "status", "no-such-job")
     assert unknown.returncode == 1 and unknown.stderr.strip() == \
-        "ades: error: 404 No such job: no job 'no-such-job'", unknown.stderr
+        "ades: error: 404 No such job: jobId: no job 'no-such-job'", unknown.stderr
     bad_input = ades(deployed, "execute", "echo", "-i", "message")
     assert bad_input.returncode == 2 and "expected name=value" in bad_input.stderr
     invalid = ades(deployed, "execute", "two-step", "-i", "nope=1", "--wait")
