@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         description="Back-pressure: past this many queued (submitted) jobs, execute answers 503 with Retry-After "
         "and writes nothing. 0: no cap.",
     )
+    process_cache_ttl: float = Field(
+        default=1.0, ge=0,
+        description="Seconds a server process trusts its cache of deployed processes before asking the store whether "
+        "another server sharing it deployed, replaced or undeployed one; changes made through this server (same "
+        "data dir) are seen at once. 0: ask on every request.",
+    )
     max_delay: float = Field(default=86_400.0, ge=0, description="Largest `delay` (seconds) a request may ask.")
     job_timeout: float | None = Field(
         default=86_400.0, gt=0,

@@ -6,7 +6,11 @@ still makes it the default; `id:version` always addresses exactly one document.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
@@ -61,15 +65,23 @@ deploy, replace and undeploy changes."""
 
 class ProcessStore:
     """Resolving a process is on every execute request, and the latest version of a plain `id` takes a sorted
-    search. So resolutions are cached per store object, and the cache is trusted only while the generation token is
-    unchanged: one realtime GET per resolution instead of a search, and a change made through any server process
-    is seen by the next request of every other one (the token changes before the change is acknowledged)."""
+    search; even one realtime GET per request to check for changes cost more ES CPU than indexing the job. So
+    resolutions are cached per store object and trusted as long as (1) the stamp file in the data dir, which every
+    deploy, replace and undeploy through this server rewrites, is unchanged (a `stat`, so every worker of this
+    server sees a change at its next request), and (2) the store's generation token, read at most once per
+    `process_cache_ttl` seconds, is unchanged (so a change made through another server sharing the store is seen
+    within that time). Both change before the change is acknowledged."""
 
     def __init__(self, client: Elasticsearch, settings: Settings) -> None:
         self.client = client
         self.index = settings.processes_alias
+        self.ttl = settings.process_cache_ttl
+        self._stamp_path = Path(settings.data_dir) / f"{settings.index_prefix}processes.generation"
         self._cache: dict[str, DeployedProcess] = {}
+        self._lock = threading.Lock()
         self._generation: str | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked_at = float("-inf")
 
     def _current_generation(self) -> str | None:
         try:
@@ -79,10 +91,35 @@ class ProcessStore:
             return None
         return str(doc["_source"].get("token"))
 
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._stamp_path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _validate_cache(self) -> bool:
+        """Drop the cache if anything changed; whether the cache may be filled (there is a generation)."""
+        with self._lock:
+            stamp = self._read_stamp()
+            now = time.monotonic()
+            if stamp == self._stamp and now - self._checked_at < self.ttl:
+                return self._generation is not None
+            generation = self._current_generation()
+            if generation is None or generation != self._generation:
+                self._cache.clear()
+            self._generation, self._stamp, self._checked_at = generation, stamp, now
+            return generation is not None
+
     def _changed(self) -> None:
         self._cache.clear()
         self._call("mark a process change", self.client.index, index=self.index, id=GENERATION_DOC,
                    document={"token": uuid.uuid4().hex}, refresh=True)
+        # a new file (new inode) each time, so a change is seen even within the file system's mtime granularity
+        self._stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._stamp_path.with_name(f".{self._stamp_path.name}.{uuid.uuid4().hex}")
+        temporary.write_text(uuid.uuid4().hex)
+        os.replace(temporary, self._stamp_path)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -109,15 +146,12 @@ class ProcessStore:
         self._changed()
 
     def get(self, ref: str) -> DeployedProcess:
-        generation = self._current_generation()
-        if generation is None or generation != self._generation:
-            self._cache.clear()
-            self._generation = generation
+        cacheable = self._validate_cache()
         cached = self._cache.get(ref)
         if cached is not None:
             return cached
         found = self._lookup(ref)
-        if generation is not None:
+        if cacheable:
             if len(self._cache) > 1024:
                 self._cache.clear()
             self._cache[ref] = found
