@@ -19,8 +19,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -59,7 +61,8 @@ class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str = Field(pattern=ID_PATTERN)
-    workflow: dict[str, Any] = Field(description="the wrapped CWL document (ades.execute.wrapper.wrap)")
+    workflow_file: Path = Field(description="the wrapped CWL document (ades.execute.wrapper.wrap), content-addressed "
+                                "under <data_dir>/cache/wrapped/ and shared by every job of the process version")
     job_order: dict[str, Any] = Field(description="cwltool job order without the ades_* inputs")
     workdir: Path
     sink: SinkConfig
@@ -86,7 +89,7 @@ class RunSpec(BaseModel):
             storage=storage,
             max_seconds=max_seconds,
             job_id=job_id,
-            workflow=wrap(package, results_base_url),
+            workflow_file=wrapped_file(package, results_base_url, data_dir),
             job_order=job_order,
             workdir=job_dir(data_dir, job_id),
             sink=sink,
@@ -96,6 +99,9 @@ class RunSpec(BaseModel):
     @property
     def log_path(self) -> Path:
         return self.workdir / "job.log"
+
+    def workflow(self) -> dict[str, Any]:
+        return _wrapped_document(str(self.workflow_file))
 
 
 class RunResult(BaseModel):
@@ -129,31 +135,52 @@ def _run_loading_context() -> Any:
     return context
 
 
-def _wrapped_file(spec: RunSpec, text: str, digest: str) -> Path:
-    # Content-addressed beside the job folders (`<data_dir>/cache/wrapped/`), shared by all workers: the loaded
-    # tools refer to this file, so it must outlive any one job's folder.
-    directory = spec.workdir.parent.parent / "cache" / "wrapped"
+_WRAPPED: dict[tuple[int, str, str], tuple[Package, Path]] = {}
+_WRAPPED_MAX = 256
+
+
+def wrapped_file(package: Package, results_base_url: str, data_dir: Path) -> Path:
+    """The wrapped document of `package` as a file, written once per package object (a new deploy or replace
+    loads a new one) into `<data_dir>/cache/wrapped/<digest>.cwl`, which every worker and Dask host sees.
+
+    Wrapping copied the whole package, and the spec carried and serialized it twice, on every submission; now a
+    spec carries a path. The file is named by its content, so it never changes once written, and it outlives
+    every job folder, which the loaded tools refer to."""
+    key = (id(package), results_base_url, str(data_dir))
+    hit = _WRAPPED.get(key)
+    if hit is not None and hit[0] is package:  # the package is held, so its id cannot have been reused
+        return hit[1]
+    text = json.dumps(wrap(package, results_base_url), indent=1, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    directory = Path(data_dir) / "cache" / "wrapped"
     path = directory / f"{digest}.cwl"
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / f".{digest}.{os.getpid()}.tmp"
+        partial = directory / f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
+    if len(_WRAPPED) >= _WRAPPED_MAX:
+        _WRAPPED.clear()
+    _WRAPPED[key] = (package, path)
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def _wrapped_document(path: str) -> dict[str, Any]:
+    # content-addressed: a path's content never changes, so caching by path is safe
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def load_wrapped(spec: RunSpec) -> Any:
     """The cwltool Process of the spec's wrapped workflow, from the per-process cache when seen before.
 
-    Keyed by `cache_key` and the document's hash, so a changed wrapper (another results URL) is loaded afresh.
-    Raises CwlLoadError.
+    Keyed by `cache_key` and the document's digest (its file name), so a changed wrapper (another results URL, a
+    replaced package) is loaded afresh. Raises CwlLoadError.
     """
-    text = json.dumps(spec.workflow, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
-    key = f"{spec.cache_key or 'anonymous'}#{digest}"
+    path = spec.workflow_file
+    key = f"{spec.cache_key or 'anonymous'}#{path.stem}"
     tool = _TOOLS.get(key)
     if tool is None:
-        path = _wrapped_file(spec, text, digest)
         cwl_logger = logging.getLogger("cwltool")
         quiet = _DropWrapperWarnings()
         cwl_logger.addFilter(quiet)
@@ -318,7 +345,8 @@ def prepare_workdir(spec: RunSpec) -> None:
     # who runs the job: reconciliation tells a started job from a queued one by this file (ades.execute.reconcile)
     record = {"pid": os.getpid(), "pgid": os.getpgrp(), "host": socket.gethostname(), "started": time.time()}
     (spec.workdir / PROCESS_FILE).write_text(json.dumps(record), encoding="utf-8")
-    (spec.workdir / "wrapped.cwl").write_text(json.dumps(spec.workflow, indent=1), encoding="utf-8")
+    with contextlib.suppress(OSError):  # a missing wrapped file fails the job below, with the reason
+        shutil.copyfile(spec.workflow_file, spec.workdir / "wrapped.cwl")
 
 
 class _Reporter:
@@ -380,7 +408,10 @@ def run_job(spec: RunSpec, sink: EventSink, *, redirect_fds: bool = False,
     reporter = _Reporter(spec, sink)
     with _job_log(spec.log_path, redirect_fds) as stream:
         stream.write(f"ades: job {spec.job_id} starts (process {spec.cache_key}, pid {os.getpid()})\n")
-        images = docker_requirements(spec.workflow)
+        try:
+            images = docker_requirements(spec.workflow())
+        except (OSError, ValueError) as err:
+            return failed(f"the wrapped workflow {spec.workflow_file} cannot be read: {err}")
         if images:
             stream.write(f"ades: DockerRequirement ({', '.join(images)}) cannot be honoured\n")
             return failed(
