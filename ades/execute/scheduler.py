@@ -48,11 +48,23 @@ class QueuedJob(BaseModel):
         return self.spec.job_id
 
     def save(self) -> None:
-        self.spec.workdir.mkdir(parents=True, exist_ok=True)
-        path = self.spec.workdir / QUEUED_FILE
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(self.model_dump_json(), encoding="utf-8")
-        os.replace(partial, path)
+        """Create the job folder with `queued.json` in it, with plain system calls and no temporary file: this is on
+        every submission, and each syscall is dear on a virtual machine. The write is complete before the job is
+        indexed, so only a machine crash could tear it (there was never an fsync); reconciliation then fails the job
+        as lost, as it does when the file is missing."""
+        workdir = str(self.spec.workdir)
+        try:
+            os.mkdir(workdir)
+        except FileNotFoundError:
+            os.makedirs(workdir, exist_ok=True)
+        except FileExistsError:
+            pass
+        data = self.model_dump_json().encode()
+        fd = os.open(os.path.join(workdir, QUEUED_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     @classmethod
     def load(cls, workdir: Path) -> QueuedJob | None:
