@@ -28,6 +28,7 @@ from ades.execute.scheduler import JobScheduler
 from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore, ProcessStore
 from ades.store.batcher import CreateBatcher
+from ades.store.freshness import WriteMarks
 from ades.store.processes import DeployedProcess
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,14 @@ class AdesContext:
 
     @functools.cached_property
     def creator(self) -> CreateBatcher:
-        """Group commit of new jobs (ades.store.batcher): concurrent submissions share one bulk and one refresh."""
-        return CreateBatcher(self.job_store)
+        """Group commit of new jobs (ades.store.batcher): concurrent submissions share one bulk."""
+        return CreateBatcher(self.job_store, on_written=self.write_marks.mark)
+
+    @functools.cached_property
+    def write_marks(self) -> WriteMarks:
+        """Listings see this host's new jobs at once, refreshing only when something was written (freshness.py)."""
+        return WriteMarks(Path(self.settings.data_dir) / f"{self.settings.index_prefix}jobs.written",
+                          self.job_store.refresh)
 
     @functools.cached_property
     def admission(self) -> Admission:

@@ -154,6 +154,7 @@ def list_jobs() -> Response | str:
     c = ctx()
     # everyone lists only their own jobs, whatever the filters; an admin lists all
     query = parse_job_query(c.settings).model_copy(update={"user_id": owner_filter()})
+    c.write_marks.before_search()
     page = c.job_store.search(query)
     jobs = [status_info(doc, c.base_url) for doc in page.jobs]
     args = {k: v for k, v in request.args.items(multi=True) if k != "after"}

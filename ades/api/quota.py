@@ -9,8 +9,9 @@ Counting the store on every request is not enough: two requests that both count 
 both pass. So the server processes of one host (gunicorn workers) share, per user, a ledger file in the data dir,
 read and written under `flock`: the last count of the store and when it was taken, and the reservations the count
 cannot include yet (admitted and still being submitted, or submitted after the count was taken). A submission holds
-a reservation from admission until `submit()` returns, when the job is indexed and visible to searches
-(CreateBatcher.create); a count taken after that includes it, and the reservation is then dropped. So on one host the
+a reservation from admission until `submit()` returns, when the job is indexed (CreateBatcher.create). Submissions
+do not refresh the index (that cost more than indexing), so each recount refreshes it first: a count taken after
+that includes every job indexed before it, and their reservations are then dropped. So on one host the
 cap is exact. Hosts sharing a store see each other only through it: they may overshoot by what the others admitted
 within one `ttl`. Jobs that ended since the last count still count until the next one (`ttl` seconds): the cap errs
 on refusing, and Retry-After says when to try again.
@@ -39,6 +40,8 @@ ABANDONED_AFTER = 300.0
 
 class _Counter(Protocol):
     def count(self, statuses: Any, *, user_id: str | None = None) -> int: ...
+
+    def refresh(self) -> None: ...
 
 
 class UserQuota:
@@ -91,7 +94,8 @@ class UserQuota:
         with self._ledger(user) as state:
             now = time.time()
             if now - state["counted_at"] >= self.ttl:
-                # the time before the count: a job whose submission ended before it is surely in the count
+                # the time before the refresh: a job whose submission ended before it is surely in the count
+                self.store.refresh()
                 state["count"] = self.store.count(UNFINISHED, user_id=user)
                 state["counted_at"] = now
             reservations: dict[str, dict[str, Any]] = state["reservations"]
