@@ -4,114 +4,154 @@ same gunicorn settings, with the same client, in the same run. Writes benchmarks
 
 A submission is done when its answer (201 + job id) arrives: the job is stored, searchable and queued. The ades
 server uses the direct sink and its real local executor, whose workers run at `ADES_JOB_NICE` and start executing
-the echo jobs while submissions go on (the figures include that competition for the 2 cores). The client is
-P processes x T threads with keep-alive connections; it runs on the same machine.
+the echo jobs while submissions go on (the figures include that competition for the 2 cores). The client
+(benchmarks/loadgen.py) keeps C keep-alive connections on asyncio; it runs on the same machine. Each run also
+reports the CPU (ms per submission) spent by the server, its job workers, the ES node and the client, and the same
+load against a plain Flask route under the same gunicorn (the floor: what any Flask app pays per request here).
 
-Usage: python benchmarks/submit.py [--jobs 10000] [--baseline-jobs 10000] [--clients 4] [--threads 8]
+Usage: python benchmarks/submit.py [--jobs 10000] [--baseline-jobs 10000] [--connections 16] [--workers 2]
 Talks only to 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import ms_summary, wait_until_up, write_figures
 from common import parser as benchmark_parser
+from common import wait_until_up, write_figures
+from loadgen import post_load, summary
 
 from ades.config import Settings
 
-GUNICORN_WORKERS = 2
-GUNICORN_THREADS = 16
+
+def load(port: int, path: str, body: dict[str, Any], jobs: int, connections: int, processes: int,
+         watch: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """Send the submissions; figures, with the CPU each watched process tree spent per submission."""
+    before = {name: _cpu_seconds(pids) for name, pids in (watch or {}).items()}
+    client_before = _own_children_cpu() if processes > 1 else time.process_time()
+    outcome = post_load(port, path, json.dumps(body).encode(), jobs, connections, processes=processes,
+                        headers={"Prefer": "respond-async"})
+    figures = summary(outcome, jobs) | {"connections": connections}
+    cpu = {name: round((_cpu_seconds(pids) - before[name]) * 1000 / jobs, 3) for name, pids in (watch or {}).items()}
+    client_after = _own_children_cpu() if processes > 1 else time.process_time()
+    cpu["client"] = round((client_after - client_before) * 1000 / jobs, 3)
+    figures["cpu_ms_per_job"] = cpu
+    return figures
 
 
-def _client(args: tuple[int, int, str, int, str]) -> tuple[list[float], int, float]:
-    """One client process: `threads` keep-alive connections sending `count` submissions in all."""
-    port, count, path, threads, body = args
-    samples: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    share = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
-
-    def run(n: int) -> None:
-        nonlocal errors
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        mine: list[float] = []
-        bad = 0
-        for _ in range(n):
-            t = time.perf_counter()
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
-                                                               "Prefer": "respond-async"})
-                response = conn.getresponse()
-                response.read()
-                ok = response.status in (200, 201)
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            mine.append(time.perf_counter() - t)
-            bad += not ok
-        conn.close()
-        with lock:
-            samples.extend(mine)
-            errors += bad
-
-    started = time.perf_counter()
-    workers = [threading.Thread(target=run, args=(n,)) for n in share]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return samples, errors, time.perf_counter() - started
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
 
 
-def load(port: int, path: str, body: dict[str, Any], jobs: int, clients: int, threads: int) -> dict[str, Any]:
-    text = json.dumps(body)
-    share = [jobs // clients + (1 if i < jobs % clients else 0) for i in range(clients)]
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(clients) as pool:
-        parts = pool.map(_client, [(port, n, path, threads, text) for n in share])
-    elapsed = time.perf_counter() - started
-    samples = [s for part, _, _ in parts for s in part]
-    errors = sum(e for _, e, _ in parts)
-    return {"jobs": jobs, "errors": errors, "seconds": round(elapsed, 2),
-            "jobs_per_s": round(jobs / elapsed, 1), "latency": ms_summary(samples),
-            "concurrency": clients * threads}
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (and of their reaped children)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def _gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def _own_children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _gunicorn(app: str, args: Any, env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    return subprocess.Popen([gunicorn, "-b", f"127.0.0.1:{port}", "-w", str(GUNICORN_WORKERS), "-k", "gthread",
-                             "--threads", str(GUNICORN_THREADS), app], env=env,
+    return subprocess.Popen([gunicorn, "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
+                             "-k", "gthread", "--threads", str(args.threads), app], env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def bench_ades(args: Any, work: Path) -> dict[str, Any]:
+def _watch(server: subprocess.Popen, es_pid: int | None) -> dict[str, list[int]]:
+    """Process trees to account CPU to: the server (gunicorn master and workers), its job workers, the ES node."""
+    pids = _tree(server.pid)
+    jobs = [p for p in pids if "multiprocessing" in _cmdline(p)]
+    watch = {"server": [p for p in pids if p not in jobs]}
+    if jobs:
+        watch["job_workers"] = jobs
+    if es_pid:
+        watch["elasticsearch"] = [es_pid]
+    return watch
+
+
+def _listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:`port` (the ES node, local or "external" on this machine), from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") in inodes for fd in fds):
+                return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def bench_ades(args: Any, work: Path, es_pid: int | None) -> dict[str, Any]:
     base = f"http://127.0.0.1:{args.port}"
+    # the queue cap (ADES_MAX_QUEUED_JOBS) stays on, above what this run queues: admission is part of the path
     env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-submit-",
-                        "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": str(work / "ades")}
+                        "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": str(work / "ades"),
+                        "ADES_MAX_QUEUED_JOBS": str(2 * args.jobs + 1000)}
     server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(args.port),
-                               "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),
+                               "--workers", str(args.workers), "--threads", str(args.threads),
                                "--job-workers", "1", "--no-access-log"], env=env,
                               stdout=open(work / "ades.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
         wait_until_up(f"{base}/processes", server)
         body = {"inputs": {"message": "hello"}}
-        load(args.port, "/processes/echo/execution", body, 100, 1, 4)  # warm-up: executors, packages, connections
-        figures = load(args.port, "/processes/echo/execution", body, args.jobs, args.clients, args.threads)
+        load(args.port, "/processes/echo/execution", body, 200, 4, 1)  # warm-up: executors, packages, connections
+        figures = load(args.port, "/processes/echo/execution", body, args.jobs, args.connections,
+                       args.client_processes, _watch(server, es_pid))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -146,12 +186,45 @@ def bench_pygeoapi_tinydb(args: Any, work: Path) -> dict[str, Any]:
     subprocess.run([pygeoapi, "openapi", "generate", str(config_path), "--output-file", str(openapi_path)],
                    check=True, capture_output=True)
     env = os.environ | {"PYGEOAPI_CONFIG": str(config_path), "PYGEOAPI_OPENAPI": str(openapi_path)}
-    server = _gunicorn("pygeoapi.flask_app:APP", args.baseline_port, env, work / "pygeoapi.log")
+    server = _gunicorn("pygeoapi.flask_app:APP", args, env, work / "pygeoapi.log", args.baseline_port)
     try:
         wait_until_up(f"{base}/processes", server)
         body = {"inputs": {"name": "hello"}}
+        load(args.baseline_port, "/processes/hello-world/execution", body, 20, 4, 1)  # warm-up, as for ades
         figures = load(args.baseline_port, "/processes/hello-world/execution", body, args.baseline_jobs,
-                       args.clients, args.threads)
+                       args.connections, args.client_processes, _watch(server, None))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return figures
+
+
+FLOOR_APP = """
+from flask import Flask, jsonify, request
+
+app = Flask(__name__)
+
+
+@app.post("/processes/echo/execution")
+def execute():
+    answer = jsonify({"jobID": "0", "status": "accepted", "inputs": request.get_json()["inputs"]})
+    answer.status_code = 201
+    return answer
+"""
+
+
+def bench_flask_floor(args: Any, work: Path) -> dict[str, Any]:
+    """A Flask route that parses the body and answers 201 with JSON, nothing else, under the same gunicorn: what
+    any Flask app pays per request here, so the ades figures can be read against it."""
+    (work / "floor_app.py").write_text(FLOOR_APP)
+    env = os.environ | {"PYTHONPATH": str(work)}
+    server = _gunicorn("floor_app:app", args, env, work / "floor.log", args.floor_port)
+    try:
+        wait_until_up(f"http://127.0.0.1:{args.floor_port}/", server)
+        body = {"inputs": {"message": "hello"}}
+        load(args.floor_port, "/processes/echo/execution", body, 200, 4, 1)
+        figures = load(args.floor_port, "/processes/echo/execution", body, args.jobs, args.connections,
+                       args.client_processes, _watch(server, None))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -161,11 +234,15 @@ def bench_pygeoapi_tinydb(args: Any, work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, "submit")
     parser.add_argument("--jobs", type=int, default=10_000, help="ades submissions (default 10,000)")
-    parser.add_argument("--baseline-jobs", type=int, default=10_000, help="pygeoapi TinyDB submissions")
-    parser.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
-    parser.add_argument("--threads", type=int, default=16, help="connections per client process (default 16)")
+    parser.add_argument("--baseline-jobs", type=int, default=10_000,
+                        help="pygeoapi TinyDB submissions (0: skip the baseline)")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive client connections (default 16)")
+    parser.add_argument("--client-processes", type=int, default=1, help="client processes (default 1)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of both servers (default 2)")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker (default 16)")
     parser.add_argument("--port", type=int, default=5093, help="port of the ades server")
     parser.add_argument("--baseline-port", type=int, default=5094, help="port of the pygeoapi server")
+    parser.add_argument("--floor-port", type=int, default=5095, help="port of the plain Flask server")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -173,21 +250,31 @@ def main(argv: list[str] | None = None) -> int:
         from ades.services import elasticsearch
 
         elasticsearch.ensure_running(settings)
+    es_port = urllib.parse.urlsplit(settings.elasticsearch_url).port
+    es_pid = _listening_pid(es_port) if es_port else None
     work = Path(tempfile.mkdtemp(prefix="ades-bench-submit-"))
     try:
         print(f"ades: {args.jobs} submissions ...", file=sys.stderr)
-        ours = bench_ades(args, work)
-        print(f"pygeoapi TinyDB: {args.baseline_jobs} submissions ...", file=sys.stderr)
-        tiny = bench_pygeoapi_tinydb(args, work)
+        ours = bench_ades(args, work, es_pid)
+        print(f"plain Flask route: {args.jobs} requests ...", file=sys.stderr)
+        floor = bench_flask_floor(args, work)
+        tiny = None
+        if args.baseline_jobs:
+            print(f"pygeoapi TinyDB: {args.baseline_jobs} submissions ...", file=sys.stderr)
+            tiny = bench_pygeoapi_tinydb(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures = {
         "started": datetime.now(UTC).isoformat(),
         "cpus": os.cpu_count(),
-        "gunicorn": {"workers": GUNICORN_WORKERS, "threads": GUNICORN_THREADS, "worker_class": "gthread"},
+        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+        "client": {"kind": "asyncio keep-alive (benchmarks/loadgen.py)", "connections": args.connections,
+                   "processes": args.client_processes},
         "ades_async_echo": ours,
         "baseline_pygeoapi_tinydb_hello_world": tiny,
-        "ratio_jobs_per_s": round(ours["jobs_per_s"] / tiny["jobs_per_s"], 2),
+        "floor_plain_flask_route": floor,
+        "ades_share_of_floor_jobs_per_s": round(ours["jobs_per_s"] / floor["jobs_per_s"], 3),
+        "ratio_jobs_per_s": round(ours["jobs_per_s"] / tiny["jobs_per_s"], 2) if tiny else None,
         "goal": ">= 1,000 jobs/s, p99 <= 50 ms, >= 10x the TinyDB baseline at 10,000 jobs",
     }
     write_figures(args.out, figures)
