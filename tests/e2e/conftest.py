@@ -59,6 +59,13 @@ class LiveServer:
             time.sleep(0.1)
 
 
+def drop_test_indexes(settings: Settings) -> None:
+    """Remove the indexes under the settings' (test) prefix."""
+    client = make_client(settings)
+    drop_indexes(client, settings)
+    client.close()
+
+
 def _serve(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2) -> Iterator[LiveServer]:
     holder: dict[str, Callable[..., Any]] = {}
     # port 0 first, the app second: the app needs to know its public URL (job links, result hrefs)
@@ -76,9 +83,7 @@ def _serve(settings: Settings, file_roots: list[Path] | None = None, workers: in
         server.shutdown()
         thread.join(5)
         close_app(app)
-        client = make_client(settings)
-        drop_indexes(client, settings)
-        client.close()
+        drop_test_indexes(settings)
 
 
 @pytest.fixture(scope="module")

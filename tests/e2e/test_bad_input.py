@@ -28,8 +28,8 @@ import yaml
 
 from ades.config import Settings
 from ades.store import make_client
-from ades.store.setup import drop_indexes
-from tests.e2e.conftest import LiveServer, _serve
+from tests.e2e.conftest import LiveServer, _serve, drop_test_indexes
+from tests.e2e.fuzz_harness import COUNT_LINES
 from tests.e2e.test_processes_api import EXAMPLES, OGC, assert_problem
 
 pytestmark = pytest.mark.integration
@@ -37,18 +37,6 @@ pytestmark = pytest.mark.integration
 ASYNC = {"Prefer": "respond-async"}
 BODY_LIMIT = 256 * 1024
 LIMITS = {"max_body_bytes": BODY_LIMIT, "max_labels": 20, "max_label_length": 64, "max_page_limit": 50}
-COUNT_LINES = """\
-cwlVersion: v1.2
-class: CommandLineTool
-id: count-lines
-baseCommand: [wc, -l]
-inputs:
-  data:
-    type: File
-    inputBinding: {position: 1}
-outputs:
-  out: stdout
-"""
 BROKEN_YAML = "cwlVersion: v1.2\nclass: CommandLineTool\nid: broken\n  inputs: {x: [\n"
 NOT_CWL = ("cwlVersion: v1.2\nclass: CommandLineTool\nid: not-cwl\nbaseCommand: echo\n"
            "inputs:\n  x:\n    type: strin\noutputs: {}\n")
@@ -408,6 +396,4 @@ def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Setting
     finally:
         proc.terminate()
         proc.wait(30)
-        client = make_client(settings)
-        drop_indexes(client, settings)
-        client.close()
+        drop_test_indexes(settings)

@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from ades.app import close_app, create_app
 from ades.config import Settings
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, drop_test_indexes
 from tests.e2e.test_processes_api import assert_problem
 
 pytestmark = pytest.mark.integration
@@ -112,9 +112,4 @@ def test_serve_under_gunicorn(e2e_settings: Settings) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
-        from ades.store import make_client
-        from ades.store.setup import drop_indexes
-
-        client = make_client(settings)
-        drop_indexes(client, settings)
-        client.close()
+        drop_test_indexes(settings)
