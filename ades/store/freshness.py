@@ -13,11 +13,14 @@ Servers on other hosts sharing the index see new jobs after the periodic refresh
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class WriteMarks:
@@ -47,7 +50,11 @@ class WriteMarks:
             if written < self._refresh_started_ns:  # another thread refreshed meanwhile, after the write
                 return
             started = time.time_ns()
-            self._refresh()
+            try:
+                self._refresh()
+            except Exception as err:  # e.g. a cluster role without the right to refresh: the search still works
+                log.warning("could not refresh before a listing (it shows what the last refresh saw): %s", err)
+                return
             self._refresh_started_ns = started
             self.refreshes += 1
 
