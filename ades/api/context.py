@@ -23,8 +23,9 @@ from ades.cwl import Package, PackageError, load_package
 from ades.events.sinks import make_sink
 from ades.events.update_job import SinkConfig
 from ades.execute.base import Executor
+from ades.execute.journal import Journal
 from ades.execute.reconcile import Reconciler, Report, claim
-from ades.execute.scheduler import JobScheduler
+from ades.execute.scheduler import JobScheduler, QueuedJob
 from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore, ProcessStore
 from ades.store.batcher import CreateBatcher
@@ -79,6 +80,11 @@ class AdesContext:
                           self.job_store.refresh)
 
     @functools.cached_property
+    def journal(self) -> Journal:
+        """This process's submission journal (ades.execute.journal): what reconciliation re-queues after a crash."""
+        return Journal(Path(self.settings.data_dir), self.job_store.statuses)
+
+    @functools.cached_property
     def admission(self) -> Admission:
         return Admission(self.job_store, self.settings.max_queued_jobs)
 
@@ -101,9 +107,14 @@ class AdesContext:
         if handle is None:
             return None
         self._reconcile_lock = handle
-        reconciler = Reconciler(self.job_store, Path(self.settings.data_dir), self.scheduler.add,
+        reconciler = Reconciler(self.job_store, Path(self.settings.data_dir), self.requeue,
                                 functools.partial(make_sink, self.settings))
         return reconciler.run()
+
+    def requeue(self, queued: QueuedJob) -> None:
+        """A job reconciliation found waiting: journaled here again (its old journal goes), then scheduled."""
+        self.journal.append(queued)
+        self.scheduler.add(queued)
 
     # --- executor ---
     @property
@@ -138,6 +149,8 @@ class AdesContext:
             self.creator.close()
         if "scheduler" in self.__dict__:
             self.scheduler.close()
+        if "journal" in self.__dict__:
+            self.journal.close()
         if self._reconcile_lock is not None:
             self._reconcile_lock.close()
             self._reconcile_lock = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from typing import Any, Literal, TypeVar
 
@@ -215,13 +214,10 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
                        depends_on=depends_on, delay=delay)
     ctx.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
     ctx.admission.admit()
-    # queued.json first: a job indexed as `submitted` can always be re-queued after a crash (ades.execute.reconcile)
-    queued.save()
-    try:
-        ctx.creator.create(job)
-    except Exception:
-        shutil.rmtree(queued.spec.workdir, ignore_errors=True)
-        raise
+    # journaled first: a job indexed as `submitted` can always be re-queued after a crash (ades.execute.reconcile).
+    # If indexing fails the line stays, inert: only jobs the store holds as unfinished are ever re-queued.
+    ctx.journal.append(queued)
+    ctx.creator.create(job)
     ctx.scheduler.add(queued)
     return job
 

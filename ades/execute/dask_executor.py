@@ -317,6 +317,7 @@ def _claim(spec: RunSpec, retry_lost: bool) -> tuple[int, str | None]:
     """Record this attempt and return its number; with an outcome when the job already ended, or when an earlier
     attempt's worker was lost and no retry is due (then the job is settled here)."""
     workdir = spec.workdir
+    workdir.mkdir(parents=True, exist_ok=True)  # made by the first attempt (submissions are only journaled)
     ended = workdir / ENDED_FILE
     if ended.exists():
         # its worker died after the job ended but before the scheduler heard: do not run it twice

@@ -1,11 +1,13 @@
 """Reconciliation: after a crash no job stays `submitted` or `running` forever.
 
 When a server starts, one of its processes (whichever takes the lock file in the data dir first; under gunicorn
-every worker builds an app) looks at every unfinished job whose folder is in this data dir (folders are how a server
-knows its own jobs: several servers may share one Elasticsearch):
+every worker builds an app) looks at every unfinished job that is this data dir's: journaled in it
+(ades.execute.journal) or with a folder in it (several servers may share one Elasticsearch):
 
-- never started (no `process.json`, which the job process writes as it starts): handed to the scheduler again from
-  its `queued.json`, so it runs (dependencies and delay still apply); without one it fails ("lost before it started");
+- never started (no `process.json`, which the job process writes as it starts) and journaled by a process that is
+  gone: handed to the scheduler again, so it runs (dependencies and delay still apply); journaled by a live process
+  (another worker of this server): left to it; neither, with a folder (a `queued.json` of servers before the journal
+  is still read): it fails ("lost before it started");
 - started on this host and its process group still alive (the job child survives its worker: it is a session
   leader): left to finish and watched; if it dies without reporting an end, it fails ("worker lost");
 - started and gone: fails ("worker lost"), unless its own last report arrives within a grace period (events may be
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ades.events.sinks import EventSink
+from ades.execute.journal import survey
 from ades.execute.runner import PROCESS_FILE, job_dir
 from ades.execute.scheduler import QueuedJob
 from ades.models import JobQuery, StatusUpdate
@@ -93,20 +96,22 @@ class Reconciler:
     def run(self) -> Report:
         report = Report()
         host = socket.gethostname()
+        journals = survey(self.data_dir)
         for doc in list(unfinished(self.store)):
             job_id = doc["id"]
             workdir = job_dir(self.data_dir, job_id)
-            if not workdir.is_dir():
-                continue  # another server's job
             process = started_process(workdir)
             if process is None:
-                queued = QueuedJob.load(workdir)
+                if job_id in journals.live:
+                    continue  # queued in a live process of this server
+                queued = journals.orphaned.get(job_id) or QueuedJob.load(workdir)
                 if queued is not None:
                     self.requeue(queued)
                     report.requeued.append(job_id)
-                else:
+                elif workdir.is_dir():
                     self._fail_later(job_id, "the job was lost before it started (the server stopped)")
                     report.lost.append(job_id)
+                # else: another server's job
             elif process.get("host") == host and group_alive(int(process["pgid"])):
                 self._watch(job_id, int(process["pgid"]))
                 report.watched.append(job_id)
@@ -114,6 +119,7 @@ class Reconciler:
                 self._fail_later(job_id, "worker lost: the job's process ended (the server or its worker stopped) "
                                          "without reporting an end")
                 report.lost.append(job_id)
+        journals.discard()  # what was waiting is journaled again (by requeue)
         if report:
             log.warning("reconciled unfinished jobs: %d re-queued, %d still running (watched), %d lost",
                         len(report.requeued), len(report.watched), len(report.lost))

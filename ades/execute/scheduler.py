@@ -7,15 +7,14 @@ checks the waiting jobs and their dependencies in one `mget` per round:
 - a dependency failed, was dismissed, or does not exist: the job fails, with the reason;
 - the job itself was dismissed meanwhile: it is dropped.
 
-What a waiting job needs survives a restart: `queued.json` in the job folder (the RunSpec, the dependencies and the
-delay) is written before the job is indexed, and reconciliation (ades.execute.reconcile) hands unstarted jobs back to
-this scheduler when the server starts again.
+What a waiting job needs survives a restart: its line in the submission journal (ades.execute.journal: the RunSpec,
+the dependencies and the delay) is written before the job is indexed, and reconciliation (ades.execute.reconcile)
+hands unstarted jobs back to this scheduler when the server starts again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class QueuedJob(BaseModel):
-    """`queued.json`: a job as it was accepted, enough to (re)start it."""
+    """A job as it was accepted, enough to (re)start it: a line of the journal (ades.execute.journal)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,27 +46,9 @@ class QueuedJob(BaseModel):
     def job_id(self) -> str:
         return self.spec.job_id
 
-    def save(self) -> None:
-        """Create the job folder with `queued.json` in it, with plain system calls and no temporary file: this is on
-        every submission, and each syscall is dear on a virtual machine. The write is complete before the job is
-        indexed, so only a machine crash could tear it (there was never an fsync); reconciliation then fails the job
-        as lost, as it does when the file is missing."""
-        workdir = str(self.spec.workdir)
-        try:
-            os.mkdir(workdir)
-        except FileNotFoundError:
-            os.makedirs(workdir, exist_ok=True)
-        except FileExistsError:
-            pass
-        data = self.model_dump_json().encode()
-        fd = os.open(os.path.join(workdir, QUEUED_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-
     @classmethod
     def load(cls, workdir: Path) -> QueuedJob | None:
+        """The `queued.json` of a job folder, as servers before the journal (ades.execute.journal) wrote it."""
         try:
             return cls.model_validate_json((workdir / QUEUED_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -27,6 +27,7 @@ import requests
 import yaml
 
 from ades.config import Settings
+from ades.execute.journal import read_entries
 from ades.store import make_client
 from tests.e2e.conftest import LiveServer, _serve, drop_test_indexes
 from tests.e2e.fuzz_harness import COUNT_LINES
@@ -368,7 +369,8 @@ def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Setting
         es.indices.refresh(index=settings.jobs_alias)
         assert es.count(index=settings.jobs_alias)["count"] == 3
         es.close()
-        assert len(list((Path(settings.data_dir) / "jobs").iterdir())) == 3
+        journaled = [read_entries(p) for p in (Path(settings.data_dir) / "queue").glob("*.jsonl")]
+        assert sum(len(entries) for entries in journaled) == 3  # the refused ones were never journaled
 
         for path, headers, status in (("/jobs", {"Authorization": "Bearer a\x0fb"}, 400),
                                       ("/jobs?labels=" + "l" * 5000, {}, 414)):
