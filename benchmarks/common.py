@@ -63,6 +63,17 @@ def write_figures(path: Path, figures: dict[str, Any]) -> None:
     print(json.dumps(figures, indent=2))
 
 
+def require_free(*ports: int) -> None:
+    """Fail unless nothing listens on these 127.0.0.1 ports: a server left over from another run would answer, and
+    be measured, instead of the benchmark's own (it happened once, to the plain Flask floor)."""
+    import socket
+
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"port {port} is in use: stop what listens there, or choose another port")
+
+
 def wait_until_up(url: str, process: Any, timeout: float = 90.0) -> None:
     """Poll `url` until it answers (any HTTP status); fail if `process` (a Popen) exits first."""
     import urllib.error

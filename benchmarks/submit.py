@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 from common import parser as benchmark_parser
-from common import wait_until_up, write_figures
+from common import require_free, wait_until_up, write_figures
 from loadgen import post_load, summary
 
 from ades.config import Settings
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-port", type=int, default=5094, help="port of the pygeoapi server")
     parser.add_argument("--floor-port", type=int, default=5095, help="port of the plain Flask server")
     args = parser.parse_args(argv)
+    require_free(args.port, args.floor_port, *([args.baseline_port] if args.baseline_jobs else []))
 
     settings = Settings()
     if not settings.uses_external_es:
