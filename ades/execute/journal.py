@@ -87,7 +87,7 @@ class Survey:
 
 
 class Journal:
-    """This process's journal file. Thread-safe: one O_APPEND `write` per line is atomic for a regular file."""
+    """This process's journal file; thread-safe."""
 
     def __init__(self, data_dir: Path, statuses: Statuses, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.data_dir = Path(data_dir)
@@ -116,10 +116,10 @@ class Journal:
     def append(self, queued: QueuedJob) -> None:
         """Journal one accepted job (before it is indexed). Raises OSError when the disk refuses."""
         line = queued.model_dump_json().encode() + b"\n"
-        written = os.write(self._fd, line)
-        if written != len(line):  # a full disk: the torn line is skipped when read
-            raise OSError(f"journal {self._path}: wrote {written} of {len(line)} bytes")
-        with self._lock:
+        with self._lock:  # the write too: a rotation must not compact (and close) a file a line is going to
+            written = os.write(self._fd, line)
+            if written != len(line):  # a full disk: the torn line is skipped when read
+                raise OSError(f"journal {self._path}: wrote {written} of {len(line)} bytes")
             self._size += written
             if self._size < self.rotate_bytes:
                 return
