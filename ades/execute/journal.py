@@ -21,20 +21,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ades.execute.runner import PROCESS_FILE, job_dir
-from ades.execute.scheduler import QueuedJob
+from ades.execute.scheduler import QueuedJob, Statuses
+from ades.status import Status
 
 JOURNAL_DIR = "queue"
 ROTATE_BYTES = 64 * 1024 * 1024
 RETRY_SECONDS = 5.0
 log = logging.getLogger(__name__)
-
-Statuses = Callable[[list[str]], dict[str, str | None]]
-"""job ids -> stored status word, None for a job that does not exist."""
 
 
 def read_entries(path: Path) -> dict[str, QueuedJob]:
@@ -154,7 +152,7 @@ class Journal:
         ids = [q.job_id for q in unstarted]
         for start in range(0, len(ids), 1000):
             statuses.update(self.statuses(ids[start:start + 1000]))
-        return [q for q in unstarted if statuses.get(q.job_id) == "submitted"]
+        return [q for q in unstarted if statuses.get(q.job_id) == Status.SUBMITTED.value]
 
     def close(self) -> None:
         with self._lock:

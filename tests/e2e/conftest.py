@@ -22,6 +22,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from ades.api.context import AdesContext
 from ades.app import close_app, create_app
 from ades.config import Settings
+from ades.execute.journal import JOURNAL_DIR, read_entries
 from ades.store import make_client
 from ades.store.setup import drop_indexes
 
@@ -64,6 +65,11 @@ def drop_test_indexes(settings: Settings) -> None:
     client = make_client(settings)
     drop_indexes(client, settings)
     client.close()
+
+
+def journaled_jobs(data_dir: Path) -> int:
+    """How many jobs the data dir's submission journals hold (accepted jobs, before they start)."""
+    return sum(len(read_entries(p)) for p in (Path(data_dir) / JOURNAL_DIR).glob("*.jsonl"))
 
 
 def _serve(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2) -> Iterator[LiveServer]:

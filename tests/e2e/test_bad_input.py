@@ -27,9 +27,8 @@ import requests
 import yaml
 
 from ades.config import Settings
-from ades.execute.journal import read_entries
 from ades.store import make_client
-from tests.e2e.conftest import LiveServer, _serve, drop_test_indexes
+from tests.e2e.conftest import LiveServer, _serve, drop_test_indexes, journaled_jobs
 from tests.e2e.fuzz_harness import COUNT_LINES
 from tests.e2e.test_processes_api import EXAMPLES, OGC, assert_problem
 
@@ -369,8 +368,7 @@ def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Setting
         es.indices.refresh(index=settings.jobs_alias)
         assert es.count(index=settings.jobs_alias)["count"] == 3
         es.close()
-        journaled = [read_entries(p) for p in (Path(settings.data_dir) / "queue").glob("*.jsonl")]
-        assert sum(len(entries) for entries in journaled) == 3  # the refused ones were never journaled
+        assert journaled_jobs(settings.data_dir) == 3  # the refused ones were never journaled
 
         for path, headers, status in (("/jobs", {"Authorization": "Bearer a\x0fb"}, 400),
                                       ("/jobs?labels=" + "l" * 5000, {}, 414)):

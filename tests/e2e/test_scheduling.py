@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
-from ades.execute.journal import read_entries
-from tests.e2e.conftest import LiveServer, _serve
+from tests.e2e.conftest import LiveServer, _serve, journaled_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -129,5 +128,4 @@ def test_back_pressure_answers_503_and_writes_nothing(capped: LiveServer) -> Non
     assert body["status"] == 503 and "limit is 3" in body["detail"] and body["title"]
     capped.context.job_store.refresh()
     assert len(capped.get("/jobs?labels=cap").json()["jobs"]) == 3
-    journaled = [read_entries(p) for p in (capped.settings.data_dir / "queue").glob("*.jsonl")]
-    assert sum(len(entries) for entries in journaled) == 3  # the refused one was never journaled
+    assert journaled_jobs(capped.settings.data_dir) == 3  # the refused one was never journaled
