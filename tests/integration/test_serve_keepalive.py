@@ -1,0 +1,120 @@
+"""`ades serve` under gunicorn: a keep-alive connection is closed after --keepalive-requests requests (the last
+answer says `Connection: close`), and clients that open their connections at once end up spread over both workers
+instead of sticking to whichever accepted first."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from ades.config import Settings
+from tests.e2e.conftest import drop_test_indexes
+
+pytestmark = pytest.mark.integration
+
+PER_CONNECTION = 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def _client(port: int, requests_each: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET /conformance?f=json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for _ in range(requests_each):
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        await reader.readexactly(length)
+        if b"connection: close" in head.lower():
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def server(es_url: str, tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("serve")
+    prefix = f"test-{uuid.uuid4().hex[:10]}-"
+    port = _free_port()
+    env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(work / "data"),
+           "ADES_EVENT_SINK": "direct"}
+    log = work / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--workers", "2", "--threads", "4",
+         "--job-workers", "1", "--no-access-log", "--keepalive-requests", str(PER_CONNECTION)],
+        env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"http://127.0.0.1:{port}/conformance", timeout=5).ok:
+                    break
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        yield port, process.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        drop_test_indexes(Settings(es_url=es_url, index_prefix=prefix))
+
+
+def test_the_last_request_of_a_connection_is_answered_with_close(server) -> None:
+    port, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    answers = []
+    for _ in range(PER_CONNECTION):
+        connection.request("GET", "/conformance?f=json")
+        response = connection.getresponse()
+        response.read()
+        answers.append((response.status, (response.getheader("Connection") or "").lower()))
+    assert answers[:-1] == [(200, "keep-alive")] * (PER_CONNECTION - 1), answers
+    assert answers[-1] == (200, "close"), answers
+    connection.close()
+
+
+def test_connections_opened_at_once_spread_over_both_workers(server) -> None:
+    port, master = server
+    workers = _children(master)
+    assert len(workers) == 2, workers
+    before = {pid: _cpu_ticks(pid) for pid in workers}
+
+    async def burst() -> None:
+        await asyncio.gather(*(_client(port, 60) for _ in range(16)))
+
+    asyncio.run(burst())
+    spent = sorted(_cpu_ticks(pid) - before[pid] for pid in workers)
+    # without the reconnects one worker served most of the 16 connections (measured: 11 to 14 of them)
+    assert spent[0] >= 0.5 * spent[1], spent
