@@ -136,6 +136,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(), port=args.port)
 
 
+# --- ades execution -------------------------------------------------------------------------------------------
+
+
+def cmd_execution(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from ades.execute.pause import pause, paused, resume
+
+    data_dir = _settings().data_dir
+    if args.action == "pause":
+        pause(data_dir, args.reason)
+        print(f"execution paused in {data_dir}: running jobs finish, new ones wait (`ades execution resume`)")
+    elif args.action == "resume":
+        print(f"execution resumed in {data_dir}" if resume(data_dir) else f"execution was not paused in {data_dir}")
+    elif (state := paused(data_dir)) is None:
+        print(f"execution runs in {data_dir}")
+    else:
+        since = datetime.fromtimestamp(state.since, UTC).isoformat(timespec="seconds")
+        print(f"execution paused in {data_dir} since {since}" + (f": {state.reason}" if state.reason else ""))
+    return EXIT_OK
+
+
 # --- ades serve -----------------------------------------------------------------------------------------------
 
 
@@ -143,7 +165,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ades.serve import serve
 
     serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-          job_workers=args.job_workers, public_url=args.public_url, access_log=not args.no_access_log)
+          job_workers=args.job_workers, public_url=args.public_url, access_log=not args.no_access_log,
+          **({"keepalive_requests": args.keepalive_requests} if args.keepalive_requests else {}))
     return EXIT_OK
 
 
@@ -232,6 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
     consumer.add_argument("--wait", type=int, default=2, help="long-poll seconds per receive (default 2)")
     consumer.set_defaults(handler=cmd_consumer)
 
+    execution = commands.add_parser(
+        "execution",
+        help="pause or resume job execution on this host (the API keeps accepting jobs)",
+        description="Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers) start no new job; "
+        "running jobs finish, accepted jobs stay submitted and start in order on resume, a dismissed one is dropped. "
+        "For draining a host before maintenance, or letting a burst of submissions in first.",
+    )
+    execution_actions = execution.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pause_parser = execution_actions.add_parser("pause", help="start no new job until `resume`")
+    pause_parser.add_argument("--reason", default=None, help="shown by `ades execution status`")
+    execution_actions.add_parser("resume", help="start waiting jobs again")
+    execution_actions.add_parser("status", help="say whether execution is paused, since when and why")
+    execution.set_defaults(handler=cmd_execution)
+
     serve = commands.add_parser(
         "serve",
         help="run the OGC API Processes server under gunicorn",
@@ -244,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     serve.add_argument("--threads", type=int, default=8, help="request threads per gunicorn worker (default 8)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log every request to stdout")
+    serve.add_argument("--keepalive-requests", type=int, default=None,
+                       help="requests a keep-alive connection may carry before the server closes it, so that "
+                       "clients spread over the workers (default 100)")
     serve.add_argument("--job-workers", type=int, default=None,
                        help="warm cwltool worker processes per gunicorn worker (default: CPU count)")
     serve.add_argument("--public-url", default=None,

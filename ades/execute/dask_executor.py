@@ -42,7 +42,8 @@ from typing import Any
 from ades.events.sinks import EventSink, make_sink
 from ades.execute.base import wait_ended
 from ades.execute.local import CANCEL_MARKER, DEFAULT_GRACE, MAX_REMEMBERED, _kill_group, _run_one, _warm_up
-from ades.execute.runner import RunSpec, job_dir, publish_failed
+from ades.execute.pause import hold
+from ades.execute.runner import RunSpec, data_dir_of, job_dir, publish_failed
 from ades.models import StatusUpdate
 from ades.services.base import group_alive
 from ades.status import Status
@@ -344,6 +345,7 @@ def _claim(spec: RunSpec, retry_lost: bool) -> tuple[int, str | None]:
 def run_task(spec_json: str, retry_lost: bool = False) -> str:
     """The Dask task of one job: run it in a warm launcher of this worker; returns its outcome."""
     spec = RunSpec.model_validate_json(spec_json)
+    hold(data_dir_of(spec.workdir), unless=spec.workdir / CANCEL_MARKER)  # execution paused (ades.execute.pause)
     spec.workdir.mkdir(parents=True, exist_ok=True)
     attempt, settled = _claim(spec, retry_lost)
     if settled is not None:

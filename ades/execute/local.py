@@ -29,7 +29,8 @@ from typing import Any
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import EventSink, make_sink
 from ades.execute.base import wait_ended
-from ades.execute.runner import RunResult, RunSpec, load_wrapped, log_tail, publish_failed, run_job
+from ades.execute.pause import hold
+from ades.execute.runner import RunResult, RunSpec, data_dir_of, load_wrapped, log_tail, publish_failed, run_job
 from ades.models import StatusUpdate
 from ades.services.base import group_alive
 from ades.status import Status
@@ -135,6 +136,7 @@ def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 
         if raw is None:
             return
         spec = RunSpec.model_validate_json(raw)
+        hold(data_dir_of(spec.workdir), unless=spec.workdir / CANCEL_MARKER)  # execution paused (ades.execute.pause)
         outcome = _run_one(spec, sink, events)
         events.put(("ended", spec.job_id, outcome))
 

@@ -116,6 +116,11 @@ def job_dir(data_dir: Path, job_id: str) -> Path:
     return Path(data_dir) / "jobs" / job_id
 
 
+def data_dir_of(workdir: Path) -> Path:
+    """The data dir a job folder (job_dir) lives in."""
+    return Path(workdir).parent.parent
+
+
 class _DropWrapperWarnings(logging.Filter):
     """The wrapper's hidden ordering inputs always make cwltool print a 'workflow checker warning'; authors saw
     the warnings about their own CWL when it was deployed, so here it is only noise."""

@@ -17,6 +17,7 @@ from distributed import Client
 
 from ades.config import Settings
 from ades.execute.dask_executor import ATTEMPTS_FILE, DaskExecutor, _attempts
+from ades.execute.pause import pause, resume
 from ades.services.base import terminate_group
 from tests.integration.test_execute_local import new_spec, processes_in, wait_for
 
@@ -105,6 +106,19 @@ def test_echo_jobs_run_on_both_workers(executor, cluster, echo, settings, job_st
         used.add(attempt["worker"])
     # each worker has one thread, so the scheduler gives the 8 jobs to both
     assert used == workers, used
+
+
+def test_paused_execution_holds_jobs_on_the_workers(executor, echo, settings, job_store):
+    pause(settings.data_dir, "test")
+    try:
+        spec = new_spec(echo, {"message": "held"}, settings, job_store)
+        executor.submit(spec)
+        assert executor.wait(spec.job_id, 2) is None  # taken by a worker, not started: no attempt recorded
+        assert not _attempts(spec.workdir)
+    finally:
+        resume(settings.data_dir)
+    assert executor.wait(spec.job_id, 120) == "succeeded"
+    assert (spec.workdir / "outputs" / "out.txt").read_text() == "held\n"
 
 
 def test_cancel_kills_the_running_job(executor, sleep, echo, settings, job_store):

@@ -1,0 +1,75 @@
+"""Holding job execution on a host while the API keeps accepting jobs (`ades execution pause|resume|status`).
+
+Operators pause execution to drain a host before maintenance or an upgrade (running jobs finish and no new one
+starts, so a restart then loses nothing: ades.execute.reconcile re-queues the waiting ones), or to let a burst of
+submissions in first: on a small host, CPU a job takes is CPU the API lacks, even at the lowest priority
+(benchmarks/submit.py measures both). Accepted jobs stay `submitted` and start in order once execution resumes; a
+job dismissed meanwhile is dropped as always.
+
+The switch is a file in the data dir, so every server process and every Dask worker sharing that data dir sees it.
+Workers look before they start a job (one stat per job), then every POLL_SECONDS while execution is paused.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+PAUSE_FILE = "execution.paused"
+POLL_SECONDS = 0.2
+
+
+class PauseState(BaseModel):
+    since: float = Field(description="Unix time execution was paused")
+    reason: str | None = None
+
+
+def pause_file(data_dir: Path) -> Path:
+    return Path(data_dir) / PAUSE_FILE
+
+
+def pause(data_dir: Path, reason: str | None = None) -> PauseState:
+    """Stop starting jobs on every worker that shares `data_dir` (idempotent: an earlier pause keeps its time)."""
+    current = paused(data_dir)
+    if current is not None:
+        return current
+    state = PauseState(since=time.time(), reason=reason)
+    target = pause_file(data_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    partial.write_text(state.model_dump_json(), encoding="utf-8")
+    partial.replace(target)  # whole or absent: a worker never reads half a file
+    return state
+
+
+def resume(data_dir: Path) -> bool:
+    """Let waiting jobs start again; False if execution was not paused."""
+    try:
+        pause_file(data_dir).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def paused(data_dir: Path) -> PauseState | None:
+    """The pause in force, or None. The file's presence is what pauses; a damaged one still does."""
+    target = pause_file(data_dir)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return PauseState.model_validate_json(text)
+    except ValidationError:
+        return PauseState(since=target.stat().st_mtime, reason="(unreadable pause file)")
+
+
+def hold(data_dir: Path, unless: Path) -> None:
+    """Block while execution is paused; return at once when the file `unless` appears (the job was dismissed, and
+    starting it reports that)."""
+    flag = pause_file(data_dir)
+    while flag.exists() and not unless.exists():
+        time.sleep(POLL_SECONDS)
