@@ -3,8 +3,10 @@
 same gunicorn settings, with the same client, in the same run. Writes benchmarks/results/submit.json.
 
 A submission is done when its answer (201 + job id) arrives: the job is stored, searchable and queued. The ades
-server uses the direct sink and its real local executor, whose workers run at `ADES_JOB_NICE` and start executing
-the echo jobs while submissions go on (the figures include that competition for the 2 cores). The client
+server uses the direct sink and its real local executor. It is measured twice: with its job workers (at
+`ADES_JOB_NICE`) executing the echo jobs while submissions go on, and with execution paused (`ades execution
+pause`) during the measurement, as on an API node whose jobs run elsewhere; that run then checks that ES holds every
+accepted job and that jobs succeed once execution resumes. The client
 (benchmarks/loadgen.py) keeps C keep-alive connections on asyncio; it runs on the same machine. Each run also
 reports the CPU (ms per submission) spent by the server, its job workers, the ES node and the client, and the same
 load against a plain Flask route under the same gunicorn (the floor: what any Flask app pays per request here).
@@ -34,6 +36,8 @@ from common import require_free, wait_until_up, write_figures
 from loadgen import post_load, summary
 
 from ades.config import Settings
+
+WARM_UP = 200
 
 
 def load(port: int, path: str, body: dict[str, Any], jobs: int, connections: int, processes: int,
@@ -136,11 +140,16 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def bench_ades(args: Any, work: Path, es_pid: int | None) -> dict[str, Any]:
+def bench_ades(args: Any, work: Path, es_pid: int | None, paused: bool) -> dict[str, Any]:
+    """`paused`: execution is paused (`ades execution pause`) during the measurement and resumed after it, as on an
+    API node whose jobs run elsewhere; otherwise the job workers run the echo jobs while submissions go on."""
+    from ades.execute.pause import pause, resume
+
     base = f"http://127.0.0.1:{args.port}"
+    data_dir = work / ("ades-paused" if paused else "ades")
     # the queue cap (ADES_MAX_QUEUED_JOBS) stays on, above what this run queues: admission is part of the path
     env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-submit-",
-                        "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": str(work / "ades"),
+                        "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": str(data_dir),
                         "ADES_MAX_QUEUED_JOBS": str(2 * args.jobs + 1000)}
     server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(args.port),
                                "--workers", str(args.workers), "--threads", str(args.threads),
@@ -149,14 +158,47 @@ def bench_ades(args: Any, work: Path, es_pid: int | None) -> dict[str, Any]:
     try:
         wait_until_up(f"{base}/processes", server)
         body = {"inputs": {"message": "hello"}}
-        load(args.port, "/processes/echo/execution", body, 200, 4, 1)  # warm-up: executors, packages, connections
+        load(args.port, "/processes/echo/execution", body, WARM_UP, 4, 1)  # executors, packages, connections
+        if paused:
+            pause(data_dir, "benchmarks/submit.py")
         figures = load(args.port, "/processes/echo/execution", body, args.jobs, args.connections,
                        args.client_processes, _watch(server, es_pid))
+        if paused:
+            figures["stored_jobs"] = _stored_jobs()
+            resume(data_dir)
+            figures["succeeded_within_60_s_of_resume"] = _succeeded_within(60.0, at_least=50)
     finally:
         server.terminate()
         server.wait(timeout=60)
     _drop_indexes()
     return figures
+
+
+def _job_store() -> Any:
+    from ades.store import make_client
+    from ades.store.jobs import JobStore
+
+    settings = Settings(index_prefix="bench-submit-")
+    return JobStore(make_client(settings), settings)
+
+
+def _stored_jobs() -> int:
+    """Jobs the ES index holds (warm-up included): every 201 must be one."""
+    store = _job_store()
+    store.refresh()
+    return int(store.client.count(index=store.index)["count"])
+
+
+def _succeeded_within(seconds: float, at_least: int) -> int:
+    """Jobs that succeeded once execution resumed, counted until `at_least` or `seconds` passed: it did resume."""
+    store = _job_store()
+    deadline = time.monotonic() + seconds
+    while True:
+        store.refresh()
+        done = int(store.client.count(index=store.index, query={"term": {"status": "succeeded"}})["count"])
+        if done >= at_least or time.monotonic() > deadline:
+            return done
+        time.sleep(1)
 
 
 def _drop_indexes() -> None:
@@ -255,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     es_pid = _listening_pid(es_port) if es_port else None
     work = Path(tempfile.mkdtemp(prefix="ades-bench-submit-"))
     try:
-        print(f"ades: {args.jobs} submissions ...", file=sys.stderr)
-        ours = bench_ades(args, work, es_pid)
+        print(f"ades: {args.jobs} submissions, jobs executing meanwhile ...", file=sys.stderr)
+        ours = bench_ades(args, work, es_pid, paused=False)
+        print(f"ades: {args.jobs} submissions, execution paused ...", file=sys.stderr)
+        api_node = bench_ades(args, work, es_pid, paused=True)
         print(f"plain Flask route: {args.jobs} requests ...", file=sys.stderr)
         floor = bench_flask_floor(args, work)
         tiny = None
@@ -272,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         "client": {"kind": "asyncio keep-alive (benchmarks/loadgen.py)", "connections": args.connections,
                    "processes": args.client_processes},
         "ades_async_echo": ours,
+        "ades_async_echo_execution_paused": api_node,
         "baseline_pygeoapi_tinydb_hello_world": tiny,
         "floor_plain_flask_route": floor,
         "ades_share_of_floor_jobs_per_s": round(ours["jobs_per_s"] / floor["jobs_per_s"], 3),
         "ratio_jobs_per_s": round(ours["jobs_per_s"] / tiny["jobs_per_s"], 2) if tiny else None,
+        "ratio_jobs_per_s_execution_paused": round(api_node["jobs_per_s"] / tiny["jobs_per_s"], 2) if tiny else None,
         "goal": ">= 1,000 jobs/s, p99 <= 50 ms, >= 10x the TinyDB baseline at 10,000 jobs",
     }
     write_figures(args.out, figures)
