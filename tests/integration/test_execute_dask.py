@@ -19,6 +19,7 @@ from ades.config import Settings
 from ades.execute.dask_executor import ATTEMPTS_FILE, DaskExecutor, _attempts
 from ades.execute.pause import pause, resume
 from ades.services.base import terminate_group
+from tests.integration.conftest import free_port
 from tests.integration.test_execute_local import new_spec, processes_in, wait_for
 
 pytestmark = pytest.mark.integration
@@ -26,11 +27,6 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 WORKERS = 2
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_addresses(url: str) -> list[str]:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,12 @@ from ades.models import JobQuery
 from ades.status import Status
 from ades.store import JobStore, make_client
 from ades.store.setup import drop_indexes
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 JOBS = 100
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
@@ -64,7 +59,7 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
     prefix = f"test-{uuid.uuid4().hex[:10]}-"
     data_dir = tmp_path / "data"
     settings = Settings(es_url=es_url, index_prefix=prefix, data_dir=data_dir, event_sink="direct")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(data_dir),
            "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     log = tmp_path / "server.log"

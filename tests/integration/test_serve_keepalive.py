@@ -9,7 +9,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,12 @@ import requests
 
 from ades.config import Settings
 from tests.e2e.conftest import drop_test_indexes
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 PER_CONNECTION = 5
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> list[int]:
@@ -67,7 +62,7 @@ async def _client(port: int, requests_each: int) -> None:
 def server(es_url: str, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("serve")
     prefix = f"test-{uuid.uuid4().hex[:10]}-"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(work / "data"),
            "ADES_EVENT_SINK": "direct"}
     log = work / "server.log"
