@@ -5,8 +5,9 @@ same gunicorn settings, with the same client, in the same run. Writes benchmarks
 A submission is done when its answer (201 + job id) arrives: the job is stored, searchable and queued. The ades
 server uses the direct sink and its real local executor. It is measured twice: with its job workers (at
 `ADES_JOB_NICE`) executing the echo jobs while submissions go on, and with execution paused (`ades execution
-pause`) during the measurement, as on an API node whose jobs run elsewhere; that run then checks that ES holds every
-accepted job and that jobs succeed once execution resumes. The client
+pause`) during the measurement, as on an API node whose jobs run elsewhere; that run then records how many jobs ES
+holds (`stored_jobs`: the warm-up's and the measured ones) and how many have succeeded once execution resumed (the
+few warm-up jobs that ran before the pause included). The client
 (benchmarks/loadgen.py) keeps C keep-alive connections on asyncio; it runs on the same machine. Each run also
 reports the CPU (ms per submission) spent by the server, its job workers, the ES node and the client, and the same
 load against a plain Flask route under the same gunicorn (the floor: what any Flask app pays per request here).
@@ -190,7 +191,8 @@ def _stored_jobs() -> int:
 
 
 def _succeeded_within(seconds: float, at_least: int) -> int:
-    """Jobs that succeeded once execution resumed, counted until `at_least` or `seconds` passed: it did resume."""
+    """Jobs that have succeeded (those of the warm-up too), counted until `at_least` or `seconds` passed: execution
+    did resume."""
     store = _job_store()
     deadline = time.monotonic() + seconds
     while True:
