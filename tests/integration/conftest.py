@@ -1,11 +1,16 @@
-"""Fixtures and helpers shared by the integration tests: the example packages they run, a free port."""
+"""Fixtures and helpers shared by the integration tests: the example packages they run, a free port, `ades serve`."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from ades.cwl import Package, load_package
 
@@ -27,3 +32,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_serve(env: dict[str, str], port: int, log: Path, *options: str) -> subprocess.Popen:
+    """`ades serve` on 127.0.0.1:`port` in a new session (so its whole group can be signalled), once it answers."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--no-access-log", *options],
+        env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    deadline = time.monotonic() + 90
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"http://127.0.0.1:{port}/processes", timeout=5).ok:
+                return server
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)

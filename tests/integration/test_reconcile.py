@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,26 +20,11 @@ from ades.models import JobQuery
 from ades.status import Status
 from ades.store import JobStore, make_client
 from ades.store.setup import drop_indexes
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, start_serve
 
 pytestmark = pytest.mark.integration
 
 JOBS = 100
-
-
-
-def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--workers", "1",
-         "--job-workers", "1", "--no-access-log"],
-        env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
-    deadline = time.monotonic() + 90
-    while True:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"http://127.0.0.1:{port}/processes", timeout=5).ok:
-                return server
-        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
 
 
 def _kill_everything(server: subprocess.Popen, data_dir: Path) -> int:
@@ -65,7 +49,7 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
     log = tmp_path / "server.log"
     store = JobStore(make_client(settings), settings)
     try:
-        server = _start(env, port, log)
+        server = start_serve(env, port, log, "--workers", "1", "--job-workers", "1")
         ids = []
         with requests.Session() as http:
             for i in range(JOBS):
@@ -89,7 +73,7 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
         assert len(in_flight) > JOBS // 2, before  # the kill came with most jobs still queued or running
 
         restarted = time.monotonic()
-        server = _start(env, port, log)
+        server = start_serve(env, port, log, "--workers", "1", "--job-workers", "1")
         try:
             while time.monotonic() - restarted < 60:
                 statuses = store.statuses(ids)

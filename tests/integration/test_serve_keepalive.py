@@ -9,18 +9,14 @@ import contextlib
 import http.client
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 from ades.config import Settings
 from tests.e2e.conftest import drop_test_indexes
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, start_serve
 
 pytestmark = pytest.mark.integration
 
@@ -65,19 +61,9 @@ def server(es_url: str, tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(work / "data"),
            "ADES_EVENT_SINK": "direct"}
-    log = work / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--workers", "2", "--threads", "4",
-         "--job-workers", "1", "--no-access-log", "--keepalive-requests", str(PER_CONNECTION)],
-        env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    process = start_serve(env, port, work / "server.log", "--workers", "2", "--threads", "4", "--job-workers", "1",
+                          "--keepalive-requests", str(PER_CONNECTION))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"http://127.0.0.1:{port}/conformance", timeout=5).ok:
-                    break
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
         yield port, process.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
