@@ -166,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads,
           job_workers=args.job_workers, public_url=args.public_url, access_log=not args.no_access_log,
-          **({"keepalive_requests": args.keepalive_requests} if args.keepalive_requests else {}))
+          keepalive_requests=args.keepalive_requests)
     return EXIT_OK
 
 

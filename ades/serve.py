@@ -87,12 +87,13 @@ def serve(
     public_url: str | None = None,
     timeout: int = 660,
     access_log: bool = True,
-    keepalive_requests: int = KEEPALIVE_REQUESTS,
+    keepalive_requests: int | None = None,
 ) -> None:
     """Run the server until interrupted. `workers`: gunicorn worker processes; `threads`: request threads in each
     (sync execution blocks one); `job_workers`: warm cwltool workers per gunicorn worker (default CPU count);
     `timeout` must exceed the sync-execute budget (600 s) or gunicorn kills a worker waiting on a sync job;
-    `keepalive_requests`: requests per keep-alive connection before the server closes it (BalancingWorker)."""
+    `keepalive_requests`: requests per keep-alive connection before the server closes it (BalancingWorker; default
+    KEEPALIVE_REQUESTS)."""
     public_url = public_url or os.environ.get("ADES_PUBLIC_URL") or f"http://{host}:{port}"
     options = {
         "bind": f"{host}:{port}",
@@ -106,5 +107,6 @@ def serve(
     }
     # gunicorn's workers call util.write_error for the requests they refuse; there is no setting for its format
     gunicorn_util.write_error = _write_ogc_error
-    BalancingWorker.requests_per_connection = max(1, keepalive_requests)  # the workers are forked from here
+    # the workers are forked from here
+    BalancingWorker.requests_per_connection = max(1, keepalive_requests or KEEPALIVE_REQUESTS)
     _Gunicorn(settings, options, {"public_url": public_url, "workers": job_workers}).run()
