@@ -37,8 +37,10 @@ from common import require_free, wait_until_up, write_figures
 from loadgen import post_load, summary
 
 from ades.config import Settings
+from ades.status import Status
 
 WARM_UP = 200
+INDEX_PREFIX = "bench-submit-"
 
 
 def load(port: int, path: str, body: dict[str, Any], jobs: int, connections: int, processes: int,
@@ -149,7 +151,7 @@ def bench_ades(args: Any, work: Path, es_pid: int | None, paused: bool) -> dict[
     base = f"http://127.0.0.1:{args.port}"
     data_dir = work / ("ades-paused" if paused else "ades")
     # the queue cap (ADES_MAX_QUEUED_JOBS) stays on, above what this run queues: admission is part of the path
-    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-submit-",
+    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": INDEX_PREFIX,
                         "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": str(data_dir),
                         "ADES_MAX_QUEUED_JOBS": str(2 * args.jobs + 1000)}
     server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(args.port),
@@ -179,7 +181,7 @@ def _job_store() -> Any:
     from ades.store import make_client
     from ades.store.jobs import JobStore
 
-    settings = Settings(index_prefix="bench-submit-")
+    settings = Settings(index_prefix=INDEX_PREFIX)
     return JobStore(make_client(settings), settings)
 
 
@@ -197,7 +199,7 @@ def _succeeded_within(seconds: float, at_least: int) -> int:
     deadline = time.monotonic() + seconds
     while True:
         store.refresh()
-        done = int(store.client.count(index=store.index, query={"term": {"status": "succeeded"}})["count"])
+        done = store.count([Status.SUCCEEDED])
         if done >= at_least or time.monotonic() > deadline:
             return done
         time.sleep(1)
@@ -207,7 +209,7 @@ def _drop_indexes() -> None:
     from ades.store import make_client
     from ades.store.setup import drop_indexes
 
-    settings = Settings(index_prefix="bench-submit-")
+    settings = Settings(index_prefix=INDEX_PREFIX)
     client = make_client(settings)
     drop_indexes(client, settings)
     client.close()
