@@ -124,7 +124,7 @@ def _warm_up() -> None:
         log.warning("warm-up load failed: %s", err)
 
 
-def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 0) -> None:
+def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 0, stopping: Any = None) -> None:
     # Ctrl-C reaches the whole process group; the parent stops workers itself, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
@@ -136,7 +136,15 @@ def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 
         if raw is None:
             return
         spec = RunSpec.model_validate_json(raw)
-        hold(data_dir_of(spec.workdir), unless=spec.workdir / CANCEL_MARKER)  # execution paused (ades.execute.pause)
+        # Shutting down (close() cancels the running jobs): a job still queued is not started only to be killed; it
+        # stays `submitted` and journaled, and the next server start re-queues it (ades.execute.reconcile). Same for
+        # a job held while execution is paused (ades.execute.pause), whose worker would otherwise never read the
+        # shutdown sentinel queued behind it.
+        if stopping is not None and stopping.is_set():
+            return
+        if not hold(data_dir_of(spec.workdir), unless=spec.workdir / CANCEL_MARKER,
+                    stopping=stopping.is_set if stopping is not None else None):
+            return
         outcome = _run_one(spec, sink, events)
         events.put(("ended", spec.job_id, outcome))
 
@@ -215,6 +223,7 @@ class LocalExecutor:
         self.grace = grace
         self._jobs = context.Queue()
         self._events = context.Queue()
+        self._stopping = context.Event()
         self._lock = threading.Lock()
         self._queued: dict[str, Path] = {}
         self._running: dict[str, tuple[int, Path]] = {}
@@ -222,7 +231,8 @@ class LocalExecutor:
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._workers = [
-            context.Process(target=_worker_main, args=(self._jobs, self._events, sink_factory, nice), daemon=True,
+            context.Process(target=_worker_main, args=(self._jobs, self._events, sink_factory, nice, self._stopping),
+                            daemon=True,
                             name=f"ades-worker-{i}")
             for i in range(n_workers or os.cpu_count() or 1)
         ]
@@ -259,6 +269,7 @@ class LocalExecutor:
             running = list(self._running)
         for job_id in running:
             self.cancel(job_id)
+        self._stopping.set()
         for _ in self._workers:
             self._jobs.put(None)
         deadline = time.monotonic() + self.grace + 5

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -67,9 +68,13 @@ def paused(data_dir: Path) -> PauseState | None:
         return PauseState(since=target.stat().st_mtime, reason="(unreadable pause file)")
 
 
-def hold(data_dir: Path, unless: Path) -> None:
+def hold(data_dir: Path, unless: Path, stopping: Callable[[], bool] | None = None) -> bool:
     """Block while execution is paused; return at once when the file `unless` appears (the job was dismissed, and
-    starting it reports that)."""
+    starting it reports that). False if `stopping()` became true meanwhile: the worker is shutting down and must
+    not start the job (it stays `submitted` and journaled, and is re-queued when a server starts again)."""
     flag = pause_file(data_dir)
     while flag.exists() and not unless.exists():
+        if stopping is not None and stopping():
+            return False
         time.sleep(POLL_SECONDS)
+    return True

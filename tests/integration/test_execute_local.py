@@ -162,3 +162,48 @@ def test_a_job_past_its_run_time_limit_is_killed_and_failed(executor, sleep, set
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "failed"
     assert "ran longer than its limit of 2 s (ADES_JOB_TIMEOUT)" in doc["message"]
+
+
+def _workers_exited_by_themselves(executor: LocalExecutor) -> list[int | None]:
+    # close() kills (SIGKILL, exit code -9) a worker that has not left by its deadline
+    return [worker.exitcode for worker in executor._workers]
+
+
+def test_close_starts_no_queued_job(sleep, echo, settings, job_store, es):
+    executor = LocalExecutor(functools.partial(DirectSink, settings), n_workers=1, grace=2.0)
+    try:
+        running = new_spec(sleep, {"seconds": 300}, settings, job_store)
+        executor.submit(running)
+        assert executor.wait_started(running.job_id, 60)
+        queued = new_spec(echo, {"message": "after the restart"}, settings, job_store)
+        executor.submit(queued)
+    finally:
+        executor.close()
+    assert _workers_exited_by_themselves(executor) == [0]
+    job_store.refresh()
+    assert job_store.get(running.job_id)["status"] == "dismissed"
+    # not started only to be killed: it waits, `submitted`, for the next start to re-queue it
+    assert job_store.get(queued.job_id)["status"] == "submitted"
+    assert not (queued.workdir / "outputs" / "out.txt").exists()
+
+
+def test_close_releases_a_worker_holding_a_job_while_execution_is_paused(echo, settings, job_store, es):
+    from ades.execute.pause import pause
+
+    executor = LocalExecutor(functools.partial(DirectSink, settings), n_workers=1, grace=2.0)
+    try:
+        first = new_spec(echo, {"message": "warm"}, settings, job_store)
+        executor.submit(first)
+        assert executor.wait(first.job_id, 60) == "succeeded"  # the worker is up, waiting on the queue
+        pause(settings.data_dir)
+        held = new_spec(echo, {"message": "held"}, settings, job_store)
+        executor.submit(held)
+        # the worker has taken the job off the queue and holds it (it used to never read the shutdown sentinel
+        # queued behind it, and close() had to kill it)
+        assert wait_for(lambda: executor._jobs.empty(), 60)
+        time.sleep(1.0)
+    finally:
+        executor.close()
+    assert _workers_exited_by_themselves(executor) == [0]
+    job_store.refresh()
+    assert job_store.get(held.job_id)["status"] == "submitted"
