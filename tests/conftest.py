@@ -3,6 +3,7 @@ each test gets indexes of its own under a random prefix, removed afterwards."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,13 @@ from elasticsearch import Elasticsearch
 from ades.config import Settings
 from ades.store import JobStore, ProcessStore, ensure_indexes, make_client
 from ades.store.setup import drop_indexes
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -335,9 +335,9 @@ def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Setting
     """16 submissions at once through 2 gunicorn worker processes, cap 3: exactly 3 jobs, 13 refusals. What gunicorn
     refuses itself, before the app (a header with a control character, a request line too long), is an OGC exception
     too, and the body limit holds for chunked bodies as for others."""
-    from tests.e2e.test_service_api import _free_port
+    from tests.conftest import free_port
 
-    port = _free_port()
+    port = free_port()
     settings = e2e_settings.model_copy(update={
         "index_prefix": f"e2e-race-{uuid.uuid4().hex[:8]}-", "max_running_jobs_per_user": 3, "max_body_bytes": 65536,
         "data_dir": Path(e2e_settings.data_dir).parent / f"race-{port}"})

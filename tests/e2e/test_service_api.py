@@ -3,7 +3,6 @@ and `serve()` under gunicorn."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from openapi_spec_validator import validate
 
 from ades.app import close_app, create_app
 from ades.config import Settings
+from tests.conftest import free_port
 from tests.e2e.conftest import LiveServer, drop_test_indexes
 from tests.e2e.test_processes_api import assert_problem
 
@@ -58,14 +58,8 @@ def test_flask_errors_are_ogc_exceptions(live: LiveServer) -> None:
     assert_problem(array, 400, "invalid-parameter")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_store_down_is_503(tmp_path) -> None:
-    settings = Settings(es_url=f"http://127.0.0.1:{_free_port()}", es_max_retries=0, es_request_timeout=2,
+    settings = Settings(es_url=f"http://127.0.0.1:{free_port()}", es_max_retries=0, es_request_timeout=2,
                         index_prefix="down-", data_dir=tmp_path, event_sink="direct")
     app = create_app(settings)
     try:
@@ -81,7 +75,7 @@ def test_store_down_is_503(tmp_path) -> None:
 
 
 def test_serve_under_gunicorn(e2e_settings: Settings) -> None:
-    port = _free_port()
+    port = free_port()
     settings = e2e_settings.model_copy(update={"index_prefix": f"e2e-gunicorn-{uuid.uuid4().hex[:8]}-"})
     code = (
         "import sys; from ades.config import Settings; from ades.serve import serve; "

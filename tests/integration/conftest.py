@@ -1,9 +1,8 @@
-"""Fixtures and helpers shared by the integration tests: the example packages they run, a free port, `ades serve`."""
+"""Fixtures and helpers shared by the integration tests: the example packages they run, `ades serve`."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -25,13 +24,6 @@ def echo() -> Package:
 @pytest.fixture(scope="module")
 def sleep() -> Package:
     return load_package((EXAMPLES / "sleep" / "sleep.cwl").read_text(), "application/cwl")
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 nothing listens on (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_serve(env: dict[str, str], port: int, log: Path, *options: str) -> subprocess.Popen:

@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from ades.models import Job, StatusUpdate
 from ades.services import elasticsearch, moto
 from ades.status import Status
 from ades.store import JobStore, ensure_indexes, make_client
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -87,12 +87,6 @@ def sent_back(log_text: str) -> dict[str, int]:
     return causes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chaos_node(es_url: str) -> Iterator[Settings]:
     """A node of our own on another port, so stopping it does not disturb other tests."""
@@ -108,7 +102,7 @@ def chaos_node(es_url: str) -> Iterator[Settings]:
 def chaos_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh moto server of our own. The shared one serves every other test from a single process and keeps all
     their queues; a full-size run through it published ~4 msgs/s."""
-    own = Settings(moto_port=_free_port(), data_dir=tmp_path_factory.mktemp("chaos-moto"))
+    own = Settings(moto_port=free_port(), data_dir=tmp_path_factory.mktemp("chaos-moto"))
     url = moto.ensure_running(own)
     yield url
     moto.stop(own)

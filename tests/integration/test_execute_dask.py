@@ -19,7 +19,7 @@ from ades.config import Settings
 from ades.execute.dask_executor import ATTEMPTS_FILE, DaskExecutor, _attempts
 from ades.execute.pause import pause, resume
 from ades.services.base import terminate_group
-from tests.integration.conftest import free_port
+from tests.conftest import free_port
 from tests.integration.test_execute_local import new_spec, processes_in, wait_for
 
 pytestmark = pytest.mark.integration

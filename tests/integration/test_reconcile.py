@@ -20,7 +20,8 @@ from ades.models import JobQuery
 from ades.status import Status
 from ades.store import JobStore, make_client
 from ades.store.setup import drop_indexes
-from tests.integration.conftest import free_port, start_serve
+from tests.conftest import free_port
+from tests.integration.conftest import start_serve
 
 pytestmark = pytest.mark.integration
 

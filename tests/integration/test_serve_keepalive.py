@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
+from tests.conftest import free_port
 from tests.e2e.conftest import drop_test_indexes
-from tests.integration.conftest import free_port, start_serve
+from tests.integration.conftest import start_serve
 
 pytestmark = pytest.mark.integration
 
