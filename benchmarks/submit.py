@@ -162,7 +162,7 @@ def bench_ades(args: Any, work: Path, es_pid: int | None, paused: bool, rounds: 
 
     base = f"http://127.0.0.1:{args.port}"
     data_dir = work / f"ades{label}"
-    total = max(rounds, 1) * args.jobs if rounds else args.es_warm_up_jobs
+    total = rounds * args.jobs if rounds else args.es_warm_up_jobs
     # the queue cap (ADES_MAX_QUEUED_JOBS) stays on, above what this run queues: admission is part of the path
     env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": INDEX_PREFIX,
                         "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": str(data_dir),
