@@ -10,7 +10,9 @@ holds (`stored_jobs`: the warm-up's and the measured ones) and how many have suc
 few warm-up jobs that ran before the pause included). The client
 (benchmarks/loadgen.py) keeps C keep-alive connections on asyncio; it runs on the same machine. Each run also
 reports the CPU (ms per submission) spent by the server, its job workers, the ES node and the client, and the same
-load against a plain Flask route under the same gunicorn (the floor: what any Flask app pays per request here).
+load against a plain Flask route under the same gunicorn (the floor: what any Flask app pays per request here),
+and against that route storing each job in ES through ades' group commit and nothing else (the floor of any
+Flask service that stores its jobs in ES here).
 
 Figures on a small VM move with the ES node's JIT and with the host: right after an ES start, the first tens of
 thousands of requests run slower while the JVM compiles its hot paths (measured: 600-900 jobs/s instead of about
@@ -303,6 +305,52 @@ def execute():
 """
 
 
+FLOOR_STORE_APP = """
+from flask import Flask, jsonify, request
+
+from ades.config import Settings
+from ades.models import Job
+from ades.store import JobStore, ensure_indexes, make_client
+from ades.store.batcher import CreateBatcher
+
+settings = Settings()
+client = make_client(settings)
+ensure_indexes(client, settings)
+batcher = CreateBatcher(JobStore(client, settings))
+app = Flask(__name__)
+
+
+@app.post("/processes/echo/execution")
+def execute():
+    job = Job(process_id="echo", process_version="1.0.0", inputs=request.get_json()["inputs"], user_id="anonymous",
+              mode="async")
+    batcher.create(job)
+    answer = jsonify({"jobID": job.id, "status": "accepted"})
+    answer.status_code = 201
+    return answer
+"""
+
+
+def bench_store_floor(args: Any, work: Path, es_pid: int | None) -> dict[str, Any]:
+    """The same Flask route storing each job in ES through ades' own group commit (CreateBatcher), nothing else:
+    no process lookup, input validation, journal, queue or statusInfo. What storing a job at all costs here, so the
+    ades figures can be read against it."""
+    (work / "floor_store_app.py").write_text(FLOOR_STORE_APP)
+    env = os.environ | {"PYTHONPATH": str(work), "ADES_INDEX_PREFIX": INDEX_PREFIX}
+    server = _gunicorn("floor_store_app:app", args, env, work / "floor-store.log", args.floor_port)
+    try:
+        wait_until_up(f"http://127.0.0.1:{args.floor_port}/", server)
+        body = {"inputs": {"message": "hello"}}
+        load(args.floor_port, "/processes/echo/execution", body, WARM_UP, 4, 1)
+        figures = load(args.floor_port, "/processes/echo/execution", body, args.jobs, args.connections,
+                       args.client_processes, _watch(server, es_pid))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    _drop_indexes()
+    return figures
+
+
 def bench_flask_floor(args: Any, work: Path) -> dict[str, Any]:
     """A Flask route that parses the body and answers 201 with JSON, nothing else, under the same gunicorn: what
     any Flask app pays per request here, so the ades figures can be read against it."""
@@ -357,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         api_node = bench_ades(args, work, es_pid, paused=True, rounds=args.rounds, label="-paused")
         print(f"plain Flask route: {args.jobs} requests ...", file=sys.stderr)
         floor = bench_flask_floor(args, work)
+        print(f"plain Flask route storing the job in ES: {args.jobs} requests ...", file=sys.stderr)
+        store_floor = bench_store_floor(args, work, es_pid)
         tiny = None
         if args.baseline_jobs:
             print(f"pygeoapi TinyDB: {args.baseline_jobs} submissions ...", file=sys.stderr)
@@ -375,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
         "ades_async_echo_execution_paused": api_node,
         "baseline_pygeoapi_tinydb_hello_world": tiny,
         "floor_plain_flask_route": floor,
+        "floor_flask_route_storing_the_job": store_floor,
         "ades_share_of_floor_jobs_per_s": round(ours["jobs_per_s"] / floor["jobs_per_s"], 3),
+        "ades_share_of_store_floor_jobs_per_s": {
+            "jobs_executing": round(ours["jobs_per_s"] / store_floor["jobs_per_s"], 3),
+            "execution_paused": round(api_node["jobs_per_s"] / store_floor["jobs_per_s"], 3)},
         "ratio_jobs_per_s": round(ours["jobs_per_s"] / tiny["jobs_per_s"], 2) if tiny else None,
         "ratio_jobs_per_s_execution_paused": round(api_node["jobs_per_s"] / tiny["jobs_per_s"], 2) if tiny else None,
         "headline": "ades figures are the median of their rounds (each round listed under `rounds`)",
