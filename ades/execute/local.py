@@ -124,7 +124,7 @@ def _warm_up() -> None:
         log.warning("warm-up load failed: %s", err)
 
 
-def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 0, stopping: Any = None) -> None:
+def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, stopping: Any, nice: int = 0) -> None:
     # Ctrl-C reaches the whole process group; the parent stops workers itself, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
@@ -140,10 +140,7 @@ def _worker_main(jobs: Any, events: Any, sink_factory: SinkFactory, nice: int = 
         # stays `submitted` and journaled, and the next server start re-queues it (ades.execute.reconcile). Same for
         # a job held while execution is paused (ades.execute.pause), whose worker would otherwise never read the
         # shutdown sentinel queued behind it.
-        if stopping is not None and stopping.is_set():
-            return
-        if not hold(data_dir_of(spec.workdir), unless=spec.workdir / CANCEL_MARKER,
-                    stopping=stopping.is_set if stopping is not None else None):
+        if not hold(data_dir_of(spec.workdir), unless=spec.workdir / CANCEL_MARKER, stopping=stopping.is_set):
             return
         outcome = _run_one(spec, sink, events)
         events.put(("ended", spec.job_id, outcome))
@@ -231,9 +228,8 @@ class LocalExecutor:
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._workers = [
-            context.Process(target=_worker_main, args=(self._jobs, self._events, sink_factory, nice, self._stopping),
-                            daemon=True,
-                            name=f"ades-worker-{i}")
+            context.Process(target=_worker_main, args=(self._jobs, self._events, sink_factory, self._stopping, nice),
+                            daemon=True, name=f"ades-worker-{i}")
             for i in range(n_workers or os.cpu_count() or 1)
         ]
         for worker in self._workers:

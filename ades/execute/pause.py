@@ -70,11 +70,11 @@ def paused(data_dir: Path) -> PauseState | None:
 
 def hold(data_dir: Path, unless: Path, stopping: Callable[[], bool] | None = None) -> bool:
     """Block while execution is paused; return at once when the file `unless` appears (the job was dismissed, and
-    starting it reports that). False if `stopping()` became true meanwhile: the worker is shutting down and must
-    not start the job (it stays `submitted` and journaled, and is re-queued when a server starts again)."""
+    starting it reports that). False if `stopping()` is or becomes true: the worker is shutting down and must not
+    start the job (it stays `submitted` and journaled, and is re-queued when a server starts again)."""
     flag = pause_file(data_dir)
-    while flag.exists() and not unless.exists():
-        if stopping is not None and stopping():
-            return False
+    while stopping is None or not stopping():
+        if not flag.exists() or unless.exists():
+            return True
         time.sleep(POLL_SECONDS)
-    return True
+    return False
