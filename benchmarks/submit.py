@@ -291,6 +291,8 @@ def bench_pygeoapi_tinydb(args: Any, work: Path) -> dict[str, Any]:
     return figures
 
 
+# A Flask route that parses the body and answers 201 with JSON, nothing else: what any Flask app pays per request
+# here, so the ades figures can be read against it.
 FLOOR_APP = """
 from flask import Flask, jsonify, request
 
@@ -305,6 +307,8 @@ def execute():
 """
 
 
+# The same route storing each job in ES through ades' own group commit (CreateBatcher), nothing else: no process
+# lookup, input validation, journal, queue or statusInfo. What storing a job at all costs here.
 FLOOR_STORE_APP = """
 from flask import Flask, jsonify, request
 
@@ -331,13 +335,12 @@ def execute():
 """
 
 
-def bench_store_floor(args: Any, work: Path, es_pid: int | None) -> dict[str, Any]:
-    """The same Flask route storing each job in ES through ades' own group commit (CreateBatcher), nothing else:
-    no process lookup, input validation, journal, queue or statusInfo. What storing a job at all costs here, so the
-    ades figures can be read against it."""
-    (work / "floor_store_app.py").write_text(FLOOR_STORE_APP)
+def bench_floor(args: Any, work: Path, module: str, source: str, es_pid: int | None = None) -> dict[str, Any]:
+    """One of the floors (FLOOR_APP, FLOOR_STORE_APP) under the same gunicorn and load as ades; `es_pid`: account
+    the ES node's CPU too."""
+    (work / f"{module}.py").write_text(source)
     env = os.environ | {"PYTHONPATH": str(work), "ADES_INDEX_PREFIX": INDEX_PREFIX}
-    server = _gunicorn("floor_store_app:app", args, env, work / "floor-store.log", args.floor_port)
+    server = _gunicorn(f"{module}:app", args, env, work / f"{module}.log", args.floor_port)
     try:
         wait_until_up(f"http://127.0.0.1:{args.floor_port}/", server)
         body = {"inputs": {"message": "hello"}}
@@ -347,25 +350,7 @@ def bench_store_floor(args: Any, work: Path, es_pid: int | None) -> dict[str, An
     finally:
         server.terminate()
         server.wait(timeout=60)
-    _drop_indexes()
-    return figures
-
-
-def bench_flask_floor(args: Any, work: Path) -> dict[str, Any]:
-    """A Flask route that parses the body and answers 201 with JSON, nothing else, under the same gunicorn: what
-    any Flask app pays per request here, so the ades figures can be read against it."""
-    (work / "floor_app.py").write_text(FLOOR_APP)
-    env = os.environ | {"PYTHONPATH": str(work)}
-    server = _gunicorn("floor_app:app", args, env, work / "floor.log", args.floor_port)
-    try:
-        wait_until_up(f"http://127.0.0.1:{args.floor_port}/", server)
-        body = {"inputs": {"message": "hello"}}
-        load(args.floor_port, "/processes/echo/execution", body, 200, 4, 1)
-        figures = load(args.floor_port, "/processes/echo/execution", body, args.jobs, args.connections,
-                       args.client_processes, _watch(server, None))
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    _drop_indexes()  # those of FLOOR_STORE_APP (absent otherwise: nothing to do)
     return figures
 
 
@@ -404,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ades: {args.rounds} x {args.jobs} submissions, execution paused ...", file=sys.stderr)
         api_node = bench_ades(args, work, es_pid, paused=True, rounds=args.rounds, label="-paused")
         print(f"plain Flask route: {args.jobs} requests ...", file=sys.stderr)
-        floor = bench_flask_floor(args, work)
+        floor = bench_floor(args, work, "floor_app", FLOOR_APP)
         print(f"plain Flask route storing the job in ES: {args.jobs} requests ...", file=sys.stderr)
-        store_floor = bench_store_floor(args, work, es_pid)
+        store_floor = bench_floor(args, work, "floor_store_app", FLOOR_STORE_APP, es_pid)
         tiny = None
         if args.baseline_jobs:
             print(f"pygeoapi TinyDB: {args.baseline_jobs} submissions ...", file=sys.stderr)
