@@ -69,9 +69,11 @@ class AdesContext:
         return config
 
     @functools.cached_property
-    def creator(self) -> CreateBatcher:
-        """Group commit of new jobs (ades.store.batcher): concurrent submissions share one bulk."""
-        return CreateBatcher(self.job_store, on_written=self.write_marks.mark)
+    def creator(self) -> CreateBatcher[QueuedJob]:
+        """Group commit of new jobs (ades.store.batcher): concurrent submissions share one journal write and one
+        bulk, then go to the scheduler (and so to the executor)."""
+        return CreateBatcher(self.job_store, on_written=self.write_marks.mark, journal=self.journal.append_many,
+                             then=self.scheduler.add)
 
     @functools.cached_property
     def write_marks(self) -> WriteMarks:

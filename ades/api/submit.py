@@ -214,11 +214,10 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
                        depends_on=depends_on, delay=delay)
     ctx.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
     ctx.admission.admit()
-    # journaled first: a job indexed as `submitted` can always be re-queued after a crash (ades.execute.reconcile).
-    # If indexing fails the line stays, inert: only jobs the store holds as unfinished are ever re-queued.
-    ctx.journal.append(queued)
-    ctx.creator.create(job)
-    ctx.scheduler.add(queued)
+    # journaled, indexed, then queued, by the group commit's writer for its whole batch (ades.store.batcher): a job
+    # indexed as `submitted` can always be re-queued after a crash (ades.execute.reconcile). If indexing fails the
+    # line stays, inert: only jobs the store holds as unfinished are ever re-queued.
+    ctx.creator.create(job, queued)
     return job
 
 

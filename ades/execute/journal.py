@@ -1,7 +1,8 @@
 """The submission journal: what each accepted job needs to (re)start, kept on disk until the job has started.
 
 Every server process appends one line (a QueuedJob as JSON) per submission to its own file under
-`<data_dir>/queue/`, before the job is indexed, with one `write` on a file it keeps open. That replaces a folder and a
+`<data_dir>/queue/`, before the job is indexed, with one `write` per group-committed batch (ades.store.batcher) on a
+file it keeps open. That replaces a folder and a
 `queued.json` per job, which cost four system calls with two inode creations on the submission path: measured on
 this project's 2-core VM, they were 40 % of the server's CPU per submission (see benchmarks/submit.py). The job's
 folder is now made by the worker that runs it.
@@ -113,11 +114,18 @@ class Journal:
 
     def append(self, queued: QueuedJob) -> None:
         """Journal one accepted job (before it is indexed). Raises OSError when the disk refuses."""
-        line = queued.model_dump_json().encode() + b"\n"
+        self.append_many([queued])
+
+    def append_many(self, jobs: Iterable[QueuedJob]) -> None:
+        """Journal accepted jobs with one write (a batch before its bulk: ades.store.batcher). Raises OSError when
+        the disk refuses."""
+        data = b"".join(queued.model_dump_json().encode() + b"\n" for queued in jobs)
+        if not data:
+            return
         with self._lock:  # the write too: a rotation must not compact (and close) a file a line is going to
-            written = os.write(self._fd, line)
-            if written != len(line):  # a full disk: the torn line is skipped when read
-                raise OSError(f"journal {self._path}: wrote {written} of {len(line)} bytes")
+            written = os.write(self._fd, data)
+            if written != len(data):  # a full disk: the torn line is skipped when read
+                raise OSError(f"journal {self._path}: wrote {written} of {len(data)} bytes")
             self._size += written
             if self._size < self.rotate_bytes:
                 return
@@ -125,10 +133,6 @@ class Journal:
             self._path, self._fd = self._open()
             self._size = 0
         threading.Thread(target=self._compact, args=old, name="ades-journal-compact", daemon=True).start()
-
-    def append_many(self, jobs: Iterable[QueuedJob]) -> None:
-        for queued in jobs:
-            self.append(queued)
 
     def _compact(self, path: Path, fd: int) -> None:
         """Copy the lines of jobs still waiting (not started, still `submitted`) to the current file, then delete

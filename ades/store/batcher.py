@@ -10,6 +10,13 @@ No refresh: a refresh per bulk cost 1.8 ms of ES CPU per job at batches of 16 (6
 what capped submissions. Listings and raw searches see a new job after the index's next refresh (1 s), as they see
 every status change, except that listings on this host refresh first when jobs were written since
 (ades.store.freshness).
+
+The writer also does what must come right before and right after indexing, for the whole batch at once: journal the
+batch (`journal`: one write for all its lines, before the bulk, so a job indexed as `submitted` can always be
+re-queued) and hand each stored job on (`then`: to the executor), before the waiting requests are answered. Done per
+request, each of those released the GIL once per submission (a write, a wake-up of the queue's feeder thread), and
+with 16 request threads every release is a contended hand-off. Measured on this project's 2-core VM (three A/B pairs,
+execution paused): 8-21 % less server CPU per submission, 8-24 % more submissions per second.
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ades.models import Job
 from ades.store.client import StoreUnavailable
 
 MAX_BATCH = 500
 log = logging.getLogger(__name__)
+P = TypeVar("P")
 
 
 class _Slot:
@@ -42,21 +50,29 @@ class _Writer(Protocol):
     def create_batch(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]: ...
 
 
-class CreateBatcher:
+class CreateBatcher(Generic[P]):
+    """`create(job, payload)` stores the job; `journal(payloads)` runs before the bulk that holds them and
+    `then(payload)` after it, for each job stored, all on the writer thread."""
+
     def __init__(self, store: _Writer, max_batch: int = MAX_BATCH,
-                 on_written: Callable[[], None] | None = None) -> None:
+                 on_written: Callable[[], None] | None = None,
+                 journal: Callable[[list[P]], None] | None = None,
+                 then: Callable[[P], None] | None = None) -> None:
         self.store = store
         self.max_batch = max_batch
         self.on_written = on_written
-        self._pending: list[tuple[Job, _Slot]] = []
+        self.journal = journal
+        self.then = then
+        self._pending: list[tuple[Job, P | None, _Slot]] = []
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.jobs = 0
 
-    def create(self, job: Job, timeout: float = 60.0) -> None:
-        """Store the job (durable, readable by id on return). Raises JobExists or StoreUnavailable."""
+    def create(self, job: Job, payload: P | None = None, timeout: float = 60.0) -> None:
+        """Store the job (durable, readable by id on return), journaling `payload` before and handing it to `then`
+        after. Raises JobExists, StoreUnavailable, or what `journal` or `then` raised."""
         slot = _Slot()
         with self._cond:
             if self._closed:
@@ -64,7 +80,7 @@ class CreateBatcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ades-create-batcher", daemon=True)
                 self._thread.start()
-            self._pending.append((job, slot))
+            self._pending.append((job, payload, slot))
             self._cond.notify()
         if not slot.done.acquire(timeout=timeout):
             raise StoreUnavailable(f"storing job {job.id} took over {timeout:.0f} s")
@@ -86,17 +102,34 @@ class CreateBatcher:
                 if not self._pending:
                     return
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            try:
-                results = self.store.create_batch([job for job, _ in batch], refresh=False)
-            except Exception as err:  # the writer must outlive any error; the waiting requests get it
-                results = [StoreUnavailable(f"could not store jobs: {err}")] * len(batch)
+            results = self._write(batch)
             self.batches += 1
             self.jobs += len(batch)
-            if self.on_written is not None and any(error is None for error in results):
-                try:
-                    self.on_written()
-                except OSError as err:  # listings then wait for the periodic refresh; the jobs are stored
-                    log.warning("could not mark new jobs for listings: %s", err)
-            for (_, slot), error in zip(batch, results, strict=True):
+            for (_, payload, slot), error in zip(batch, results, strict=True):
+                if error is None and payload is not None and self.then is not None:
+                    try:
+                        self.then(payload)
+                    except Exception as err:  # stored and journaled: reconciliation re-queues it at the next start
+                        log.exception("could not hand on a stored job")
+                        error = err
                 slot.error = error
                 slot.done.release()
+
+    def _write(self, batch: list[tuple[Job, P | None, _Slot]]) -> list[Exception | None]:
+        """Journal, then index the batch: an error per job (None: stored)."""
+        payloads = [payload for _, payload, _ in batch if payload is not None]
+        if payloads and self.journal is not None:
+            try:
+                self.journal(payloads)
+            except Exception as err:  # nothing indexed: the requests fail as a whole, with the journal's error
+                return [err] * len(batch)
+        try:
+            results = self.store.create_batch([job for job, _, _ in batch], refresh=False)
+        except Exception as err:  # the writer must outlive any error; the waiting requests get it
+            return [StoreUnavailable(f"could not store jobs: {err}")] * len(batch)
+        if self.on_written is not None and any(error is None for error in results):
+            try:
+                self.on_written()
+            except OSError as err:  # listings then wait for the periodic refresh; the jobs are stored
+                log.warning("could not mark new jobs for listings: %s", err)
+        return results
