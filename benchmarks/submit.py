@@ -8,7 +8,8 @@ server uses the direct sink and its real local executor. It is measured twice: w
 pause`) during the measurement, as on an API node whose jobs run elsewhere; that run then records how many jobs ES
 holds (`stored_jobs`: the warm-up's and the measured ones) and how many have succeeded once execution resumed (the
 few warm-up jobs that ran before the pause included). The client
-(benchmarks/loadgen.py) keeps C keep-alive connections on asyncio; it runs on the same machine. Each run also
+(benchmarks/loadgen.py) keeps C keep-alive connections, from Go when a Go toolchain is there (it takes less of the
+cores it shares with the servers), on asyncio otherwise (`--client`); it runs on the same machine. Each run also
 reports the CPU (ms per submission) spent by the server, its job workers, the ES node and the client, and the same
 load against a plain Flask route under the same gunicorn (the floor: what any Flask app pays per request here),
 and against that route storing each job in ES through ades' group commit and nothing else (the floor of any
@@ -24,7 +25,7 @@ round, every round is listed), and each round records how long a fixed pure-Pyth
 executing mode from the job workers' too).
 
 Usage: python benchmarks/submit.py [--jobs 10000] [--rounds 3] [--baseline-jobs 10000] [--connections 16]
-[--workers 2] [--es-warm-up-jobs 20000]
+[--workers 2] [--es-warm-up-jobs 20000] [--client auto|go|asyncio]
 Talks only to 127.0.0.1.
 """
 
@@ -46,25 +47,27 @@ from typing import Any
 import yaml
 from common import parser as benchmark_parser
 from common import require_free, wait_until_up, write_figures
-from loadgen import post_load, summary
+from loadgen import CLIENTS, client_kind, post_load, summary
 
 from ades.config import Settings
 from ades.status import Status
 
 WARM_UP = 200
 INDEX_PREFIX = "bench-submit-"
+CLIENT = {"kind": "auto"}
+"""The load client of every measurement in the run (`--client`, resolved once in main)."""
 
 
 def load(port: int, path: str, body: dict[str, Any], jobs: int, connections: int, processes: int,
          watch: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Send the submissions; figures, with the CPU each watched process tree spent per submission."""
     before = {name: _cpu_seconds(pids) for name, pids in (watch or {}).items()}
-    client_before = _own_children_cpu() if processes > 1 else time.process_time()
+    client_before = _client_cpu()
     outcome = post_load(port, path, json.dumps(body).encode(), jobs, connections, processes=processes,
-                        headers={"Prefer": "respond-async"})
+                        headers={"Prefer": "respond-async"}, client=CLIENT["kind"])
     figures = summary(outcome, jobs) | {"connections": connections}
     cpu = {name: round((_cpu_seconds(pids) - before[name]) * 1000 / jobs, 3) for name, pids in (watch or {}).items()}
-    client_after = _own_children_cpu() if processes > 1 else time.process_time()
+    client_after = _client_cpu()
     cpu["client"] = round((client_after - client_before) * 1000 / jobs, 3)
     figures["cpu_ms_per_job"] = cpu
     return figures
@@ -100,9 +103,11 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _own_children_cpu() -> float:
+def _client_cpu() -> float:
+    """CPU seconds of this process and its ended children: the client is either (asyncio in-process, Go or asyncio
+    client processes); the servers, also children, are still running while it is read."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return time.process_time() + usage.ru_utime + usage.ru_stime
 
 
 def _gunicorn(app: str, args: Any, env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
@@ -363,13 +368,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-jobs", type=int, default=10_000,
                         help="pygeoapi TinyDB submissions (0: skip the baseline)")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive client connections (default 16)")
-    parser.add_argument("--client-processes", type=int, default=1, help="client processes (default 1)")
+    parser.add_argument("--client", choices=CLIENTS, default="auto",
+                        help="load client: the Go one (benchmarks/loadgen_go, built when Go is on the PATH), the "
+                             "asyncio one, or auto: Go if it builds (default)")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="asyncio client processes (default 1; the Go client is one process)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of both servers (default 2)")
     parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker (default 16)")
     parser.add_argument("--port", type=int, default=5093, help="port of the ades server")
     parser.add_argument("--baseline-port", type=int, default=5094, help="port of the pygeoapi server")
     parser.add_argument("--floor-port", type=int, default=5095, help="port of the plain Flask server")
     args = parser.parse_args(argv)
+    CLIENT["kind"] = client_kind(args.client)
     require_free(args.port, args.floor_port, *([args.baseline_port] if args.baseline_jobs else []))
 
     settings = Settings()
@@ -404,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
         "es_warm_up_jobs": args.es_warm_up_jobs,
         "cpu_calibration_ms_after": cpu_calibration_ms(),
-        "client": {"kind": "asyncio keep-alive (benchmarks/loadgen.py)", "connections": args.connections,
-                   "processes": args.client_processes},
+        "client": {"kind": f"{CLIENT['kind']} keep-alive (benchmarks/loadgen.py)", "connections": args.connections,
+                   "processes": 1 if CLIENT["kind"] == "go" else args.client_processes},
         "ades_async_echo": ours,
         "ades_async_echo_execution_paused": api_node,
         "baseline_pygeoapi_tinydb_hello_world": tiny,
