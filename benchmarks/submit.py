@@ -104,8 +104,9 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _client_cpu() -> float:
-    """CPU seconds of this process and its ended children: the client is either (asyncio in-process, Go or asyncio
-    client processes); the servers, also children, are still running while it is read."""
+    """CPU seconds of this process and of its children that have ended: the client runs in one or the other (asyncio
+    here; the Go client, or asyncio client processes, as children). The servers, children too, are still running
+    when it is read, so they do not count."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + usage.ru_utime + usage.ru_stime
 
