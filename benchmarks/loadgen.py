@@ -12,6 +12,7 @@ Only 127.0.0.1 is ever the target.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -118,8 +119,10 @@ def _process(args: tuple[int, bytes, int, int, frozenset[int]]) -> Outcome:
     return asyncio.run(_run(port, request, count, connections, set(ok)))
 
 
+@functools.cache
 def go_client() -> Path | None:
-    """The Go client, built once per version of its source; None without a Go toolchain or if it does not build."""
+    """The Go client, built once per version of its source (looked up once per run); None without a Go toolchain or
+    if it does not build."""
     go = shutil.which("go")
     if go is None:
         return None

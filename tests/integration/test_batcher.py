@@ -11,22 +11,20 @@ from pathlib import Path
 import pytest
 
 from ades.cwl import Package
-from ades.events.update_job import SinkConfig
 from ades.execute.journal import Journal, read_entries
-from ades.execute.runner import RunSpec
 from ades.execute.scheduler import QueuedJob
 from ades.models import Job
 from ades.store import JobStore
 from ades.store.batcher import CreateBatcher
 from ades.store.jobs import JobNotFound
+from tests.integration.test_journal import queued
 
 pytestmark = pytest.mark.integration
 
 
 def _accepted(package: Package, data_dir: Path) -> tuple[Job, QueuedJob]:
     job = Job(process_id="echo", process_version="1.0.0", inputs={"message": "hi"})
-    spec = RunSpec.for_package(package, job.id, {"message": "hi"}, data_dir, SinkConfig(), "http://127.0.0.1:1")
-    return job, QueuedJob(spec=spec)
+    return job, queued(package, data_dir, job.id)
 
 
 def _stored(job_store: JobStore, job_id: str) -> bool:
