@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 from typing import Any
 
 from gunicorn import util as gunicorn_util
@@ -45,9 +46,32 @@ class BalancingWorker(ThreadWorker):  # type: ignore[misc]
     connections, and its GIL capped the server while the other core idled. A client reconnecting every N requests
     lands on the worker that is quickest to accept, the less busy one, so the load evens out within seconds, for
     one reconnect (a TCP handshake on 127.0.0.1, some tens of microseconds) per N requests.
+
+    A request thread also keeps its connection for the next request when that comes within `linger` seconds, as
+    long as the worker has no more connections than threads (so no connection waits for a thread another one
+    holds). gthread hands every keep-alive connection back to its main thread after each answer, which polls it and
+    hands it to a request thread again: two more thread wake-ups per request, each a GIL hand-off among the 16
+    request threads. Measured with `strace -c` on a worker under the submit benchmark: 36 futex calls per request
+    instead of 63, and 47 system calls instead of 78; with the group commit's own bulk connection, 20 % less server
+    CPU per submission (three A/B pairs).
     """
 
     requests_per_connection = KEEPALIVE_REQUESTS
+    linger = 0.02
+
+    def handle(self, conn: Any) -> Any:
+        keepalive = super().handle(conn)
+        while keepalive is True and self.alive and self.nr_conns <= self.cfg.threads and self._next_comes(conn):
+            keepalive = super().handle(conn)
+        return keepalive
+
+    def _next_comes(self, conn: Any) -> bool:
+        """Whether the connection's next request is here (pipelined, already read) or arrives within `linger`."""
+        if conn.parser.unreader.buf.getvalue():
+            return True
+        poll = select.poll()
+        poll.register(conn.sock, select.POLLIN)
+        return bool(poll.poll(self.linger * 1000))
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         served = getattr(conn, "ades_served", 0) + 1

@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import uuid
 from pathlib import Path
 
@@ -100,3 +101,41 @@ def test_connections_opened_at_once_spread_over_both_workers(server) -> None:
     spent = sorted(_cpu_ticks(pid) - before[pid] for pid in workers)
     # without the reconnects one worker served most of the 16 connections (measured: 11 to 14 of them)
     assert spent[0] >= 0.5 * spent[1], spent
+
+
+def _answers(sock: socket.socket, count: int) -> list[bytes]:
+    """`count` answers read off a raw connection: their status lines."""
+    reader = sock.makefile("rb")
+    lines = []
+    for _ in range(count):
+        lines.append(reader.readline().rstrip())
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length"):
+                length = int(line.split(b":")[1])
+        reader.read(length)
+    return lines
+
+
+def test_pipelined_requests_are_all_answered_in_order(server) -> None:
+    # the request thread that keeps its connection finds the second and third requests already read (buffered)
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                              for path in ("/conformance?f=json", "/processes/nope?f=json", "/conformance?f=json")))
+        assert _answers(sock, 3) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 404 NOT FOUND", b"HTTP/1.1 200 OK"]
+
+
+def test_more_connections_than_threads_are_all_served(server) -> None:
+    # 2 workers x 4 threads, 12 connections in use by turns: a thread may keep its connection only while its worker
+    # has no more connections than threads, or a request could wait for a thread another connection holds
+    port, _ = server
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(12)]
+    try:
+        for _ in range(PER_CONNECTION - 1):
+            for sock in socks:
+                sock.sendall(b"GET /conformance?f=json HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert [_answers(sock, 1)[0] for sock in socks] == [b"HTTP/1.1 200 OK"] * len(socks)
+    finally:
+        for sock in socks:
+            sock.close()
