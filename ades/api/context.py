@@ -149,6 +149,7 @@ class AdesContext:
             executor.close()
         if "creator" in self.__dict__:
             self.creator.close()
+        self.job_store.close()
         if "scheduler" in self.__dict__:
             self.scheduler.close()
         if "journal" in self.__dict__:

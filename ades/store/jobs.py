@@ -19,6 +19,7 @@ from ades.config import Settings
 from ades.merge import Outcome, merge
 from ades.models import Job, JobPage, JobQuery, StatusUpdate, iso
 from ades.status import Status
+from ades.store.bulk import BulkConnection
 from ades.store.client import StoreUnavailable
 
 _BACKOFF_BASE = 0.02
@@ -64,6 +65,7 @@ class JobStore:
         self.client = client
         self.settings = settings
         self.index = settings.jobs_alias
+        self._bulk: BulkConnection | None = None  # opened by the first create_batch, in the process that uses it
         self.conflicts = 0
         """Write races lost so far (each one cost another read-merge-write round); a metric, not a limit."""
 
@@ -90,28 +92,38 @@ class JobStore:
 
     def create_batch(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]:
         """Index new jobs in one bulk request (one refresh for all when `refresh`); per job None, JobExists or
-        StoreUnavailable. Used by the server's group commit (ades.store.batcher)."""
-        operations: list[dict[str, Any]] = []
+        StoreUnavailable. Used by the server's group commit (ades.store.batcher), over its own connection
+        (ades.store.bulk)."""
+        lines: list[dict[str, Any]] = []
         for job in jobs:
-            operations.append({"create": {"_index": self.index, "_id": job.id}})
-            operations.append(job.to_document())
+            lines.append({"create": {"_index": self.index, "_id": job.id}})
+            lines.append(job.to_document())
+        if self._bulk is None:
+            self._bulk = BulkConnection.from_settings(self.settings)
         try:
             # only what is read back: the full answer has ~10 fields per job, and parsing it was a measurable share
-            response = self.client.bulk(operations=operations, refresh=refresh,
-                                        filter_path=["items.*.status", "items.*.error"])
-        except (TransportError, ApiError) as err:
+            answer = self._bulk.bulk(lines, refresh="true" if refresh else "false",
+                                     filter_path="items.*.status,items.*.error")
+        except StoreUnavailable as err:
             failure = StoreUnavailable(f"could not store jobs: {err}")
             return [failure for _ in jobs]
         results: list[Exception | None] = []
-        for job, item in zip(jobs, response["items"], strict=True):
+        for job, item in zip(jobs, answer.body["items"], strict=True):
             outcome = item["create"]
             if outcome.get("status", 500) < 300:
                 results.append(None)
+            elif outcome["status"] == 409 and answer.resent:
+                results.append(None)  # job ids are random: the send whose answer was lost stored it
             elif outcome["status"] == 409:
                 results.append(JobExists(job.id))
             else:
                 results.append(StoreUnavailable(f"could not store job {job.id}: {outcome.get('error')}"))
         return results
+
+    def close(self) -> None:
+        """Close the bulk connection of `create_batch` (the elasticsearch-py client is its owner's to close)."""
+        if self._bulk is not None:
+            self._bulk.close()
 
     def get(self, job_id: str) -> dict[str, Any]:
         try:
