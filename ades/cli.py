@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    serve.add_argument("--threads", type=int, default=8, help="request threads per gunicorn worker (default 8)")
+    serve.add_argument("--threads", type=int, default=8,
+                       help="request threads per gunicorn worker (default 8); while a worker has no more keep-alive "
+                       "connections than threads, each thread keeps a busy connection")
     serve.add_argument("--no-access-log", action="store_true", help="do not log every request to stdout")
     serve.add_argument("--keepalive-requests", type=int, default=None,
                        help="requests a keep-alive connection may carry before the server closes it, so that "

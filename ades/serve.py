@@ -48,12 +48,12 @@ class BalancingWorker(ThreadWorker):  # type: ignore[misc]
     one reconnect (a TCP handshake on 127.0.0.1, some tens of microseconds) per N requests.
 
     A request thread also keeps its connection for the next request when that comes within `linger` seconds, as
-    long as the worker has no more connections than threads (so no connection waits for a thread another one
-    holds). gthread hands every keep-alive connection back to its main thread after each answer, which polls it and
-    hands it to a request thread again: two more thread wake-ups per request, each a GIL hand-off among the 16
-    request threads. Measured with `strace -c` on a worker under the submit benchmark: 36 futex calls per request
-    instead of 63, and 47 system calls instead of 78; with the group commit's own bulk connection, 20 % less server
-    CPU per submission (three A/B pairs).
+    long as the worker has no more connections than threads (so a connection waits for a thread another one holds
+    only when a new one comes, and at most `linger`). gthread hands every keep-alive connection back to its main
+    thread after each answer, which polls it and hands it to a request thread again: two more thread wake-ups per
+    request, each a GIL hand-off among the request threads. Measured with `strace -c` on a worker under the submit
+    benchmark: 36 futex calls per request instead of 63, and 47 system calls instead of 78; with the group commit's
+    own bulk connection (ades.store.bulk), 20 % less server CPU per submission (three A/B pairs).
     """
 
     requests_per_connection = KEEPALIVE_REQUESTS

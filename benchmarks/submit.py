@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "started": datetime.now(UTC).isoformat(),
         "cpus": os.cpu_count(),
-        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread",
+                     "ades_worker_class": "ades.serve.BalancingWorker (gthread, keeping busy connections)"},
         "es_warm_up_jobs": args.es_warm_up_jobs,
         "cpu_calibration_ms_after": cpu_calibration_ms(),
         "client": {"kind": f"{CLIENT['kind']} keep-alive (benchmarks/loadgen.py)", "connections": args.connections,
