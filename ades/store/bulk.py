@@ -104,7 +104,7 @@ class BulkConnection:
                         raise StoreUnavailable(f"Elasticsearch bulk request failed: {err!r}") from err
                 else:
                     if status < 300:
-                        return BulkAnswer(json.loads(data), resent=unsure and attempt > 0)
+                        return BulkAnswer(json.loads(data), resent=unsure)
                     if status not in RETRY_STATUSES or last:
                         raise StoreUnavailable(f"Elasticsearch answered the bulk request with {status}: "
                                                f"{data[:500].decode(errors='replace')}")
