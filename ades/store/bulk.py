@@ -17,6 +17,8 @@ import base64
 import http.client
 import json
 import random
+import select
+import socket
 import ssl
 import threading
 import time
@@ -117,6 +119,8 @@ class BulkConnection:
             self._conn = None
 
     def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self._conn is not None and _dropped(self._conn.sock):
+            self.close()  # the node closed it while idle (a restart, an idle timeout): not a failed attempt
         if self._conn is None:
             if self.endpoint.https:
                 context = self.ssl_context or _default_context()
@@ -130,6 +134,16 @@ class BulkConnection:
         if response.will_close:
             self.close()
         return response.status, data
+
+
+def _dropped(sock: socket.socket | None) -> bool:
+    """Whether a kept connection is gone: an idle one has nothing to read, so anything readable is its end (EOF or
+    a reset). urllib3 checks its pooled connections the same way before reusing them."""
+    if sock is None:
+        return False  # not connected yet: http.client connects on the next request
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _default_context() -> ssl.SSLContext:
