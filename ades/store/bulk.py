@@ -14,6 +14,7 @@ stored: `BulkAnswer.resent` says so, and the caller knows whether a 409 then mea
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import random
@@ -146,8 +147,10 @@ def _dropped(sock: socket.socket | None) -> bool:
     return bool(poller.poll(0))
 
 
+@functools.cache
 def _default_context() -> ssl.SSLContext:
-    """Verify the node's certificate as elasticsearch-py does: against certifi's bundle when it is installed."""
+    """Verify the node's certificate as elasticsearch-py does: against certifi's bundle when it is installed.
+    Made once: a reconnect should not read the bundle again."""
     try:
         import certifi
     except ImportError:
