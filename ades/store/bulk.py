@@ -17,19 +17,17 @@ import base64
 import functools
 import http.client
 import json
-import random
 import select
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from ades.config import Settings
-from ades.store.client import StoreUnavailable
+from ades.store.client import StoreUnavailable, backoff
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _BACKOFF_BASE = 0.05
@@ -111,7 +109,7 @@ class BulkConnection:
                     if status not in RETRY_STATUSES or last:
                         raise StoreUnavailable(f"Elasticsearch answered the bulk request with {status}: "
                                                f"{data[:500].decode(errors='replace')}")
-                time.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
+                backoff(attempt, _BACKOFF_BASE, _BACKOFF_CAP)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
     def close(self) -> None:

@@ -6,8 +6,6 @@ can never silently overwrite each other: the loser re-reads and merges again (bo
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +18,7 @@ from ades.merge import Outcome, merge
 from ades.models import Job, JobPage, JobQuery, StatusUpdate, iso
 from ades.status import Status
 from ades.store.bulk import BulkConnection
-from ades.store.client import StoreUnavailable
+from ades.store.client import StoreUnavailable, backoff
 
 _BACKOFF_BASE = 0.02
 _BACKOFF_CAP = 0.5
@@ -54,10 +52,6 @@ class _Current:
     source: dict[str, Any]
     seq_no: int
     primary_term: int
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
 
 
 class JobStore:
@@ -204,7 +198,7 @@ class JobStore:
         pending = list(range(len(updates)))
         for attempt in range(self.settings.conflict_retries + 1):
             if attempt:
-                _backoff(attempt)
+                backoff(attempt, _BACKOFF_BASE, _BACKOFF_CAP)
             pending = self._apply_round(updates, pending, results)
             if not pending:
                 break
