@@ -140,23 +140,27 @@ def go_client() -> Path | None:
     return binary
 
 
+def _require_go() -> Path:
+    binary = go_client()
+    if binary is None:
+        raise RuntimeError("the Go client needs a Go toolchain on the PATH (`go`)")
+    return binary
+
+
 def client_kind(client: str = "auto") -> str:
     """What `post_load(client=...)` runs: "go" or "asyncio". Raises RuntimeError for "go" without Go."""
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {', '.join(CLIENTS)}")
     if client == "asyncio":
         return "asyncio"
-    if go_client() is not None:
-        return "go"
     if client == "go":
-        raise RuntimeError("the Go client needs a Go toolchain on the PATH (`go`)")
-    return "asyncio"
+        _require_go()
+        return "go"
+    return "go" if go_client() is not None else "asyncio"
 
 
 def _go_load(port: int, request: bytes, count: int, connections: int, ok: frozenset[int]) -> Outcome:
-    binary = go_client()
-    if binary is None:
-        raise RuntimeError("the Go client needs a Go toolchain on the PATH (`go`)")
+    binary = _require_go()
     done = subprocess.run([str(binary), "-port", str(port), "-count", str(count), "-connections", str(connections),
                            "-ok", ",".join(str(s) for s in sorted(ok))], input=request, capture_output=True,
                           check=True)
