@@ -6,6 +6,7 @@ can never silently overwrite each other: the loser re-reads and merges again (bo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ class JobStore:
         self.settings = settings
         self.index = settings.jobs_alias
         self._bulk: BulkConnection | None = None  # opened by the first create_batch, in the process that uses it
+        self._bulk_lock = threading.Lock()
         self.conflicts = 0
         """Write races lost so far (each one cost another read-merge-write round); a metric, not a limit."""
 
@@ -93,7 +95,9 @@ class JobStore:
             lines.append({"create": {"_index": self.index, "_id": job.id}})
             lines.append(job.to_document())
         if self._bulk is None:
-            self._bulk = BulkConnection.from_settings(self.settings)
+            with self._bulk_lock:  # two first callers must share one connection (it serializes their requests)
+                if self._bulk is None:
+                    self._bulk = BulkConnection.from_settings(self.settings)
         try:
             # only what is read back: the full answer has ~10 fields per job, and parsing it was a measurable share
             answer = self._bulk.bulk(lines, refresh="true" if refresh else "false",

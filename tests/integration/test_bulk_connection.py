@@ -147,6 +147,37 @@ def test_a_connection_the_node_closed_while_idle_is_opened_again_without_a_retry
         relay.close()
 
 
+def test_first_callers_at_once_share_one_connection(es: Any, settings: Any, es_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    relay = Relay(es_url)
+    store = JobStore(es, settings.model_copy(update={"es_url": f"http://127.0.0.1:{relay.port}"}))
+    make = BulkConnection.from_settings
+
+    def slow_make(cls: type[BulkConnection], s: Any) -> BulkConnection:
+        time.sleep(0.05)  # widens the window in which a second first caller would make its own connection
+        return make(s)
+
+    monkeypatch.setattr(BulkConnection, "from_settings", classmethod(slow_make))
+    start = threading.Barrier(4)
+    results: list[list[Exception | None]] = []
+
+    def first_call() -> None:
+        start.wait()
+        results.append(store.create_batch(_jobs(2)))
+
+    threads = [threading.Thread(target=first_call) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert results == [[None, None]] * 4
+        assert relay.connections == 1
+    finally:
+        store.close()
+        relay.close()
+
+
 def test_an_unreachable_node_fails_every_job_after_bounded_retries(job_store: JobStore) -> None:
     job_store._bulk = BulkConnection(Endpoint.from_url(f"http://127.0.0.1:{free_port()}"), 2.0, 2)
     started = time.monotonic()
