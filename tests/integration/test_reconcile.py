@@ -98,3 +98,44 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
             server.wait(timeout=60)
     finally:
         drop_indexes(make_client(settings), settings)
+
+
+def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: str, tmp_path: Path) -> None:
+    # what the README says of stopping `ades serve`: a job is its own process group and publishes its own end
+    prefix = f"test-{uuid.uuid4().hex[:10]}-"
+    data_dir = tmp_path / "data"
+    settings = Settings(es_url=es_url, index_prefix=prefix, data_dir=data_dir, event_sink="direct")
+    port = free_port()
+    env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(data_dir),
+           "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    store = JobStore(make_client(settings), settings)
+    server = start_serve(env, port, tmp_path / "server.log", "--workers", "1", "--job-workers", "1")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        package = (Path(__file__).parents[2] / "cwl" / "examples" / "sleep" / "sleep.cwl").read_bytes()
+        r = requests.post(f"{base}/processes", data=package, headers={"Content-Type": "application/cwl"}, timeout=60)
+        assert r.status_code == 201, r.text
+        r = requests.post(f"{base}/processes/sleep/execution", json={"inputs": {"seconds": 6}},
+                          headers={"Prefer": "respond-async"}, timeout=30)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["jobID"]
+        record = data_dir / "jobs" / job_id / "process.json"
+        deadline = time.monotonic() + 60
+        while not record.exists() or store.get(job_id)["status"] != "running":
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+        pgid = int(json.loads(record.read_text())["pgid"])
+
+        server.terminate()  # SIGTERM to gunicorn's master: a graceful stop
+        server.wait(timeout=60)
+        os.killpg(pgid, 0)  # still there (raises ProcessLookupError if the stop took the job with it)
+        assert store.get(job_id)["status"] == "running"
+
+        while Status(store.get(job_id)["status"]) is not Status.SUCCEEDED:
+            assert time.monotonic() < deadline, store.get(job_id)
+            time.sleep(0.2)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=60)
+        drop_indexes(make_client(settings), settings)
