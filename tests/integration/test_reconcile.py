@@ -40,13 +40,20 @@ def _kill_everything(server: subprocess.Popen, data_dir: Path) -> int:
     return killed
 
 
-def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) -> None:
+def _server_setup(es_url: str, tmp_path: Path) -> tuple[Settings, int, dict[str, str]]:
+    """Settings of a fresh index prefix and data dir, a free port, and the environment of `ades serve` on them."""
     prefix = f"test-{uuid.uuid4().hex[:10]}-"
     data_dir = tmp_path / "data"
     settings = Settings(es_url=es_url, index_prefix=prefix, data_dir=data_dir, event_sink="direct")
     port = free_port()
     env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(data_dir),
            "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    return settings, port, env
+
+
+def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) -> None:
+    settings, port, env = _server_setup(es_url, tmp_path)
+    data_dir = settings.data_dir
     log = tmp_path / "server.log"
     store = JobStore(make_client(settings), settings)
     try:
@@ -102,12 +109,8 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
 
 def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: str, tmp_path: Path) -> None:
     # what the README says of stopping `ades serve`: a job is its own process group and publishes its own end
-    prefix = f"test-{uuid.uuid4().hex[:10]}-"
-    data_dir = tmp_path / "data"
-    settings = Settings(es_url=es_url, index_prefix=prefix, data_dir=data_dir, event_sink="direct")
-    port = free_port()
-    env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(data_dir),
-           "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    settings, port, env = _server_setup(es_url, tmp_path)
+    data_dir = settings.data_dir
     store = JobStore(make_client(settings), settings)
     server = start_serve(env, port, tmp_path / "server.log", "--workers", "1", "--job-workers", "1")
     try:
