@@ -118,7 +118,7 @@ def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: 
         package = (Path(__file__).parents[2] / "cwl" / "examples" / "sleep" / "sleep.cwl").read_bytes()
         r = requests.post(f"{base}/processes", data=package, headers={"Content-Type": "application/cwl"}, timeout=60)
         assert r.status_code == 201, r.text
-        r = requests.post(f"{base}/processes/sleep/execution", json={"inputs": {"seconds": 6}},
+        r = requests.post(f"{base}/processes/sleep/execution", json={"inputs": {"seconds": 20}},
                           headers={"Prefer": "respond-async"}, timeout=30)
         assert r.status_code == 201, r.text
         job_id = r.json()["jobID"]
@@ -129,11 +129,13 @@ def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: 
             time.sleep(0.1)
         pgid = int(json.loads(record.read_text())["pgid"])
 
-        server.terminate()  # SIGTERM to gunicorn's master: a graceful stop
+        # SIGTERM to gunicorn's master: a graceful stop, well within the job's 20 s (so it is still running after)
+        server.terminate()
         server.wait(timeout=60)
         os.killpg(pgid, 0)  # still there (raises ProcessLookupError if the stop took the job with it)
         assert store.get(job_id)["status"] == "running"
 
+        deadline = time.monotonic() + 60  # the job's 20 s, with room for a slow host
         while Status(store.get(job_id)["status"]) is not Status.SUCCEEDED:
             assert time.monotonic() < deadline, store.get(job_id)
             time.sleep(0.2)
