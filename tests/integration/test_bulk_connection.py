@@ -22,7 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from elasticsearch import Elasticsearch
 
+from ades.config import Settings
 from ades.models import Job
 from ades.store import JobExists, JobStore, StoreUnavailable
 from ades.store.bulk import BulkConnection, Endpoint
@@ -147,13 +149,13 @@ def test_a_connection_the_node_closed_while_idle_is_opened_again_without_a_retry
         relay.close()
 
 
-def test_first_callers_at_once_share_one_connection(es: Any, settings: Any, es_url: str,
+def test_first_callers_at_once_share_one_connection(es: Elasticsearch, settings: Settings, es_url: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     relay = Relay(es_url)
     store = JobStore(es, settings.model_copy(update={"es_url": f"http://127.0.0.1:{relay.port}"}))
     make = BulkConnection.from_settings
 
-    def slow_make(cls: type[BulkConnection], s: Any) -> BulkConnection:
+    def slow_make(cls: type[BulkConnection], s: Settings) -> BulkConnection:
         time.sleep(0.05)  # widens the window in which a second first caller would make its own connection
         return make(s)
 
