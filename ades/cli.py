@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from pydantic import ValidationError
 
@@ -117,9 +118,9 @@ def cmd_dask_worker(args: argparse.Namespace) -> int:
     import os
 
     scheduler = args.scheduler or _settings().dask_scheduler_address
-    # --preload: each worker starts its warm cwltool launchers at once (ades.execute.dask_executor.dask_setup)
+    # --preload: each worker starts its warm cwltool launchers at once (ades.jobs.dask_worker.dask_setup)
     command = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", str(args.nworkers),
-               "--nthreads", str(args.nthreads), "--no-dashboard", "--preload", "ades.execute.dask_executor"]
+               "--nthreads", str(args.nthreads), "--no-dashboard", "--preload", "ades.jobs.dask_worker"]
     if args.host:
         command += ["--host", args.host]
     sys.stdout.flush()
@@ -142,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_execution(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from ades.execute.pause import pause, paused, resume
+    from ades.jobs.pause import pause, paused, resume
 
     data_dir = _settings().data_dir
     if args.action == "pause":
@@ -172,6 +173,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------------------------
 
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What `add_subparsers` returns; argparse has no public name for it."""
+Handler = Callable[[argparse.Namespace], int]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -181,7 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_services_commands(commands)
+    _add_dask_commands(commands)
+    _add_consumer_command(commands)
+    _add_execution_commands(commands)
+    _add_serve_command(commands)
+    _add_demo_command(commands)
+    add_client_commands(commands)
+    return parser
 
+
+def _command(commands: Commands, name: str, handler: Handler, help_: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command that runs `handler`."""
+    command = commands.add_parser(name, help=help_, description=description)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _add_bind_address(command: argparse.ArgumentParser, port: int | None, port_help: str) -> None:
+    command.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    command.add_argument("--port", type=int, default=port, help=port_help)
+
+
+def _add_services_commands(commands: Commands) -> None:
     services = commands.add_parser(
         "services",
         help="start, stop or inspect the real local services (Elasticsearch, moto, consumer)",
@@ -192,27 +219,30 @@ def build_parser() -> argparse.ArgumentParser:
         "topic, queue and dead-letter queue; the consumer applies that queue to Elasticsearch.",
     )
     actions = services.add_subparsers(dest="action", metavar="ACTION", required=True)
-    service_help = f"which services (default: {', '.join(DEFAULT_SERVICES)}; known: {', '.join(SERVICES)})"
-    start = actions.add_parser(
+    start = _command(
+        actions,
         "start",
-        help="start the services that are not running yet, wait until they are ready",
-        description="Start each service unless it already runs; wait until it is ready; print its URL.",
+        cmd_services_start,
+        "start the services that are not running yet, wait until they are ready",
+        "Start each service unless it already runs; wait until it is ready; print its URL.",
     )
-    start.set_defaults(handler=cmd_services_start)
-    stop = actions.add_parser(
+    stop = _command(
+        actions,
         "stop",
-        help="stop the services this data dir started",
-        description="Stop what `ades services start` started for this ADES_DATA_DIR (by pid file). Services "
+        cmd_services_stop,
+        "stop the services this data dir started",
+        "Stop what `ades services start` started for this ADES_DATA_DIR (by pid file). Services "
         "started elsewhere and external clusters are left alone.",
     )
-    stop.set_defaults(handler=cmd_services_stop)
-    status = actions.add_parser(
+    status = _command(
+        actions,
         "status",
-        help="show URL, version, health and pid of each service",
-        description="Show URL, version, health and pid of each service, or 'not running'.",
+        cmd_services_status,
+        "show URL, version, health and pid of each service",
+        "Show URL, version, health and pid of each service, or 'not running'.",
     )
     status.add_argument("--check", action="store_true", help="exit 1 if a service is not running")
-    status.set_defaults(handler=cmd_services_status)
+    service_help = f"which services (default: {', '.join(DEFAULT_SERVICES)}; known: {', '.join(SERVICES)})"
     for sub in (start, stop, status):
         sub.add_argument("service", nargs="*", metavar="SERVICE", help=service_help)
         sub.add_argument("--dask", action="store_true",
@@ -220,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "workers; start writes ADES_EXECUTOR=dask and ADES_DASK_SCHEDULER to services.env "
                          "(a plain stop stops it too)")
 
+
+def _add_dask_commands(commands: Commands) -> None:
     dask = commands.add_parser(
         "dask",
         help="run a Dask scheduler or workers in the foreground (for the Dask executor, docker-compose)",
@@ -227,57 +259,63 @@ def build_parser() -> argparse.ArgumentParser:
         "to them when the server runs with ADES_EXECUTOR=dask and ADES_DASK_SCHEDULER. Workers load ades' warm "
         "cwltool launchers; they must see the server's ADES_DATA_DIR at the same path.",
     )
-    dask_actions = dask.add_subparsers(dest="action", metavar="ROLE", required=True)
-    scheduler = dask_actions.add_parser("scheduler", help="the Dask scheduler",
-                                        description="Run the Dask scheduler (no dashboard).")
-    scheduler.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    scheduler.add_argument("--port", type=int, default=None, help="port to bind (default ADES_DASK_PORT, 8786)")
-    scheduler.set_defaults(handler=cmd_dask_scheduler)
-    worker = dask_actions.add_parser("worker", help="Dask workers that run ades jobs",
-                                     description="Run Dask workers (each under a nanny that restarts it when it "
-                                     "dies) that run ades jobs in warm cwltool launchers.")
+    roles = dask.add_subparsers(dest="action", metavar="ROLE", required=True)
+    scheduler = _command(roles, "scheduler", cmd_dask_scheduler, "the Dask scheduler",
+                         "Run the Dask scheduler (no dashboard).")
+    _add_bind_address(scheduler, None, "port to bind (default ADES_DASK_PORT, 8786)")
+    worker = _command(roles, "worker", cmd_dask_worker, "Dask workers that run ades jobs",
+                      "Run Dask workers (each under a nanny that restarts it when it dies) that run ades jobs in "
+                      "warm cwltool launchers.")
     worker.add_argument("--scheduler", default=None,
                         help="scheduler address (default ADES_DASK_SCHEDULER, else tcp://127.0.0.1:ADES_DASK_PORT)")
     worker.add_argument("--nworkers", type=int, default=1, help="worker processes (default 1)")
     worker.add_argument("--nthreads", type=int, default=1,
                         help="jobs each worker runs at a time (default 1)")
     worker.add_argument("--host", default=None, help="address the workers bind to and advertise (default: Dask's)")
-    worker.set_defaults(handler=cmd_dask_worker)
 
-    consumer = commands.add_parser(
+
+def _add_consumer_command(commands: Commands) -> None:
+    consumer = _command(
+        commands,
         "consumer",
-        help="apply status events from the SQS status queue to Elasticsearch (the Lambda, locally)",
-        description="Long-poll the status queue (ADES_SQS_QUEUE_URL, or the one `ades services start` created "
+        cmd_consumer,
+        "apply status events from the SQS status queue to Elasticsearch (the Lambda, locally)",
+        "Long-poll the status queue (ADES_SQS_QUEUE_URL, or the one `ades services start` created "
         "in moto), hand each batch to the same handler the AWS Lambda runs, delete what was applied and let the "
         "rest come back (then go to the dead-letter queue). SIGTERM finishes the batch in hand and exits 0.",
     )
     consumer.add_argument("--batch-size", type=int, default=10, help="messages per receive, 1-10 (default 10)")
     consumer.add_argument("--wait", type=int, default=2, help="long-poll seconds per receive (default 2)")
-    consumer.set_defaults(handler=cmd_consumer)
 
-    execution = commands.add_parser(
+
+def _add_execution_commands(commands: Commands) -> None:
+    execution = _command(
+        commands,
         "execution",
-        help="pause or resume job execution on this host (the API keeps accepting jobs)",
-        description="Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers) start no new job; "
+        cmd_execution,
+        "pause or resume job execution on this host (the API keeps accepting jobs)",
+        "Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers) start no new job; "
         "running jobs finish, accepted jobs stay submitted and start in order on resume, a dismissed one is dropped. "
         "For draining a host before maintenance, or letting a burst of submissions in first.",
     )
-    execution_actions = execution.add_subparsers(dest="action", metavar="ACTION", required=True)
-    pause_parser = execution_actions.add_parser("pause", help="start no new job until `resume`")
-    pause_parser.add_argument("--reason", default=None, help="shown by `ades execution status`")
-    execution_actions.add_parser("resume", help="start waiting jobs again")
-    execution_actions.add_parser("status", help="say whether execution is paused, since when and why")
-    execution.set_defaults(handler=cmd_execution)
+    actions = execution.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pause = actions.add_parser("pause", help="start no new job until `resume`")
+    pause.add_argument("--reason", default=None, help="shown by `ades execution status`")
+    actions.add_parser("resume", help="start waiting jobs again")
+    actions.add_parser("status", help="say whether execution is paused, since when and why")
 
-    serve = commands.add_parser(
+
+def _add_serve_command(commands: Commands) -> None:
+    serve = _command(
+        commands,
         "serve",
-        help="run the OGC API Processes server under gunicorn",
-        description="Run the server (pygeoapi API + ades routes) under gunicorn. Status events go through SNS "
+        cmd_serve,
+        "run the OGC API Processes server under gunicorn",
+        "Run the server (pygeoapi API + ades routes) under gunicorn. Status events go through SNS "
         "when AWS is configured (ADES_SNS_TOPIC_ARN, or the moto pipeline `ades services start` wrote to "
         ".ades/services.env), else straight to Elasticsearch.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    _add_bind_address(serve, 5000, "port to bind (default 5000)")
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     serve.add_argument("--threads", type=int, default=8,
                        help="request threads per gunicorn worker (default 8); while a worker has no more keep-alive "
@@ -290,19 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="warm cwltool worker processes per gunicorn worker (default: CPU count)")
     serve.add_argument("--public-url", default=None,
                        help="URL clients use to reach the server (default http://HOST:PORT; env ADES_PUBLIC_URL)")
-    serve.set_defaults(handler=cmd_serve)
 
-    demo = commands.add_parser(
+
+def _add_demo_command(commands: Commands) -> None:
+    demo = _command(
+        commands,
         "demo",
-        help="start everything, deploy a CWL workflow, run a labelled job and show where to look",
-        description="Start Elasticsearch, moto and the consumer, start the server, deploy the two-step example "
+        cmd_demo,
+        "start everything, deploy a CWL workflow, run a labelled job and show where to look",
+        "Start Elasticsearch, moto and the consumer, start the server, deploy the two-step example "
         "CWL workflow, run it through the WPS-T route with labels, follow it to the end and print the job, its "
         "status history and where to see it (job page, Elasticsearch query). Services stay up afterwards.",
     )
     demo.add_argument("--port", type=int, default=5000, help="port of the demo server (default 5000)")
-    demo.set_defaults(handler=cmd_demo)
-    add_client_commands(commands)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -178,12 +178,8 @@ def _json_or_html(description: str, media: str = JSON) -> dict[str, Any]:
                                                      HTML: {"schema": {"type": "string"}}}}
 
 
-def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
-                  settings: Settings | None = None) -> dict[str, Any]:
-    """The document; limits (labels, page size) are those of `settings` (the defaults when None)."""
-    settings = settings or Settings.model_construct()
-    status_json = _json(_ref("statusInfo"), "job status")
-    paths: dict[str, Any] = {
+def _landing_paths() -> dict[str, Any]:
+    return {
         "/": {"get": {"operationId": "getLandingPage", "summary": "landing page", "parameters": [F_PARAM],
                       "responses": {"200": _json_or_html("landing page")}}},
         "/conformance": {"get": {"operationId": "getConformance", "summary": "conformance classes",
@@ -191,6 +187,12 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
                                  "responses": {"200": _json_or_html("conformance classes")}}},
         "/openapi": {"get": {"operationId": "getOpenapi", "summary": "this document", "parameters": [F_PARAM],
                              "responses": {"200": _json_or_html("the OpenAPI document", OPENAPI_JSON)}}},
+    }
+
+
+def _process_paths() -> dict[str, Any]:
+    status_json = _json(_ref("statusInfo"), "job status")
+    return {
         "/processes": {
             "get": {"operationId": "getProcesses", "summary": "deployed processes (latest versions)",
                     "responses": {"200": _json(_ref("processList"), "process list"), **_errors(503)}},
@@ -237,6 +239,12 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
                      "responses": {"201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
                                    **_errors(400, 404, 413, 415, 429, 503)}},
         },
+    }
+
+
+def _job_paths(settings: Settings) -> dict[str, Any]:
+    status_json = _json(_ref("statusInfo"), "job status")
+    return {
         "/jobs": {"get": {"operationId": "getJobs", "summary": "jobs, newest first",
                           "parameters": _job_list_params(settings),
                           "responses": {"200": {"description": "job list", "content": {
@@ -283,16 +291,31 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
                         "schema": {"type": "string"}}}}, **_errors(404, 503)}},
         },
     }
-    paths["/metrics"] = {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics (jobs by status and "
-                                 "process, run-time histogram, queued jobs, consumer lag)",
-                                 "responses": {"200": {"description": "Prometheus text format", "content": {
-                                     "text/plain": {"schema": {"type": "string"}}}}}}}
-    _secure(paths)
+
+
+def _metrics_path() -> dict[str, Any]:
+    return {"/metrics": {"get": {"operationId": "getMetrics", "summary": "Prometheus metrics (jobs by status and "
+                                "process, run-time histogram, queued jobs, consumer lag)",
+                                "responses": {"200": {"description": "Prometheus text format", "content": {
+                                    "text/plain": {"schema": {"type": "string"}}}}}}}}
+
+
+def _error_responses() -> dict[str, Any]:
     responses = {f"E{code}": _json(_ref("exception"), text) for code, text in ERROR_TEXTS.items()}
     responses["E401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
     for code in (429, 503):
         responses[f"E{code}"]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
                                                             "description": "seconds to wait before trying again"}}
+    return responses
+
+
+def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
+                  settings: Settings | None = None) -> dict[str, Any]:
+    """The document; limits (labels, page size) are those of `settings` (the defaults when None)."""
+    settings = settings or Settings.model_construct()
+    paths: dict[str, Any] = {**_landing_paths(), **_process_paths(), **_job_paths(settings), **_metrics_path()}
+    _secure(paths)
+    responses = _error_responses()
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version,
@@ -308,7 +331,7 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
 
 
 PUBLIC_PATHS = ("/", "/conformance", "/openapi", "/metrics")
-"""Served without a token (ades.auth.PUBLIC_BLUEPRINTS)."""
+"""Served without a token (ades.api.auth.PUBLIC_BLUEPRINTS)."""
 _DEPLOY_OPERATIONS = ("deploy", "replace", "undeploy")
 
 

@@ -3,23 +3,30 @@
 A package is CWL: a single CommandLineTool/Workflow, or a `$graph` of a Workflow and the tools it runs. It arrives as
 CWL text (YAML or JSON) or as an OGC `application/ogcapppkg+json` object whose `executionUnit` holds the CWL inline
 or by reference. Everything is validated by cwltool itself, offline, before a Package exists.
+
+Turning the text or the executionUnit into a document is ades.cwl.parse; this module picks the main process, packs and
+validates it, and describes it (metadata, normalized parameters).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from ades.cwl.loader import CwlLoadError, load_text, pack_file
+from ades.cwl.parse import (
+    MAX_PACKAGE_DEPTH,
+    PackageError,
+    json_depth,
+    parse_cwl_text,
+    parse_json_object,
+    read_execution_unit,
+    too_deep,
+)
 from ades.models import ID_PATTERN
 
 HIDDEN_INPUTS = ("ades_job_id", "ades_sink")
@@ -28,19 +35,11 @@ HIDDEN_INPUTS = ("ades_job_id", "ades_sink")
 DEFAULT_VERSION = "1.0.0"
 SCHEMA_ORG = ("https://schema.org/", "http://schema.org/")
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
-HREF_TIMEOUT = 15.0
-MAX_PACKAGE_BYTES = 5 * 1024 * 1024
-MAX_PACKAGE_DEPTH = 64
-"""Deepest nesting of a package: CWL documents are a dozen levels deep, and cwltool's loaders recurse per level."""
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string", "File", "Directory", "Any"})
 
 _YAML_TYPES = {"application/cwl", "application/cwl+yaml", "application/yaml", "application/x-yaml", "text/yaml"}
 _JSON_TYPES = {"application/cwl+json", "application/json"}
 _OGC_TYPES = {"application/ogcapppkg+json"}
-
-
-class PackageError(ValueError):
-    """The package cannot be deployed; the message says why, for the person who wrote it."""
 
 
 class Param(BaseModel):
@@ -118,13 +117,13 @@ def load_package(
     text: str | None = None
     source: Path | None = None
     if kind in _OGC_TYPES:
-        ogc = _as_mapping(data, "the application package")
+        ogc = parse_json_object(data, "the application package")
         description = ogc.get("processDescription") or {}
         if not isinstance(description, dict):
             raise PackageError("processDescription must be a JSON object")
         if workflow_id is None and isinstance(description.get("id"), str):
             workflow_id = description["id"]
-        doc, text, source = _execution_unit(ogc.get("executionUnit"), allowed_roots or [])
+        doc, text, source = read_execution_unit(ogc.get("executionUnit"), allowed_roots or [])
     elif kind in _YAML_TYPES | _JSON_TYPES:
         description = {}
         if isinstance(data, dict):
@@ -147,7 +146,7 @@ def _build(
     doc: dict[str, Any], text: str | None, source: Path | None, workflow_id: str | None, description: dict[str, Any]
 ) -> Package:
     if json_depth(doc) > MAX_PACKAGE_DEPTH:
-        raise _too_deep()
+        raise too_deep()
     main_ref = select_main(doc, workflow_id)
     main = main_object(doc, main_ref)
     process_id = _short_id(main.get("id"))
@@ -196,107 +195,6 @@ def _build(
         inputs={p.id: p for p in inputs},
         outputs={p.id: p for p in outputs},
     )
-
-
-# --- parsing and fetching --------------------------------------------------------------------------------------
-def json_depth(value: Any) -> int:
-    """Nesting depth of parsed JSON/YAML, without recursion (a body may be nested thousands deep)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value")
-
-
-def _too_deep() -> PackageError:
-    return PackageError(f"the CWL is nested deeper than {MAX_PACKAGE_DEPTH} levels")
-
-
-def parse_cwl_text(text: str, *, json_only: bool = False) -> dict[str, Any]:
-    """CWL text to a plain dict (YAML 1.2, as cwltool reads it; JSON is YAML too)."""
-    try:
-        if json_only:
-            try:
-                doc = json.loads(text, parse_constant=_not_json)
-            except ValueError as err:
-                raise PackageError(f"the CWL is not valid JSON: {err}") from err
-        else:
-            try:
-                doc = YAML(typ="safe", pure=True).load(text)
-            except YAMLError as err:
-                raise PackageError(f"the CWL is not valid YAML: {err}") from err
-    except RecursionError:
-        # the parsers recurse per level: Python's stack ends before they do
-        raise _too_deep() from None
-    if not isinstance(doc, dict):
-        raise PackageError("the CWL must be a YAML/JSON object (a CommandLineTool, a Workflow or a $graph)")
-    return doc
-
-
-def _as_mapping(data: str | bytes | dict[str, Any], what: str) -> dict[str, Any]:
-    if isinstance(data, dict):
-        return data
-    try:
-        value = json.loads(data, parse_constant=_not_json)
-    except RecursionError:
-        raise PackageError(f"{what} is nested deeper than {MAX_PACKAGE_DEPTH} levels") from None
-    except ValueError as err:  # JSONDecodeError, bad UTF-8, NaN/Infinity
-        raise PackageError(f"{what} is not valid JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise PackageError(f"{what} must be a JSON object")
-    return value
-
-
-def _execution_unit(unit: Any, roots: list[Path]) -> tuple[dict[str, Any], str | None, Path | None]:
-    """(document, its text when known, its local path when it came from a file) of an OGC executionUnit."""
-    if isinstance(unit, list) and len(unit) == 1:
-        unit = unit[0]
-    if isinstance(unit, dict) and "unit" in unit and isinstance(unit["unit"], dict):
-        unit = unit["unit"]  # the OGC `qualifiedValue`-style wrapper some clients send
-    if not isinstance(unit, dict):
-        raise PackageError("executionUnit must be an object: {'value': <CWL>, 'mediaType': ...} or {'href': ...}")
-    if "href" in unit:
-        return _fetch_href(str(unit["href"]), roots)
-    if "value" in unit:
-        value = unit["value"]
-        if isinstance(value, dict):
-            return value, None, None
-        if isinstance(value, str):
-            return parse_cwl_text(value), value, None
-        raise PackageError("executionUnit.value must be the CWL, as an object or as YAML/JSON text")
-    if "class" in unit or "$graph" in unit:
-        return unit, None, None
-    raise PackageError("executionUnit needs `value` (inline CWL) or `href` (a reference to it)")
-
-
-def _fetch_href(href: str, roots: list[Path]) -> tuple[dict[str, Any], str | None, Path | None]:
-    parts = urllib.parse.urlsplit(href)
-    if parts.scheme == "file":
-        path = Path(urllib.request.url2pathname(parts.path)).resolve()
-        if not any(path.is_relative_to(root.resolve()) for root in roots):
-            raise PackageError(f"executionUnit href {href} is outside the directories packages may be read from")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise PackageError(f"cannot read executionUnit href {href}: {err.strerror}") from err
-        return parse_cwl_text(text), text, path
-    if parts.scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(href, timeout=HREF_TIMEOUT) as response:
-                body = response.read(MAX_PACKAGE_BYTES + 1)
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise PackageError(f"cannot fetch executionUnit href {href}: {err}") from err
-        if len(body) > MAX_PACKAGE_BYTES:
-            raise PackageError(f"executionUnit href {href} is larger than {MAX_PACKAGE_BYTES} bytes")
-        text = body.decode("utf-8", errors="replace")
-        return parse_cwl_text(text), text, None
-    raise PackageError(f"executionUnit href {href!r}: only file:// (inside allowed directories) and http(s) work")
 
 
 # --- choosing the main process ---------------------------------------------------------------------------------

@@ -1,13 +1,12 @@
-"""A real local Elasticsearch node, fetched and run by ades itself.
+"""A real local Elasticsearch node, started and stopped by ades itself.
 
     ensure_running(settings) -> url     start a node only if needed (idempotent)
     stop(settings)                      stop the node this data dir started (pid file), nothing else
     status(settings) -> dict            url, version, health, pid, …
 
-Where things live:
+The distribution it runs is fetched and unpacked by ades.services.es_distribution (into the cache dir). The node's
+own files live under the data dir:
 
-    <cache_dir>/elasticsearch/elasticsearch-<v>.zip     the integ-test-zip, fetched with Maven (kept)
-    <cache_dir>/elasticsearch/elasticsearch-<v>/        unpacked, read-only, shared by every node
     <data_dir>/elasticsearch/config/                    ES_PATH_CONF: the dist's config + our elasticsearch.yml
     <data_dir>/elasticsearch/{data,logs,tmp}/           owned by the node's user
     <data_dir>/elasticsearch/elasticsearch.pid          pid of the launcher = process group of the node
@@ -27,21 +26,17 @@ Stdlib only (urllib for health checks) so `ades services …` stays quick and im
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
-import re
 import shutil
-import stat
 import subprocess
-import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ades.jobs import groups
 from ades.services.base import (
     MissingPrerequisite,
     RunAs,
@@ -53,9 +48,8 @@ from ades.services.base import (
     processes_matching,
     read_pid,
     run_as,
-    tail,
-    terminate_group,
 )
+from ades.services.es_distribution import Distribution, ensure_distribution
 from ades.services.java import find_java_home
 
 if TYPE_CHECKING:
@@ -64,200 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "elasticsearch"
-MAVEN_GROUP = "org.elasticsearch.distribution.integ-test-zip"
-MAVEN_ARTIFACT = "elasticsearch"
-MAVEN_HINT = "install it with `apt-get install -y maven`"
 STOP_GRACE_SECONDS = 60.0
-
-
-# --- versions -------------------------------------------------------------------------------------------------
-
-
-def _version_key(version: str) -> tuple:
-    """Sort key: numeric parts compare as numbers, a qualifier ("8.19.0-SNAPSHOT") sorts before the release."""
-    numbers, _, qualifier = version.partition("-")
-    parts = tuple(int(p) if p.isdigit() else 0 for p in numbers.split("."))
-    return (*parts, 0 if qualifier else 1, qualifier)
-
-
-def version_matches(spec: str, version: str) -> bool:
-    """Whether `version` satisfies a Maven version `spec`: an exact version ("8.19.21") or a range ("[8.19.0,8.20.0)",
-    "[8.19,)", "(,8.20.0]"); several ranges may be joined with commas ("[1,2),[3,4)")."""
-    spec = spec.strip()
-    if not spec or spec[0] not in "[(":
-        return version == spec
-    key = _version_key(version)
-    for piece in re.findall(r"[\[(][^\])]*[\])]", spec):
-        inner = piece[1:-1]
-        if "," not in inner:  # "[8.19.21]" pins one version
-            if inner.strip() == version:
-                return True
-            continue
-        low, high = (part.strip() for part in inner.split(",", 1))
-        if low and (_version_key(low) > key or (piece[0] == "(" and _version_key(low) == key)):
-            continue
-        if high and (_version_key(high) < key or (piece[-1] == ")" and _version_key(high) == key)):
-            continue
-        return True
-    return False
-
-
-# --- the distribution -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Distribution:
-    version: str
-    home: Path
-
-    @property
-    def launcher(self) -> Path:
-        return self.home / "bin" / "elasticsearch"
-
-
-def _dist_root(settings: Settings) -> Path:
-    return settings.cache_dir / "elasticsearch"
-
-
-def cached_distribution(settings: Settings) -> Distribution | None:
-    """The newest unpacked distribution in the cache that satisfies `settings.es_version`, or None."""
-    root = _dist_root(settings)
-    if not root.is_dir():
-        return None
-    found = []
-    for path in root.iterdir():
-        match = re.fullmatch(r"elasticsearch-(\d[\w.\-]*)", path.name)
-        if (
-            match
-            and version_matches(settings.es_version, match.group(1))
-            and (path / "bin" / "elasticsearch").is_file()
-        ):
-            found.append(Distribution(match.group(1), path))
-    return max(found, key=lambda d: _version_key(d.version), default=None)
-
-
-def _cached_zip(settings: Settings) -> tuple[str, Path] | None:
-    root = _dist_root(settings)
-    if not root.is_dir():
-        return None
-    found = []
-    for path in root.glob("elasticsearch-*.zip"):
-        version = path.name[len("elasticsearch-") : -len(".zip")]
-        if version_matches(settings.es_version, version):
-            found.append((version, path))
-    return max(found, key=lambda item: _version_key(item[0]), default=None)
-
-
-def _pom(version: str) -> str:
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>ades.local</groupId>
-  <artifactId>fetch-elasticsearch</artifactId>
-  <version>0</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>{MAVEN_GROUP}</groupId>
-      <artifactId>{MAVEN_ARTIFACT}</artifactId>
-      <version>{version}</version>
-      <type>zip</type>
-    </dependency>
-  </dependencies>
-</project>
-"""
-
-
-def _download_zip(settings: Settings, mvn: str) -> tuple[str, Path]:
-    root = _dist_root(settings)
-    log.info("downloading Elasticsearch %s (integ-test-zip) with Maven into %s", settings.es_version, root)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as work:
-        work_path = Path(work)
-        (work_path / "pom.xml").write_text(_pom(settings.es_version))
-        out = work_path / "out"
-        result = subprocess.run(
-            [mvn, "-B", "-q", "dependency:copy-dependencies", f"-DoutputDirectory={out}"],
-            cwd=work_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        zips = sorted(out.glob("elasticsearch-*.zip")) if out.is_dir() else []
-        if result.returncode != 0 or len(zips) != 1:
-            detail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise ServiceError(
-                f"Maven could not fetch {MAVEN_GROUP}:{MAVEN_ARTIFACT}:{settings.es_version} (exit "
-                f"{result.returncode}):\n{detail}"
-            )
-        version = zips[0].name[len("elasticsearch-") : -len(".zip")]
-        target = root / zips[0].name
-        shutil.move(str(zips[0]), target)
-    os.chmod(target, 0o644)
-    log.info("downloaded %s (%.0f MB) in %.1f s", target, target.stat().st_size / 1e6, time.monotonic() - started)
-    return version, target
-
-
-def _unpack(version: str, archive: Path, root: Path) -> Distribution:
-    """Unpack into a temporary directory and rename into place, so a half-unpacked tree is never used."""
-    started = time.monotonic()
-    target = root / f"elasticsearch-{version}"
-    with tempfile.TemporaryDirectory(prefix=".unpack-", dir=root) as work, zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            path = Path(zf.extract(info, work))
-            unix_mode = info.external_attr >> 16
-            if info.is_dir():
-                os.chmod(path, 0o755)
-            else:
-                # Read-only for everyone, executable where the archive says so (bin/*, native libs).
-                os.chmod(path, 0o755 if unix_mode & stat.S_IXUSR else 0o644)
-        unpacked = Path(work) / f"elasticsearch-{version}"
-        if not (unpacked / "bin" / "elasticsearch").is_file():
-            raise ServiceError(f"{archive} does not contain elasticsearch-{version}/bin/elasticsearch")
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(unpacked, target)
-    log.info("unpacked %s in %.1f s", target, time.monotonic() - started)
-    return Distribution(version, target)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_distribution(settings: Settings) -> Distribution:
-    """The unpacked distribution for `settings.es_version`: from the cache, else unpacked from a cached zip, else
-    downloaded with Maven. Needs Maven only in the last case."""
-    root = _dist_root(settings)
-    dist = cached_distribution(settings)
-    if dist is not None:
-        log.info("using cached Elasticsearch %s at %s", dist.version, dist.home)
-        return dist
-    mvn = shutil.which("mvn")
-    if mvn is None and _cached_zip(settings) is None:
-        # Check before taking the lock (creating the cache dir) so a missing Maven is reported plainly.
-        raise MissingPrerequisite(f"Maven not found (needed to download Elasticsearch): {MAVEN_HINT}")
-    root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / ".lock"):
-        dist = cached_distribution(settings)  # another process may have finished while we waited
-        if dist is not None:
-            log.info("using cached Elasticsearch %s at %s", dist.version, dist.home)
-            return dist
-        cached = _cached_zip(settings)
-        if cached is not None:
-            log.info("using cached archive %s (unpacking it)", cached[1])
-            version, archive = cached
-        else:
-            assert mvn is not None
-            version, archive = _download_zip(settings, mvn)
-        return _unpack(version, archive, root)
 
 
 # --- the node -------------------------------------------------------------------------------------------------
@@ -375,6 +176,7 @@ def _prepare_node(settings: Settings, dist: Distribution, user: RunAs) -> NodePa
     jvm_options.mkdir(exist_ok=True)
     heap = settings.es_heap
     (jvm_options / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
+    (jvm_options / "ades.options").write_text("".join(f"{option}\n" for option in settings.es_java_options))
     user.chown_tree(paths.config)
     for directory in (paths.root, paths.data, paths.logs, paths.tmp):
         if directory.stat().st_uid != user.uid:
@@ -394,12 +196,13 @@ def _wait_ready(settings: Settings, url: str, pid: int | None, paths: NodePaths)
                 return health
         if pid is not None and not process_alive(pid):
             raise ServiceError(
-                f"Elasticsearch exited during start-up; last lines of {paths.console_log}:\n{tail(paths.console_log)}"
+                f"Elasticsearch exited during start-up; last lines of {paths.console_log}:\n"
+                f"{groups.tail(paths.console_log)}"
             )
         if time.monotonic() >= deadline:
             raise ServiceError(
                 f"Elasticsearch at {url} was not yellow/green within {settings.es_start_timeout:.0f} s "
-                f"(ADES_ES_START_TIMEOUT); last lines of {paths.console_log}:\n{tail(paths.console_log)}"
+                f"(ADES_ES_START_TIMEOUT); last lines of {paths.console_log}:\n{groups.tail(paths.console_log)}"
             )
         time.sleep(0.5)
 
@@ -417,22 +220,34 @@ def ensure_running(settings: Settings) -> str:
         url = settings.elasticsearch_url
         log.info("ADES_ES_URL is set: using the Elasticsearch cluster at %s; starting nothing", url)
         return url
-
     url = _local_url(settings)
-    paths = node_paths(settings)
+    if _join_running_node(settings, url, node_paths(settings)):
+        return url
+    _check_ports_free(settings)
+    java_home, java_version, dist = _prerequisites(settings)
+    _start_node(settings, url, dist, java_home, java_version)
+    return url
+
+
+def _join_running_node(settings: Settings, url: str, paths: NodePaths) -> bool:
+    """Wait until a node that already answers at `url`, or one this data dir started that is still starting, is
+    ready; False when there is neither."""
     info = _elasticsearch_info(url)
     if info is not None:
         pid = _managed_pid(paths)
         owner = f"pid {pid}, started by ades" if pid else "not started by this data dir"
         log.info("reusing Elasticsearch %s already running at %s (%s)", info["version"], url, owner)
         _wait_ready(settings, url, pid, paths)
-        return url
-
+        return True
     pid = _managed_pid(paths)
     if pid is not None:
         log.info("Elasticsearch (pid %s) is still starting at %s; waiting for it", pid, url)
         _wait_ready(settings, url, pid, paths)
-        return url
+        return True
+    return False
+
+
+def _check_ports_free(settings: Settings) -> None:
     if port_is_open(settings.es_host, settings.es_port):
         raise ServiceError(
             f"port {settings.es_port} on {settings.es_host} is taken by something that is not Elasticsearch; "
@@ -444,7 +259,10 @@ def ensure_running(settings: Settings) -> str:
             "choose another with ADES_ES_TRANSPORT_PORT"
         )
 
-    # Prerequisites: report every missing program in one line.
+
+def _prerequisites(settings: Settings) -> tuple[Path, int, Distribution]:
+    """(Java home, Java major version, distribution); looks for all of them so one error names every missing
+    program."""
     problems: list[str] = []
     try:
         java_home, java_version = find_java_home(settings.es_java_home)
@@ -456,11 +274,12 @@ def ensure_running(settings: Settings) -> str:
         problems.append(str(error))
     if problems:
         raise MissingPrerequisite("; ".join(problems))
+    return java_home, java_version, dist
 
-    user = run_as(settings.es_user)
-    paths = _prepare_node(settings, dist, user)
-    paths.pid_file.unlink(missing_ok=True)
-    env = {
+
+def _node_env(paths: NodePaths, java_home: Path) -> dict[str, str]:
+    # A fixed, minimal environment: nothing of ades' own (or root's) leaks into the node.
+    return {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": "C.UTF-8",
         "HOME": str(paths.root),
@@ -468,6 +287,31 @@ def ensure_running(settings: Settings) -> str:
         "ES_PATH_CONF": str(paths.config),
         "ES_TMPDIR": str(paths.tmp),
     }
+
+
+def _launch(dist: Distribution, paths: NodePaths, user: RunAs, env: dict[str, str]) -> subprocess.Popen:
+    with paths.console_log.open("ab") as console:
+        console.write(f"\n--- ades: starting Elasticsearch {dist.version} at {time.ctime()}\n".encode())
+        console.flush()
+        extra = {"user": user.uid, "group": user.gid, "extra_groups": []} if user.switch else {}
+        return subprocess.Popen(
+            [str(dist.launcher)],
+            cwd=paths.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own session and process group: stop() signals the whole group
+            close_fds=True,
+            **extra,
+        )
+
+
+def _start_node(settings: Settings, url: str, dist: Distribution, java_home: Path, java_version: int) -> None:
+    user = run_as(settings.es_user)
+    paths = _prepare_node(settings, dist, user)
+    paths.pid_file.unlink(missing_ok=True)
+    env = _node_env(paths, java_home)
     log.info(
         "starting Elasticsearch %s at %s as user %s (Java %s at %s, heap %s, data %s)",
         dist.version,
@@ -479,26 +323,12 @@ def ensure_running(settings: Settings) -> str:
         paths.root,
     )
     started = time.monotonic()
-    with paths.console_log.open("ab") as console:
-        console.write(f"\n--- ades: starting Elasticsearch {dist.version} at {time.ctime()}\n".encode())
-        console.flush()
-        extra = {"user": user.uid, "group": user.gid, "extra_groups": []} if user.switch else {}
-        process = subprocess.Popen(
-            [str(dist.launcher)],
-            cwd=paths.root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own session and process group: stop() signals the whole group
-            close_fds=True,
-            **extra,
-        )
+    process = _launch(dist, paths, user, env)
     paths.pid_file.write_text(f"{process.pid}\n")
     try:
         _wait_ready(settings, url, process.pid, paths)
     except ServiceError:
-        terminate_group(process.pid, grace=10)
+        groups.stop(process.pid, 10)
         paths.pid_file.unlink(missing_ok=True)
         raise
     info = _elasticsearch_info(url) or {"version": dist.version}
@@ -509,7 +339,6 @@ def ensure_running(settings: Settings) -> str:
         process.pid,
         time.monotonic() - started,
     )
-    return url
 
 
 def stop(settings: Settings) -> None:
@@ -536,7 +365,7 @@ def stop(settings: Settings) -> None:
     else:
         log.info("stopping Elasticsearch at %s (pid %s)", url, pid)
         started = time.monotonic()
-        killed = terminate_group(pid, grace=STOP_GRACE_SECONDS)
+        killed = groups.stop(pid, STOP_GRACE_SECONDS)
         how = "killed (SIGKILL) after it ignored SIGTERM" if killed else "stopped"
         log.info("Elasticsearch %s in %.1f s", how, time.monotonic() - started)
     # Belt and braces: no JVM of this node may survive (e.g. if it left the process group).
@@ -544,7 +373,7 @@ def stop(settings: Settings) -> None:
     for leftover in leftovers:
         log.info("killing leftover Elasticsearch process %s", leftover)
         with contextlib.suppress(ProcessLookupError):
-            terminate_group(os.getpgid(leftover), grace=10)
+            groups.stop(os.getpgid(leftover), 10)
     paths.pid_file.unlink(missing_ok=True)
 
 
