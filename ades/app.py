@@ -10,20 +10,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
 from pygeoapi.api import API
 
-from ades import auth, metrics
-from ades.api import core, errors, jobs, processes, wpst
+from ades import metrics
+from ades.api import auth, core, errors, jobs, processes, wpst
 from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
 from ades.cwl import PackageError, load_package
-from ades.execute.base import Executor
+from ades.jobs.service import JobService
 from ades.store import JobStore, ProcessStore, StoreUnavailable, ensure_indexes, make_client
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,6 @@ def create_app(
     file_roots: list[Path] | None = None,
     workers: int | None = None,
     sync_timeout: float = 600.0,
-    executor_factory: Callable[[], Executor] | None = None,
     reconcile: bool = True,
 ) -> Flask:
     """The WSGI app. `public_url` is how clients reach the server (job links, result hrefs; env ADES_PUBLIC_URL,
@@ -90,15 +88,15 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     client = make_client(settings)
+    job_store = JobStore(client, settings)
     context = AdesContext(
         settings=settings,
-        job_store=JobStore(client, settings),
+        job_store=job_store,
         process_store=ProcessStore(client, settings),
+        jobs=JobService(settings, job_store, public_url, workers),
         base_url=public_url,
         file_roots=[Path(r) for r in file_roots or []],
-        workers=workers,
         sync_timeout=sync_timeout,
-        executor_factory=executor_factory,
     )
     app.extensions["ades"] = context
     app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url, settings=settings))
@@ -150,7 +148,7 @@ def _reconcile_when_ready(context: AdesContext) -> None:
     delay = 1.0
     while True:
         try:
-            context.reconcile()
+            context.jobs.reconcile()
             return
         except Exception as err:  # the store is not there yet: try again, less and less often
             log.info("reconciliation postponed: %s", err)
@@ -159,6 +157,6 @@ def _reconcile_when_ready(context: AdesContext) -> None:
 
 
 def close_app(app: Flask) -> None:
-    """Stop the app's executor (its warm workers and running jobs)."""
+    """Stop the app's job service (its warm workers and running jobs)."""
     context: AdesContext = app.extensions["ades"]
     context.close()

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="Transport (node-to-node) port of the local node; es_port + 100 when unset.",
     )
     es_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$", description="Fixed JVM heap of the local node.")
+    es_java_options: list[str] = Field(
+        default_factory=list,
+        description="More JVM options of the local node, e.g. [\"-XX:TieredStopAtLevel=1\"] (a quicker start, "
+        "slower afterwards: for nodes that are stopped and started often, as in tests).",
+    )
     es_user: str = Field(default="ades-es", description="Non-root system user the local node runs as.")
     es_java_home: Path | None = Field(
         default=None, description="Java 17+ home for Elasticsearch; found automatically when unset."
@@ -167,7 +172,7 @@ class Settings(BaseSettings):
         default=604800, ge=1, le=604800, description="Seconds a presigned output URL stays valid (S3 allows 7 days)."
     )
 
-    # --- Auth (ades/auth.py): bearer tokens; with neither set the server is open, everyone is `anonymous` ------
+    # --- Auth (ades/api/auth.py): bearer tokens; with neither set the server is open, everyone is `anonymous` ------
     auth_tokens_file: Path | None = Field(
         default=None,
         description="YAML or JSON file mapping each bearer token to {user, roles}; re-read when it changes.",

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from ades.models import StatusUpdate, iso
-from ades.status import Status
+from ades.status import Status, can_move, tells_nothing
 
 BOOKKEEPING_FIELDS = ("applied-events",)
 """Fields whose content depends on arrival order (which events were the ones that changed something)."""
@@ -63,13 +63,9 @@ def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str,
     key = event_key(update)
     stamp = iso(update.timestamp)
 
-    if update.status is Status.SUBMITTED:
-        # Every job is created submitted; such an event can never tell the document anything new.
+    if tells_nothing(current, update.status):
         return Outcome.STALE, doc
-    if update.status.terminal and current.terminal:
-        # The first terminal status stands; a second one (say dismissed racing succeeded) changes nothing.
-        return Outcome.STALE, doc
-    if update.status.rank > current.rank:
+    if update.status is not current and can_move(current, update.status):
         new["status"] = update.status.value
         if update.status.terminal:
             new["stop-time"] = stamp

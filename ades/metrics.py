@@ -143,14 +143,14 @@ class QueueCollector(Collector):
         if self._sqs is None:
             import boto3
 
-            from ades.events.aws import _LOCAL_CREDENTIALS
+            from ades.events.aws import LOCAL_CREDENTIALS
 
             # short and unretried, unlike ades.events.aws.client: a scrape must not wait on a slow queue
             config = Config(region_name=self.settings.aws_region, connect_timeout=QUEUE_TIMEOUT,
                             read_timeout=QUEUE_TIMEOUT, retries={"max_attempts": 1, "mode": "standard"})
             kwargs: dict[str, Any] = {"config": config}
             if self.settings.aws_endpoint_url:
-                kwargs.update(endpoint_url=self.settings.aws_endpoint_url, **_LOCAL_CREDENTIALS)
+                kwargs.update(endpoint_url=self.settings.aws_endpoint_url, **LOCAL_CREDENTIALS)
             self._sqs = boto3.session.Session().client("sqs", **kwargs)
         return self._sqs
 

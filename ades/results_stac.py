@@ -119,17 +119,18 @@ def _hrefs(reported: Any, count: int) -> list[str | None]:
 
 
 def job_item(doc: dict[str, Any], outputs: dict[str, Any] | None, base_url: str,
-             data_dir: Path | None = None) -> dict[str, Any]:
-    """The STAC Item (a dict) of a succeeded job's `jobs` document and cwltool's output object (outputs.json; None
-    when this host has no copy: the assets then come from the URLs in `doc["outputs"]` alone).
+             outputs_dir: Path | None = None) -> dict[str, Any]:
+    """The STAC Item (a dict) of a succeeded job's `jobs` document and cwltool's output object (as the run saved
+    it; None when this host has no copy: the assets then come from the URLs in `doc["outputs"]` alone).
 
     A file without a URL of its own in `doc["outputs"]` (an array's items when the job reported one URL for the
-    whole output) gets the URL this server serves it at, which needs `data_dir`; without it the file is left out.
+    whole output) gets the URL this server serves it at, which needs the job's `outputs_dir`; without it the file is
+    left out.
     """
     base = base_url.rstrip("/")
     job_id = doc["id"]
     reported: dict[str, Any] = doc.get("outputs") or {}
-    served = _served_urls(job_id, outputs, base, data_dir)
+    served = _served_urls(job_id, outputs, base, outputs_dir)
     boxes: list[Bbox] = []
     assets: dict[str, Any] = {}
     values: dict[str, Any] = {}
@@ -189,14 +190,15 @@ def job_item(doc: dict[str, Any], outputs: dict[str, Any] | None, base_url: str,
     return item
 
 
-def _served_urls(job_id: str, outputs: dict[str, Any] | None, base: str, data_dir: Path | None) -> dict[str, Any]:
-    if outputs is None or data_dir is None:
+def _served_urls(job_id: str, outputs: dict[str, Any] | None, base: str,
+                 outputs_dir: Path | None) -> dict[str, Any]:
+    if outputs is None or outputs_dir is None:
         return {}
-    storage = LocalStorage(base, data_dir)
+    storage = LocalStorage(base)
     served: dict[str, Any] = {}
     for name, value in outputs.items():
         try:
-            served.update(storage.store(job_id, {name: value}))
+            served.update(storage.store(job_id, {name: value}, outputs_dir))
         except StorageError:
             continue  # a file outside the job's outputs folder is not served: it gets no asset
     return served

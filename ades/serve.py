@@ -42,18 +42,15 @@ class BalancingWorker(ThreadWorker):  # type: ignore[misc]
     last answer says `Connection: close`).
 
     Whichever worker process accepts a connection serves it for good, and clients that open their connections at
-    once (a pool, a load test) often land mostly on one worker: measured, one worker served 11 to 14 of 16 such
-    connections, and its GIL capped the server while the other core idled. A client reconnecting every N requests
-    lands on the worker that is quickest to accept, the less busy one, so the load evens out within seconds, for
-    one reconnect (a TCP handshake on 127.0.0.1, some tens of microseconds) per N requests.
+    once (a pool, a load test) often land mostly on one worker, whose GIL then caps the server while the other core
+    idles. A client reconnecting every N requests lands on the worker that is quickest to accept, the less busy one,
+    so the load evens out within seconds, for one reconnect per N requests.
 
     A request thread also keeps its connection for the next request when that comes within `linger` seconds, as
     long as the worker has no more connections than threads (so a connection waits for a thread another one holds
-    only when a new one comes, and at most `linger`). gthread hands every keep-alive connection back to its main
-    thread after each answer, which polls it and hands it to a request thread again: two more thread wake-ups per
-    request, each a GIL hand-off among the request threads. Measured with `strace -c` on a worker under the submit
-    benchmark: 36 futex calls per request instead of 63, and 47 system calls instead of 78; with the group commit's
-    own bulk connection (ades.store.bulk), 20 % less server CPU per submission (three A/B pairs).
+    only when a new one comes, and at most `linger`). gthread otherwise hands every keep-alive connection back to its
+    main thread after each answer, which polls it and hands it to a request thread again: two more thread wake-ups
+    per request, each a GIL hand-off among the request threads (benchmarks/README.md has the figures).
     """
 
     requests_per_connection = KEEPALIVE_REQUESTS

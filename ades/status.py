@@ -72,3 +72,10 @@ def can_move(current: Status, new: Status) -> bool:
     if new.rank > current.rank:
         return True
     return current is Status.RUNNING and new is Status.RUNNING
+
+
+def tells_nothing(current: Status, new: Status) -> bool:
+    """Whether an event with status `new` can tell a job in `current` nothing at all: `submitted` (every job is
+    created so), or a second end (the first terminal status stands). Any other event may still carry news, even one
+    that cannot move the status: a `running` event arriving after the end still says when the job started."""
+    return new is Status.SUBMITTED or (new.terminal and current.terminal)

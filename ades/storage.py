@@ -1,7 +1,8 @@
 """Where a finished job's output files end up, and the URLs its `outputs` field holds.
 
     storage = make_storage(settings, results_base_url)      # or StorageConfig.from_settings(...).make() in a worker
-    urls = storage.store(job_id, outputs)        # outputs: cwltool's output object, Files carrying a local `path`
+    urls = storage.store(job_id, outputs, outputs_dir)   # cwltool's output object (Files carry a local `path`)
+                                                         # and the job's outputs folder they lie in
 
 `urls` maps each output id to a URL, or to a list of URLs for an array of Files or a Directory (the files within,
 in order). `LocalStorage` (the default) leaves files in the job folder and returns this server's result URLs;
@@ -36,7 +37,7 @@ class StorageError(RuntimeError):
 
 
 class OutputStorage(Protocol):
-    def store(self, job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def store(self, job_id: str, outputs: dict[str, Any], outputs_dir: Path) -> dict[str, Any]:
         """Output id -> URL (or list of URLs); raises StorageError."""
         ...
 
@@ -103,16 +104,14 @@ def _basename(value: dict[str, Any]) -> str:
 
 # --- local -------------------------------------------------------------------------------------------------------
 class LocalStorage:
-    """Files stay in the job folder (`<data_dir>/jobs/<id>/outputs/`); URLs point at this server:
-    `/jobs/{id}/results/{output}` for one File or a value, `/jobs/{id}/files/{path}` for each file of an array or
-    Directory."""
+    """Files stay in the job's outputs folder; URLs point at this server: `/jobs/{id}/results/{output}` for one File
+    or a value, `/jobs/{id}/files/{path}` (relative to the outputs folder) for each file of an array or Directory."""
 
-    def __init__(self, results_base_url: str, data_dir: Path) -> None:
+    def __init__(self, results_base_url: str) -> None:
         self.base = results_base_url.rstrip("/")
-        self.data_dir = Path(data_dir)
 
-    def store(self, job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
-        outputs_dir = (self.data_dir / "jobs" / job_id / "outputs").resolve()
+    def store(self, job_id: str, outputs: dict[str, Any], outputs_dir: Path) -> dict[str, Any]:
+        outputs_dir = outputs_dir.resolve()
         urls: dict[str, Any] = {}
         for output_id, value in outputs.items():
             if value is None:
@@ -191,7 +190,7 @@ class S3Storage:
         extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         self.s3.create_bucket(Bucket=self.bucket, **extra)
 
-    def store(self, job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    def store(self, job_id: str, outputs: dict[str, Any], outputs_dir: Path) -> dict[str, Any]:
         urls: dict[str, Any] = {}
         for output_id, value in outputs.items():
             if value is None:
@@ -267,7 +266,6 @@ class StorageConfig(BaseModel):
 
     kind: Literal["local", "s3"] = "local"
     results_base_url: str = Field(description="public URL of the server (LocalStorage URLs)")
-    data_dir: Path = Field(description="the folder holding jobs/<id>/ (LocalStorage URLs)")
     bucket: str | None = None
     prefix: str = "jobs"
     expiry: int = Field(default=604800, ge=1, le=604800)
@@ -284,7 +282,7 @@ class StorageConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Settings, results_base_url: str) -> StorageConfig:
-        return cls(kind=settings.output_storage, results_base_url=results_base_url, data_dir=settings.data_dir,
+        return cls(kind=settings.output_storage, results_base_url=results_base_url,
                    bucket=settings.output_bucket, prefix=settings.output_prefix, expiry=settings.presign_expiry,
                    aws_region=settings.aws_region, aws_endpoint_url=settings.aws_endpoint_url,
                    aws_timeout=settings.aws_timeout, aws_max_attempts=settings.aws_max_attempts)
@@ -292,7 +290,7 @@ class StorageConfig(BaseModel):
     def make(self) -> OutputStorage:
         if self.kind == "s3" and self.bucket:  # (the validator made sure S3 has a bucket)
             return S3Storage(self.bucket, self.prefix, self.expiry, settings=self)
-        return LocalStorage(self.results_base_url, self.data_dir)
+        return LocalStorage(self.results_base_url)
 
 
 def make_storage(settings: Settings, results_base_url: str) -> OutputStorage:

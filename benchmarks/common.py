@@ -90,3 +90,10 @@ def wait_until_up(url: str, process: Any, timeout: float = 90.0) -> None:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the benchmark server at {url} did not start") from None
             time.sleep(0.3)
+
+
+def store_all(store: Any, jobs: Sequence[Any], refresh: bool = False) -> None:
+    """Index new jobs (JobStore.create), raising if any is refused: a benchmark must not measure a failure."""
+    errors = [error for error in store.create(jobs, refresh=refresh) if error is not None]
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(jobs)} jobs could not be stored: {errors[0]}")

@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import ms_summary, run_streams, write_figures
+from common import ms_summary, run_streams, store_all, write_figures
 from common import parser as benchmark_parser
 
 from ades.config import Settings
@@ -36,7 +36,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def bench_handler(store: JobStore, n_jobs: int, batch: int, streams: int) -> dict[str, Any]:
     jobs = [Job(process_id="bench") for _ in range(n_jobs)]
-    store.create_many(jobs)
+    store_all(store, jobs)
     bodies = []
     for step in range(5):
         for j in jobs:
@@ -54,7 +54,7 @@ def bench_handler(store: JobStore, n_jobs: int, batch: int, streams: int) -> dic
 
 def bench_latency(store: JobStore, sink: Any, samples: int) -> dict[str, float]:
     jobs = [Job(process_id="latency") for _ in range(samples)]
-    store.create_many(jobs)
+    store_all(store, jobs)
     lat = []
     for i, job in enumerate(jobs):
         t = time.perf_counter()

@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import ms_summary, pct, run_streams, write_figures
+from common import ms_summary, pct, run_streams, store_all, write_figures
 from common import parser as benchmark_parser
 
 from ades.config import Settings
@@ -46,11 +46,11 @@ def make_job(i: int) -> Job:
 def bench_create(store: JobStore, n_single: int, n_bulk: int) -> dict[str, Any]:
     t = time.perf_counter()
     for i in range(n_single):
-        store.create(make_job(10_000_000 + i))
+        store_all(store, [make_job(10_000_000 + i)])
     single = n_single / (time.perf_counter() - t)
     jobs = [make_job(20_000_000 + i) for i in range(n_bulk)]
     t = time.perf_counter()
-    store.create_many(jobs)
+    store_all(store, jobs)
     bulk = n_bulk / (time.perf_counter() - t)
     return {"single_jobs_per_s": round(single), "bulk_jobs_per_s": round(bulk), "n_single": n_single, "n_bulk": n_bulk}
 
@@ -58,7 +58,7 @@ def bench_create(store: JobStore, n_single: int, n_bulk: int) -> dict[str, Any]:
 def bench_apply(store: JobStore, n_jobs: int, batch: int, streams: int) -> dict[str, Any]:
     """Each job gets running, three progress events and a terminal event; updates are sent in batches."""
     jobs = [make_job(30_000_000 + i) for i in range(n_jobs)]
-    store.create_many(jobs)
+    store_all(store, jobs)
     updates: list[StatusUpdate] = []
     for step in range(5):
         for j in jobs:
@@ -82,7 +82,7 @@ def load_corpus(store: JobStore, target: int, have: int) -> float:
     t = time.perf_counter()
     chunk = 20_000
     for start in range(have, target, chunk):
-        store.create_many([make_job(i) for i in range(start, min(target, start + chunk))])
+        store_all(store, [make_job(i) for i in range(start, min(target, start + chunk))])
     store.refresh()
     return time.perf_counter() - t
 

@@ -165,7 +165,7 @@ def bench_ades(args: Any, work: Path, es_pid: int | None, paused: bool, rounds: 
     """`paused`: execution is paused (`ades execution pause`) during the measurement and resumed after it, as on an
     API node whose jobs run elsewhere; otherwise the job workers run the echo jobs while submissions go on.
     `rounds` measured loads of `args.jobs` on one server; 0: none (the ES warm-up)."""
-    from ades.execute.pause import pause, resume
+    from ades.jobs.pause import pause, resume
 
     base = f"http://127.0.0.1:{args.port}"
     data_dir = work / f"ades{label}"
@@ -325,7 +325,7 @@ from flask import Flask, jsonify, request
 from ades.config import Settings
 from ades.models import Job
 from ades.store import JobStore, ensure_indexes, make_client
-from ades.store.batcher import CreateBatcher
+from ades.jobs.acceptance import CreateBatcher
 
 settings = Settings()
 client = make_client(settings)

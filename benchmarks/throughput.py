@@ -18,7 +18,6 @@ Talks only to 127.0.0.1.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import subprocess
@@ -36,11 +35,10 @@ from common import write_figures
 
 from ades.config import Settings
 from ades.cwl import load_package, to_job_order
-from ades.events.sinks import make_sink
-from ades.events.update_job import SinkConfig
-from ades.execute.runner import RunSpec
+from ades.events.sinks import SinkConfig
+from ades.jobs import groups
+from ades.jobs.spec import RunSpec
 from ades.models import Job
-from ades.services.base import terminate_group
 from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.setup import drop_indexes
 
@@ -70,7 +68,9 @@ def _specs(settings: Settings, count: int, tag: str) -> list[RunSpec]:
             for i in range(count)]
     client = make_client(settings)
     try:
-        JobStore(client, settings).create_many(jobs, refresh=True)
+        errors = [e for e in JobStore(client, settings).create(jobs, refresh=True) if e is not None]
+        if errors:
+            raise RuntimeError(f"{len(errors)} jobs could not be stored: {errors[0]}")
     finally:
         client.close()
     return [RunSpec.for_package(package, job.id, to_job_order(package, job.inputs, []), settings.data_dir, sink,
@@ -155,7 +155,7 @@ def dask_cluster(workers: int, threads: int, log_dir: Path) -> Iterator[str]:
         yield url
     finally:
         for proc in reversed(procs):
-            terminate_group(proc.pid, grace=20)
+            groups.stop(proc.pid, 20)
             proc.wait(5)
 
 
@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         local_settings = settings_for("local")
 
         def local_executor() -> Any:
-            from ades.execute.local import LocalExecutor
+            from ades.jobs.local import LocalExecutor
 
-            return LocalExecutor(functools.partial(make_sink, local_settings), args.workers)
+            return LocalExecutor(args.workers)
 
         local = measure(local_settings, args.jobs, warm_up, local_executor)
         local["workers"] = args.workers
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             log_dir = Path(tmp) / f"dask-logs-{threads}"
             log_dir.mkdir()
             with dask_cluster(args.workers, threads, log_dir) as url:
-                from ades.execute.dask_executor import DaskExecutor
+                from ades.jobs.dask_server import DaskExecutor
 
                 figures = measure(dask_settings, args.jobs, threads * warm_up,
                                   lambda: DaskExecutor(url, dask_settings.data_dir))  # noqa: B023 (called at once)

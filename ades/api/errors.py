@@ -14,6 +14,7 @@ from elasticsearch import TransportError
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ades.jobs.admission import Refused, TooManyQueued
 from ades.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,13 @@ def register(app: Flask) -> None:
         return problem_response(413, "payload-too-large",
                                 f"body: the request body is larger than {limit} bytes, this server's limit "
                                 "(ADES_MAX_BODY_BYTES); nothing was stored", "Payload too large")
+
+    @app.errorhandler(Refused)
+    def _refused(err: Refused) -> Response:
+        # the whole service is full (503), or this one user has their share and others are still served (429)
+        status, kind, title = ((503, "server-busy", "Too many queued jobs") if isinstance(err, TooManyQueued)
+                               else (429, "too-many-jobs", "Too many jobs"))
+        return problem_response(status, kind, err.detail, title, {"Retry-After": str(err.retry_after)})
 
     @app.errorhandler(StoreUnavailable)
     def _store(err: StoreUnavailable) -> Response:

@@ -7,21 +7,19 @@ import binascii
 import json
 import math
 import re
-import shutil
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from pygeoapi.api import APIRequest
 
-from ades.api.cancel import cancel_elsewhere
+from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
-from ades.api.views import OUTPUTS_WAIT, jobs_page, local_outputs, results_document, safe_path, status_info
-from ades.auth import current_principal, owner_filter
+from ades.api.views import jobs_page, results_document, status_info
 from ades.config import Settings
-from ades.execute.runner import job_dir
-from ades.models import ID_PATTERN, JobQuery, StatusUpdate
+from ades.jobs.folder import JobFolder
+from ades.models import ID_PATTERN, JobQuery
 from ades.status import Status
 from ades.store import JobNotFound
 
@@ -154,7 +152,7 @@ def list_jobs() -> Response | str:
     c = ctx()
     # everyone lists only their own jobs, whatever the filters; an admin lists all
     query = parse_job_query(c.settings).model_copy(update={"user_id": owner_filter()})
-    c.write_marks.before_search()
+    c.jobs.write_marks.before_search()
     page = c.job_store.search(query)
     jobs = [status_info(doc, c.base_url) for doc in page.jobs]
     args = {k: v for k, v in request.args.items(multi=True) if k != "after"}
@@ -187,48 +185,57 @@ def job_status(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/results")
 def job_results(job_id: str) -> Response:
     c = ctx()
+    doc = _succeeded(c, job_id)
+    folder = c.jobs.folder(job_id)
+    fmt = request.args.get("f", "json")
+    if fmt == "stac":
+        from ades.results_stac import GEOJSON, job_item  # rasterio loads only when someone asks for STAC
+
+        item = job_item(doc, folder.saved_outputs(), c.base_url, folder.outputs)
+        return Response(json.dumps(item), mimetype=GEOJSON)
+    if fmt != "json":
+        raise problem(400, "invalid-parameter", f"f: results come as json or stac, not {fmt!r}")
+    return jsonify(results_document(doc, folder, c.base_url))
+
+
+def _succeeded(c: AdesContext, job_id: str) -> dict[str, Any]:
     doc = visible_job(c, job_id)
     status = Status(doc["status"])
     if status is not Status.SUCCEEDED:
         raise problem(404, "result-not-ready", f"job {job_id} is {status.ogc}; results exist once it is successful",
                       "Results not ready")
-    fmt = request.args.get("f", "json")
-    if fmt == "stac":
-        from ades.results_stac import GEOJSON, job_item  # rasterio loads only when someone asks for STAC
-
-        outputs = local_outputs(c.settings.data_dir, job_id, wait=OUTPUTS_WAIT)
-        item = job_item(doc, outputs, c.base_url, c.settings.data_dir)
-        return Response(json.dumps(item), mimetype=GEOJSON)
-    if fmt != "json":
-        raise problem(400, "invalid-parameter", f"f: results come as json or stac, not {fmt!r}")
-    return jsonify(results_document(doc, c.settings.data_dir, c.base_url))
+    return doc
 
 
 @bp.get("/jobs/<job_id>/results/<output>")
 def job_output(job_id: str, output: str) -> Response:
     c = ctx()
-    doc = visible_job(c, job_id)
-    if Status(doc["status"]) is not Status.SUCCEEDED:
-        raise problem(404, "result-not-ready", f"job {job_id} is {Status(doc['status']).ogc}", "Results not ready")
-    outputs = local_outputs(c.settings.data_dir, job_id, wait=OUTPUTS_WAIT)
+    _succeeded(c, job_id)
+    folder = c.jobs.folder(job_id)
+    outputs = folder.saved_outputs()
     if outputs is None or output not in outputs:
         raise problem(404, "no-such-output", f"job {job_id} has no output {output!r} on this server", "No such output")
     value = outputs[output]
     if isinstance(value, dict) and value.get("class") == "File":
-        path = safe_path(job_dir(c.settings.data_dir, job_id), value.get("path", ""))
-        if path is None:
-            raise problem(404, "no-such-output", f"the file of output {output!r} is gone", "No such output")
-        fmt = value.get("format") or ""
-        mimetype = fmt.split("media-types/", 1)[1] if "media-types/" in fmt else "application/octet-stream"
-        return send_file(path, mimetype=mimetype, download_name=path.name)
+        return file_response(folder, value, output)
     return jsonify(value)
+
+
+def file_response(folder: JobFolder, value: dict[str, Any], output: str) -> Response:
+    """The content of a File output, if it lies in the job's folder (404 otherwise)."""
+    path = folder.file(value.get("path", ""))
+    if path is None:
+        raise problem(404, "no-such-output", f"the file of output {output!r} is gone", "No such output")
+    fmt = value.get("format") or ""
+    mimetype = fmt.split("media-types/", 1)[1] if "media-types/" in fmt else "application/octet-stream"
+    return send_file(path, mimetype=mimetype, download_name=path.name)
 
 
 @bp.get("/jobs/<job_id>/files/<path:relative>")
 def job_file(job_id: str, relative: str) -> Response:
     c = ctx()
     visible_job(c, job_id)
-    path = safe_path(job_dir(c.settings.data_dir, job_id) / "outputs", relative)
+    path = c.jobs.folder(job_id).output_file(relative)
     if path is None:
         raise problem(404, "no-such-file", f"job {job_id} has no file {relative!r}", "No such file")
     return send_file(path, mimetype="application/octet-stream", download_name=path.name)
@@ -238,12 +245,8 @@ def job_file(job_id: str, relative: str) -> Response:
 def job_logs(job_id: str) -> Response:
     c = ctx()
     visible_job(c, job_id)
-    path = job_dir(c.settings.data_dir, job_id) / "job.log"
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""  # queued, or its files were removed: an empty log, not an error
-    return Response(text, mimetype="text/plain")
+    # queued, or its files were removed: an empty log, not an error
+    return Response(c.jobs.folder(job_id).read_log(), mimetype="text/plain")
 
 
 @bp.delete("/jobs/<job_id>")
@@ -251,18 +254,8 @@ def dismiss(job_id: str) -> Response:
     c = ctx()
     doc = visible_job(c, job_id)
     status = Status(doc["status"])
+    c.jobs.dismiss(job_id, status)
     if status.terminal:
-        # finished: dismissing removes its files; its status stays what it was (a terminal job never changes)
-        shutil.rmtree(job_dir(c.settings.data_dir, job_id), ignore_errors=True)
-        doc = {**doc, "message": (doc.get("message") or "") + " (files removed)"}
-        return jsonify(status_info(doc, c.base_url))
-    # a Dask executor reaches every worker, so any server process may build one to cancel; a local one is per process
-    reaches = c.has_executor or c.settings.executor == "dask"
-    if not (reaches and c.executor.cancel(job_id)):
-        # not ours: started by another server process on this host (gunicorn workers each have an executor)
-        cancel_elsewhere(job_dir(c.settings.data_dir, job_id))
-    # the server may write `dismissed` itself (DESIGN §1); the worker's own report is then a stale no-op
-    c.job_store.apply(StatusUpdate(job_id=job_id, status=Status.DISMISSED, message="dismissed on request"))
-    c.job_store.refresh()
+        # its files are gone; its status stays what it was (a terminal job never changes)
+        return jsonify(status_info({**doc, "message": (doc.get("message") or "") + " (files removed)"}, c.base_url))
     return jsonify(status_info(c.job_store.get(job_id), c.base_url))
-

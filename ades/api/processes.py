@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
+from ades.api.auth import DEPLOYER, current_principal, require_role
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import ApiProblem, problem
-from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit, wait_for_end
-from ades.api.views import local_outputs, process_description, process_summary, results_document, status_info
-from ades.auth import DEPLOYER, current_principal, require_role
+from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
+from ades.api.views import process_description, process_summary, results_document, status_info
 from ades.cwl import PackageError, describe, load_package
 from ades.status import Status
 from ades.store import ProcessExists, ProcessNotFound
@@ -168,7 +168,7 @@ def execute(ref: str) -> Response:
     prefer = request.headers.get("Prefer", "").lower()
     # a job that waits for other jobs or a delay cannot answer synchronously
     is_async = "respond-async" in prefer or body.mode == "async" or bool(body.dependsOn) or body.delay > 0
-    with c.quota.hold(current_principal().user):
+    with c.jobs.quota.hold(current_principal().user):
         job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
     location = c.url(f"/jobs/{job.id}")
     if is_async:
@@ -180,7 +180,7 @@ def execute(ref: str) -> Response:
 
 
 def _sync_answer(c: AdesContext, job_id: str, body: OgcExecute, location: str) -> Response:
-    outcome = wait_for_end(c, job_id, c.sync_timeout)
+    outcome = c.jobs.wait(job_id, c.sync_timeout)
     if outcome is None:
         # the job outlived the sync budget: it keeps running, the client follows it like an async one
         response = jsonify(status_info(c.job_store.get(job_id), c.base_url))
@@ -192,13 +192,15 @@ def _sync_answer(c: AdesContext, job_id: str, body: OgcExecute, location: str) -
         detail = doc.get("message") or f"the job ended {outcome.ogc}"
         raise ApiProblem(500, "execution-failed", detail, "Execution failed", {"Location": location})
     doc = c.job_store.get(job_id)
-    outputs = local_outputs(c.settings.data_dir, job_id) or {}
+    folder = c.jobs.folder(job_id)
+    outputs = folder.saved_outputs() or {}
     if body.response == "raw" and len(outputs) == 1:
         value = next(iter(outputs.values()))
-        if isinstance(value, dict) and value.get("class") == "File" and value.get("path"):
-            response = send_file(value["path"], mimetype="application/octet-stream")
+        path = folder.file(value.get("path", "")) if isinstance(value, dict) and value.get("class") == "File" else None
+        if path is not None:
+            response = send_file(path, mimetype="application/octet-stream")
             response.headers["Link"] = f'<{location}>; rel="monitor"'
             return response
-    response = jsonify(results_document({**doc, "status": Status.SUCCEEDED.value}, c.settings.data_dir, c.base_url))
+    response = jsonify(results_document({**doc, "status": Status.SUCCEEDED.value}, folder, c.base_url))
     response.headers["Link"] = f'<{location}>; rel="monitor"'
     return response

@@ -1,30 +1,27 @@
 """Creating jobs, shared by the OGC execute route and the WPS-T route.
 
-Order matters (DESIGN §1): validate everything first — body, labels, inputs against the package — so a 4xx never
-leaves a document behind; then index the job as `submitted`; then hand it to the executor.
+Order matters: validate everything first (body, labels, inputs against the package, dependencies) so a 4xx never
+leaves a document behind; then the job service accepts the job (ades.jobs.service).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any, Literal, TypeVar
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
-from ades.auth import current_principal, owner_filter
 from ades.config import Settings
 from ades.cwl import InputError, to_job_order
 from ades.cwl.package import json_depth
-from ades.execute.runner import RunSpec
-from ades.execute.scheduler import QueuedJob, waiting_message
+from ades.jobs.spec import waiting_message
 from ades.models import ID_PATTERN, Job
-from ades.status import Status
 from ades.store.processes import DeployedProcess
 
 # for models validated without settings; the defaults themselves live in config.py
@@ -195,8 +192,8 @@ def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[
 
 def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
            scheduling: Scheduling | None = None) -> Job:
-    """Validate the request, index the job, queue it. Raises ApiProblem (4xx, or 503 past the queue cap) before
-    anything is written."""
+    """Validate the request and hand the job to the job service. Raises ApiProblem (4xx) before anything is
+    written; TooManyQueued (503) writes nothing either."""
     package = ctx.package_of(process)
     try:
         job_order = to_job_order(package, inputs, ctx.file_roots)
@@ -208,33 +205,5 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
               user_id=current_principal().user, mode=mode, depends_on=depends_on, delay=delay,
               message=waiting_message(depends_on, delay))
-    queued = QueuedJob(spec=RunSpec.for_package(package, job.id, job_order, ctx.settings.data_dir, ctx.sink_config,
-                                                ctx.base_url, ctx.storage_config,
-                                                ctx.settings.job_timeout),
-                       depends_on=depends_on, delay=delay)
-    ctx.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
-    ctx.admission.admit()
-    # journaled, indexed, then queued, by the group commit's writer for its whole batch (ades.store.batcher): a job
-    # indexed as `submitted` can always be re-queued after a crash (ades.execute.reconcile). If indexing fails the
-    # line stays, inert: only jobs the store holds as unfinished are ever re-queued.
-    ctx.creator.create(job, queued)
+    ctx.jobs.submit(package, job, job_order)
     return job
-
-
-def wait_for_end(ctx: AdesContext, job_id: str, timeout: float) -> Status | None:
-    """Block until the job has ended (its terminal status), or None after `timeout` seconds."""
-    executor = ctx.executor
-    waiter = getattr(executor, "wait", None)
-    deadline = time.monotonic() + timeout
-    if callable(waiter):
-        outcome = waiter(job_id, timeout)
-        if outcome is None:
-            return None
-        # the worker's own word is final here; the store may still be catching up (SNS -> consumer)
-        return Status(outcome)
-    while time.monotonic() < deadline:
-        status = Status(ctx.job_store.get(job_id)["status"])
-        if status.terminal:
-            return status
-        time.sleep(0.2)
-    return None

@@ -6,21 +6,17 @@ routes so a job looks the same whichever route created it.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pygeoapi.util import render_j2_template
 
-from ades.execute.runner import job_dir
+from ades.jobs.folder import JobFolder
 from ades.status import Status
 from ades.store.processes import DeployedProcess
 
 JSON = "application/json"
-OUTPUTS_WAIT = 10.0
-"""Seconds a results request waits for a just-succeeded job's outputs.json (see local_outputs)."""
 SUMMARY_KEYS = ("id", "version", "title", "description", "keywords", "jobControlOptions", "outputTransmission")
 
 
@@ -90,24 +86,6 @@ def process_links(process: DeployedProcess, base_url: str) -> list[dict[str, str
 
 
 # --- results ---------------------------------------------------------------------------------------------------
-def local_outputs(data_dir: Path, job_id: str, wait: float = 0.0) -> dict[str, Any] | None:
-    """cwltool's output object as the runner saved it (`outputs.json`), or None if this host has no copy.
-
-    `wait`: the workflow's finish step reports `succeeded` a moment before cwltool has moved the output files
-    and the runner has written outputs.json; while the job folder exists, give it that moment.
-    """
-    folder = job_dir(data_dir, job_id)
-    path = folder / "outputs.json"
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            if time.monotonic() >= deadline or not folder.is_dir():
-                return None
-            time.sleep(0.05)
-
-
 def _file_entry(value: dict[str, Any], href: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"href": href}
     fmt = value.get("format")
@@ -116,23 +94,24 @@ def _file_entry(value: dict[str, Any], href: str) -> dict[str, Any]:
     return entry
 
 
-def results_document(doc: dict[str, Any], data_dir: Path, base_url: str) -> dict[str, Any]:
-    """Output id -> {href} (files, served by /jobs/{id}/results/{output} or /files/...) or the value itself."""
+def results_document(doc: dict[str, Any], folder: JobFolder, base_url: str) -> dict[str, Any]:
+    """Output id -> {href} (files, served by /jobs/{id}/results/{output} or /files/...) or the value itself.
+
+    cwltool's output object is in the job's folder before the job can be `succeeded` (ades.jobs.run); without it
+    (files removed, or another host ran the job) the URLs the finish step reported stand in."""
     base = base_url.rstrip("/")
     job_id = doc["id"]
-    outputs = local_outputs(data_dir, job_id, wait=OUTPUTS_WAIT)
+    outputs = folder.saved_outputs()
     if outputs is None:
-        # no local copy (files removed, or another host ran it): the URLs the finish step reported
         reported = doc.get("outputs") or {}
         return {name: {"href": url} if isinstance(url, str) else url for name, url in reported.items()}
-    root = job_dir(data_dir, job_id)
     result: dict[str, Any] = {}
     for name, value in outputs.items():
         if _is_file(value):
             result[name] = _file_entry(value, f"{base}/jobs/{job_id}/results/{name}")
         elif isinstance(value, list) and value and all(_is_file(v) for v in value):
-            # /jobs/{id}/files/ serves paths relative to the job's outputs folder, not to the job folder
-            result[name] = [_file_entry(v, f"{base}/jobs/{job_id}/files/{_relative(v, root / 'outputs')}")
+            # /jobs/{id}/files/ serves paths relative to the job's outputs folder
+            result[name] = [_file_entry(v, f"{base}/jobs/{job_id}/files/{_relative(v, folder.outputs)}")
                             for v in value]
         else:
             result[name] = {"value": value}
@@ -148,18 +127,6 @@ def _relative(value: dict[str, Any], root: Path) -> str:
         return str(Path(value["path"]).resolve().relative_to(root.resolve()))
     except (KeyError, ValueError):
         return "missing"
-
-
-def safe_path(root: Path, candidate: str | Path) -> Path | None:
-    """`candidate` resolved (symlinks followed) if it stays inside `root`, else None."""
-    resolved_root = root.resolve()
-    try:
-        path = (resolved_root / candidate).resolve()
-        if not path.is_relative_to(resolved_root) or not path.is_file():
-            return None
-    except (ValueError, OSError):  # a NUL byte, a name too long: no such file either
-        return None
-    return path
 
 
 # --- HTML ------------------------------------------------------------------------------------------------------

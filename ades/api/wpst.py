@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from ades.api.auth import current_principal
 from ades.api.context import ctx
 from ades.api.errors import ApiProblem
 from ades.api.processes import get_process
 from ades.api.submit import WpstExecute, json_body, parse_body, submit
 from ades.api.views import status_info
-from ades.auth import current_principal
 from ades.cwl import InputError, wpst_inputs_to_map
 
 bp = Blueprint("ades_wpst", __name__)
@@ -27,7 +27,7 @@ def execute_wpst(ref: str) -> Response:
         inputs = wpst_inputs_to_map(body.inputs)
     except InputError as err:
         raise ApiProblem(400, "invalid-input", str(err), "Invalid input") from None
-    with c.quota.hold(current_principal().user):
+    with c.jobs.quota.hold(current_principal().user):
         job = submit(c, process, inputs, body.labels, body.mode, body)
     response = jsonify(status_info(job.to_document(), c.base_url))
     response.status_code = 201

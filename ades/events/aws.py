@@ -10,7 +10,7 @@ from botocore.config import Config
 from ades.config import Settings
 
 # moto accepts any credentials; real AWS uses the normal credential chain, so only fill these in for an endpoint.
-_LOCAL_CREDENTIALS = {"aws_access_key_id": "ades-local", "aws_secret_access_key": "ades-local"}
+LOCAL_CREDENTIALS = {"aws_access_key_id": "ades-local", "aws_secret_access_key": "ades-local"}
 
 
 def client(service: str, settings: Settings) -> Any:
@@ -23,5 +23,5 @@ def client(service: str, settings: Settings) -> Any:
     kwargs: dict[str, Any] = {"config": config}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
-        kwargs.update(_LOCAL_CREDENTIALS)
+        kwargs.update(LOCAL_CREDENTIALS)
     return boto3.session.Session().client(service, **kwargs)

@@ -10,48 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from ades.config import Settings
+from ades.events.sinks import PublishFailed, SinkConfig, make_sink
 from ades.models import StatusUpdate
-
-
-class SinkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    topic_arn: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = None
-    es_url: str | None = None
-    index_prefix: str = ""
-
-    def settings(self) -> Settings:
-        values: dict[str, Any] = {"index_prefix": self.index_prefix}
-        if self.topic_arn:
-            values["event_sink"] = "sns"
-            values["sns_topic_arn"] = self.topic_arn
-            values["aws_endpoint_url"] = self.endpoint_url
-            if self.region:
-                values["aws_region"] = self.region
-        elif self.es_url:
-            values["event_sink"] = "direct"
-            values["es_url"] = self.es_url
-        else:
-            raise ValueError("sink needs either topic_arn or es_url")
-        # Only what the step was given counts: a services.env in the step's folder must not redirect events.
-        return Settings(_env_file=None, **values)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SinkConfig:
-        if settings.uses_sns:
-            from ades.events.pipeline import with_pipeline
-
-            settings = with_pipeline(settings)
-            return cls(topic_arn=settings.sns_topic_arn, region=settings.aws_region,
-                       endpoint_url=settings.aws_endpoint_url)
-        return cls(es_url=settings.elasticsearch_url, index_prefix=settings.index_prefix)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError) as err:
         print(f"ades-update-job: invalid arguments: {err}", file=sys.stderr)
         return 2
-    from ades.events.sinks import PublishFailed, make_sink
-
     try:
         make_sink(settings).publish(update)
     except PublishFailed as err:

@@ -3,11 +3,11 @@
 `cwl/update-job.cwl` stays a plain CommandLineTool, so a package runs the same under bare cwltool or any other
 runner. ades' own runner loads workflows with `make_tool`, which builds every tool whose `baseCommand` is
 `ades-update-job` as `InProcessUpdateJob`: the step's inputs are bound exactly as cwltool binds them, then the
-StatusUpdate goes to the runner's `Publisher` in this process. A subprocess per status step cost about 0.3 s
-(interpreter start, imports, a fresh boto3 client) twice per job; here it is a function call on a warm sink.
+StatusUpdate goes to the run's publisher in this process: a function call on a warm sink, where a subprocess per
+status step would start an interpreter, import ades and make a fresh boto3 client, twice per job.
 
-The runner also holds back `succeeded`: it is published after cwltool has moved the outputs and they are stored,
-with the outputs' final URLs, so a job is never successful before its results can be fetched.
+The job's run (ades.jobs.run) holds back `succeeded`: it is published after cwltool has moved the outputs and they
+are stored, with the outputs' final URLs, so a job is never successful before its results can be fetched.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ades.events.update_job import SinkConfig
+from ades.events.sinks import SinkConfig
 from ades.models import StatusUpdate
 
 UPDATE_JOB_COMMAND = "ades-update-job"

@@ -1,22 +1,16 @@
-"""Group commit for job submissions: concurrent requests share one bulk request.
+"""Group commit of accepted jobs: concurrent submissions share one journal write and one bulk request.
 
-Every ES request has a fixed cost (about 1.5 ms of ES CPU and, through our own bulk connection ades.store.bulk,
-0.3 ms of ours, measured), larger than indexing one small document. Here each request hands its job to one writer
-thread and waits; the writer indexes whatever has gathered meanwhile in one `bulk`. Alone, a request pays one round
-trip; under load the batch grows by itself (no timer, no added latency). A request returns once its job is durably
-stored (ES acknowledges a bulk after its translog is synced), so `GET /jobs/{id}` (a realtime get) finds it at once.
-
-No refresh: a refresh per bulk cost 1.8 ms of ES CPU per job at batches of 16 (6x the indexing itself), and was
-what capped submissions. Listings and raw searches see a new job after the index's next refresh (1 s), as they see
-every status change, except that listings on this host refresh first when jobs were written since
+Every Elasticsearch request has a fixed cost larger than indexing one small document, so each request thread hands
+its job to one writer thread and waits; the writer stores whatever has gathered meanwhile at once. Alone, a request
+pays one round trip; under load the batch grows by itself (no timer, no added latency). A request returns once its
+job is durably stored (ES acknowledges a bulk after its translog is synced), so a realtime get finds it at once.
+There is no refresh per bulk: listings see new jobs after the index's next refresh, or at once on this host
 (ades.store.freshness).
 
-The writer also does what must come right before and right after indexing, for the whole batch at once: journal the
-batch (`journal`: one write for all its lines, before the bulk, so a job indexed as `submitted` can always be
-re-queued) and hand each stored job on (`then`: to the executor), before the waiting requests are answered. Done per
-request, each of those released the GIL once per submission (a write, a wake-up of the queue's feeder thread), and
-with 16 request threads every release is a contended hand-off. Measured on this project's 2-core VM (three A/B pairs,
-execution paused): 8-21 % less server CPU per submission, 8-24 % more submissions per second.
+The writer also does what must come right before and right after storing, for the whole batch: `journal` (one
+write for every line, before the bulk, so a job indexed as `submitted` can always be re-queued after a crash) and
+`then` (hand each stored job on), before the waiting requests are answered. Done per request instead, each of those
+would be a contended hand-off between request threads (benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ades.models import Job
-from ades.store.client import StoreUnavailable
+from ades.store import StoreUnavailable
 
 MAX_BATCH = 500
 log = logging.getLogger(__name__)
@@ -47,7 +41,7 @@ class _Slot:
 
 
 class _Writer(Protocol):
-    def create_batch(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]: ...
+    def create(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]: ...
 
 
 class CreateBatcher(Generic[P]):
@@ -87,6 +81,11 @@ class CreateBatcher(Generic[P]):
         if slot.error is not None:
             raise slot.error
 
+    def waiting(self) -> int:
+        """How many requests wait for the writer to take them."""
+        with self._cond:
+            return len(self._pending)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -124,7 +123,7 @@ class CreateBatcher(Generic[P]):
             except Exception as err:  # nothing indexed: the requests fail as a whole, with the journal's error
                 return [err] * len(batch)
         try:
-            results = self.store.create_batch([job for job, _, _ in batch], refresh=False)
+            results = self.store.create([job for job, _, _ in batch], refresh=False)
         except Exception as err:  # the writer must outlive any error; the waiting requests get it
             return [StoreUnavailable(f"could not store jobs: {err}")] * len(batch)
         if self.on_written is not None and any(error is None for error in results):

@@ -1,14 +1,12 @@
 """The submission journal: what each accepted job needs to (re)start, kept on disk until the job has started.
 
-Every server process appends one line (a QueuedJob as JSON) per submission to its own file under
-`<data_dir>/queue/`, before the job is indexed, with one `write` per group-committed batch (ades.store.batcher) on a
-file it keeps open. That replaces a folder and a
-`queued.json` per job, which cost four system calls with two inode creations on the submission path: measured on
-this project's 2-core VM, they were 40 % of the server's CPU per submission (see benchmarks/submit.py). The job's
-folder is now made by the worker that runs it.
+Every server process appends one line (a QueuedJob as JSON) per submission to its own file in the data dir's
+journal folder, before the job is indexed, with one `write` per group-committed batch (ades.jobs.acceptance) on a
+file it keeps open: the submission path makes no folder and no file per job (the job's folder is made by the worker
+that runs it).
 
-A process holds an exclusive `flock` on its file for as long as it lives, so reconciliation (ades.execute.reconcile)
-tells the files of live processes (their jobs are queued there, hands off) from those of processes that died (their
+A process holds an exclusive `flock` on its file for as long as it lives, so reconciliation (ades.jobs.reconcile)
+tells the files of live processes (their jobs are held there, hands off) from those of processes that died (their
 unstarted jobs must be re-queued). A file past `rotate_bytes` is replaced by a fresh one; the old one stays locked
 until the lines of jobs that are still waiting are copied over, then it is deleted.
 """
@@ -26,11 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ades.execute.runner import PROCESS_FILE, job_dir
-from ades.execute.scheduler import QueuedJob, Statuses
+from ades.jobs.folder import DataDir, JobFolder
+from ades.jobs.scheduler import Statuses
+from ades.jobs.spec import QueuedJob
 from ades.status import Status
 
-JOURNAL_DIR = "queue"
 ROTATE_BYTES = 64 * 1024 * 1024
 RETRY_SECONDS = 5.0
 log = logging.getLogger(__name__)
@@ -90,7 +88,7 @@ class Journal:
 
     def __init__(self, data_dir: Path, statuses: Statuses, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.data_dir = Path(data_dir)
-        self.directory = self.data_dir / JOURNAL_DIR
+        self.directory = DataDir(self.data_dir).journals
         self.directory.mkdir(parents=True, exist_ok=True)
         self.statuses = statuses
         self.rotate_bytes = rotate_bytes
@@ -117,7 +115,7 @@ class Journal:
         self.append_many([queued])
 
     def append_many(self, jobs: Iterable[QueuedJob]) -> None:
-        """Journal accepted jobs with one write (a batch before its bulk: ades.store.batcher). Raises OSError when
+        """Journal accepted jobs with one write (a batch before its bulk: ades.jobs.acceptance). Raises OSError when
         the disk refuses."""
         data = b"".join(queued.model_dump_json().encode() + b"\n" for queued in jobs)
         if not data:
@@ -151,7 +149,7 @@ class Journal:
 
     def waiting(self, entries: dict[str, QueuedJob]) -> list[QueuedJob]:
         """The entries whose job has not started here and is still `submitted` in the store."""
-        unstarted = [q for q in entries.values() if not (job_dir(self.data_dir, q.job_id) / PROCESS_FILE).exists()]
+        unstarted = [q for q in entries.values() if not JobFolder(self.data_dir, q.job_id).has_started()]
         statuses: dict[str, str | None] = {}
         ids = [q.job_id for q in unstarted]
         for start in range(0, len(ids), 1000):
@@ -167,7 +165,7 @@ class Journal:
 def survey(data_dir: Path) -> Survey:
     """Sort the journals of `data_dir` into those of live processes and orphans (whose locks we then keep)."""
     found = Survey()
-    directory = Path(data_dir) / JOURNAL_DIR
+    directory = DataDir(data_dir).journals
     if not directory.is_dir():
         return found
     for path in sorted(directory.glob("*.jsonl")):

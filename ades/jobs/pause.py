@@ -1,7 +1,7 @@
 """Holding job execution on a host while the API keeps accepting jobs (`ades execution pause|resume|status`).
 
 Operators pause execution to drain a host before maintenance or an upgrade (running jobs finish and no new one
-starts, so a restart then loses nothing: ades.execute.reconcile re-queues the waiting ones), or to let a burst of
+starts, so a restart then loses nothing: ades.jobs.reconcile re-queues the waiting ones), or to let a burst of
 submissions in first: on a small host, CPU a job takes is CPU the API lacks, even at the lowest priority
 (benchmarks/submit.py measures both). Accepted jobs stay `submitted` and start in order once execution resumes; a
 job dismissed meanwhile is dropped as always.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-PAUSE_FILE = "execution.paused"
+from ades.jobs.folder import DataDir, JobFolder
+
 POLL_SECONDS = 0.2
 
 
@@ -28,17 +29,13 @@ class PauseState(BaseModel):
     reason: str | None = None
 
 
-def pause_file(data_dir: Path) -> Path:
-    return Path(data_dir) / PAUSE_FILE
-
-
 def pause(data_dir: Path, reason: str | None = None) -> PauseState:
     """Stop starting jobs on every worker that shares `data_dir` (idempotent: an earlier pause keeps its time)."""
     current = paused(data_dir)
     if current is not None:
         return current
     state = PauseState(since=time.time(), reason=reason)
-    target = pause_file(data_dir)
+    target = DataDir(data_dir).pause_file
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}")
     partial.write_text(state.model_dump_json(), encoding="utf-8")
@@ -49,7 +46,7 @@ def pause(data_dir: Path, reason: str | None = None) -> PauseState:
 def resume(data_dir: Path) -> bool:
     """Let waiting jobs start again; False if execution was not paused."""
     try:
-        pause_file(data_dir).unlink()
+        DataDir(data_dir).pause_file.unlink()
     except FileNotFoundError:
         return False
     return True
@@ -57,7 +54,7 @@ def resume(data_dir: Path) -> bool:
 
 def paused(data_dir: Path) -> PauseState | None:
     """The pause in force, or None. The file's presence is what pauses; a damaged one still does."""
-    target = pause_file(data_dir)
+    target = DataDir(data_dir).pause_file
     try:
         text = target.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -68,13 +65,19 @@ def paused(data_dir: Path) -> PauseState | None:
         return PauseState(since=target.stat().st_mtime, reason="(unreadable pause file)")
 
 
-def hold(data_dir: Path, unless: Path, stopping: Callable[[], bool] | None = None) -> bool:
-    """Block while execution is paused; return at once when the file `unless` appears (the job was dismissed, and
-    starting it reports that). False if `stopping()` is or becomes true: the worker is shutting down and must not
-    start the job (it stays `submitted` and journaled, and is re-queued when a server starts again)."""
-    flag = pause_file(data_dir)
+def hold(folder: JobFolder, stopping: Callable[[], bool] | None = None,
+         on_hold: Callable[[], None] | None = None) -> bool:
+    """Block while execution is paused in the job's data dir (`on_hold()` once, when it first finds it paused);
+    return at once when the job's cancel is requested (starting it reports that). False if `stopping()` is or
+    becomes true: the worker is shutting down and must not start the job (it stays `submitted` and journaled, and
+    is re-queued when a server starts again)."""
+    flag = DataDir(folder.data_dir).pause_file
+    held = False
     while stopping is None or not stopping():
-        if not flag.exists() or unless.exists():
+        if not flag.exists() or folder.cancel_requested():
             return True
+        if not held and on_hold is not None:
+            on_hold()
+        held = True
         time.sleep(POLL_SECONDS)
     return False

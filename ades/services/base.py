@@ -10,10 +10,8 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import stat
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -81,22 +79,6 @@ def process_cmdline(pid: int) -> str:
         return ""
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # after "(comm)": state ppid pgrp …
-        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
 def processes_matching(text: str) -> list[int]:
     """Live processes whose command line contains `text`."""
     own = os.getpid()
@@ -108,56 +90,6 @@ def processes_matching(text: str) -> list[int]:
         and text in process_cmdline(int(entry.name))
         and process_alive(int(entry.name))
     ]
-
-
-def reap(pid: int) -> None:
-    """Collect `pid` if it is our own child that exited, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def terminate_group(pgid: int, grace: float) -> bool:
-    """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL. True if it had to be killed."""
-
-    def gone() -> bool:
-        reap(pgid)
-        return not group_members(pgid)
-
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if gone():
-            return False
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not gone():
-        time.sleep(0.1)
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group lives (a group of another user's counts as alive)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 # --- the user a service runs as -------------------------------------------------------------------------------

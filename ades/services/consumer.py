@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ades.services.base import ServiceError, process_alive, read_pid, tail, terminate_group
+from ades.jobs import groups
+from ades.services.base import ServiceError, process_alive, read_pid
 
 if TYPE_CHECKING:
     from ades.config import Settings
@@ -58,14 +59,14 @@ def ensure_running(settings: Settings) -> str:
     (directory / "consumer.pid").write_text(str(proc.pid))
     time.sleep(0.5)
     if proc.poll() is not None:
-        raise ServiceError(f"the consumer exited at once: {tail(log_file, 5)}")
+        raise ServiceError(f"the consumer exited at once: {groups.tail(log_file, 5)}")
     return queue
 
 
 def stop(settings: Settings) -> None:
     pid = _pid(settings)
     if pid is not None:
-        terminate_group(pid, grace=15)
+        groups.stop(pid, 15)
     (_dir(settings) / "consumer.pid").unlink(missing_ok=True)
 
 

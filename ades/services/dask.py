@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ades.services.base import ServiceError, port_is_open, process_alive, read_pid, tail, terminate_group
+from ades.jobs import groups
+from ades.services.base import ServiceError, port_is_open, process_alive, read_pid
 
 if TYPE_CHECKING:
     from ades.config import Settings
@@ -89,7 +90,8 @@ def ensure_running(settings: Settings) -> str:
         deadline = time.monotonic() + START_TIMEOUT
         while not port_is_open(HOST, settings.dask_port):
             if scheduler.poll() is not None or time.monotonic() > deadline:
-                raise ServiceError(f"the Dask scheduler did not start on {url}: {tail(directory / 'scheduler.log', 5)}")
+                last = groups.tail(directory / "scheduler.log", 5)
+                raise ServiceError(f"the Dask scheduler did not start on {url}: {last}")
             time.sleep(0.2)
         log.info("Dask scheduler started at %s (pid %d)", url, scheduler.pid)
     if _live_pid(directory / "workers.pid") is None:
@@ -98,7 +100,7 @@ def ensure_running(settings: Settings) -> str:
         deadline = time.monotonic() + START_TIMEOUT
         while _worker_count(url) < settings.dask_workers:
             if workers.poll() is not None or time.monotonic() > deadline:
-                raise ServiceError(f"the Dask workers did not start: {tail(directory / 'workers.log', 5)}")
+                raise ServiceError(f"the Dask workers did not start: {groups.tail(directory / 'workers.log', 5)}")
             time.sleep(0.5)
         log.info("%d Dask workers started (pid %d)", settings.dask_workers, workers.pid)
     update_env(settings, {"ADES_EXECUTOR": "dask", "ADES_DASK_SCHEDULER": url})
@@ -112,7 +114,7 @@ def stop(settings: Settings) -> None:
         pid_file = directory / f"{name}.pid"
         pid = _live_pid(pid_file)
         if pid is not None:
-            terminate_group(pid, grace=20)
+            groups.stop(pid, 20)
         pid_file.unlink(missing_ok=True)
     update_env(settings, None)
 

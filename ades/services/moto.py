@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ades.services.base import ServiceError, http_json, process_alive, read_pid, tail, terminate_group
+from ades.jobs import groups
+from ades.services.base import ServiceError, http_json, process_alive, read_pid
 
 if TYPE_CHECKING:
     from ades.config import Settings
@@ -83,7 +84,7 @@ def ensure_running(settings: Settings) -> str:
         deadline = time.monotonic() + 60
         while not _answers(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise ServiceError(f"moto did not start on {url}: {tail(console, 5)}")
+                raise ServiceError(f"moto did not start on {url}: {groups.tail(console, 5)}")
             time.sleep(0.2)
         log.info("moto started at %s (pid %d)", url, proc.pid)
     _write_env(settings, url)
@@ -96,7 +97,7 @@ def stop(settings: Settings) -> None:
     if pid is None or not process_alive(pid):
         pid_file.unlink(missing_ok=True)
         return
-    terminate_group(pid, grace=10)
+    groups.stop(pid, 10)
     pid_file.unlink(missing_ok=True)
     env_file(settings).unlink(missing_ok=True)
 

@@ -1,20 +1,15 @@
 """The group commit's own connection to Elasticsearch: `_bulk` requests over one keep-alive `http.client` connection.
 
-Every other call goes through elasticsearch-py. The submission path does not, because of what the client costs per
-request: measured on a warm local node, a bulk of 3 small jobs took 0.63-0.86 ms of our CPU through
-elasticsearch-py (its parameter rewriting, transport, urllib3 pool and response objects) and 0.28-0.37 ms as one
-`http.client` request, and that request runs once per batch under the GIL the request threads share.
-
-It speaks what `make_client` sets up for elasticsearch-py: the URL of `Settings.elasticsearch_url` (http or https,
-credentials percent-encoded in it, a path prefix if any), the request timeout, bounded retries with backoff on a lost
-connection or a 429/502/503/504 answer. A bulk resent after a lost connection may find documents its first send
-stored: `BulkAnswer.resent` says so, and the caller knows whether a 409 then means "stored by us".
+Every other call goes through elasticsearch-py. The submission path does not: elasticsearch-py's per-request
+machinery (parameter rewriting, transport, connection pool, response objects) costs about twice the CPU of one
+`http.client` request, and that request runs once per batch under the GIL the request threads share
+(benchmarks/README.md). Where and how the node is reached (URL, credentials, TLS, retries) is ades.store.client's,
+as for elasticsearch-py. A bulk resent after a lost connection may find documents its first send stored:
+`BulkAnswer.resent` says so, and the caller knows whether a 409 then means "stored by us".
 """
 
 from __future__ import annotations
 
-import base64
-import functools
 import http.client
 import json
 import select
@@ -24,37 +19,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from ades.config import Settings
-from ades.store.client import StoreUnavailable, backoff
+from ades.store.client import RETRY_STATUSES, Endpoint, StoreUnavailable, backoff, tls_context
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 1.0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to reach the node, from its URL."""
-
-    https: bool
-    host: str
-    port: int
-    prefix: str
-    authorization: str | None
-
-    @classmethod
-    def from_url(cls, url: str) -> Endpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL of an Elasticsearch node: {url!r}")
-        https = parts.scheme == "https"
-        authorization = None
-        if parts.username is not None:
-            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            authorization = "Basic " + base64.b64encode(user_pass.encode()).decode("ascii")
-        return cls(https, parts.hostname, parts.port or (443 if https else 80), parts.path.rstrip("/"), authorization)
 
 
 @dataclass(frozen=True)
@@ -122,7 +93,7 @@ class BulkConnection:
             self.close()  # the node closed it while idle (a restart, an idle timeout): not a failed attempt
         if self._conn is None:
             if self.endpoint.https:
-                context = self.ssl_context or _default_context()
+                context = self.ssl_context or tls_context()
                 self._conn = http.client.HTTPSConnection(self.endpoint.host, self.endpoint.port,
                                                          timeout=self.timeout, context=context)
             else:
@@ -143,14 +114,3 @@ def _dropped(sock: socket.socket | None) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))
-
-
-@functools.cache
-def _default_context() -> ssl.SSLContext:
-    """Verify the node's certificate as elasticsearch-py does: against certifi's bundle when it is installed.
-    Made once: a reconnect should not read the bundle again."""
-    try:
-        import certifi
-    except ImportError:
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())

@@ -1,6 +1,6 @@
 """Read-your-writes for job listings without a refresh per submission.
 
-Submissions index jobs without refreshing the index (a refresh per bulk cost six times the indexing itself), so a
+Submissions index jobs without refreshing the index (a refresh per bulk costs several times the indexing), so a
 search sees a new job only after the next periodic refresh (1 s). A client that submits and then lists its jobs
 should see what it submitted, so: after each bulk of new jobs the writer stamps a file in the data dir with the time
 (one syscall per bulk, shared by every server process of this host), and before a listing a reader compares that

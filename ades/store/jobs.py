@@ -11,8 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
-from elasticsearch.helpers import BulkIndexError, bulk
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 
 from ades.config import Settings
 from ades.merge import Outcome, merge
@@ -21,6 +20,7 @@ from ades.status import Status
 from ades.store.bulk import BulkConnection
 from ades.store.client import StoreUnavailable, backoff
 
+CREATE_CHUNK = 1000
 _BACKOFF_BASE = 0.02
 _BACKOFF_CAP = 0.5
 
@@ -56,52 +56,36 @@ class _Current:
 
 
 class JobStore:
-    def __init__(self, client: Elasticsearch, settings: Settings) -> None:
+    def __init__(self, client: Elasticsearch, settings: Settings, *, bulk: BulkConnection | None = None) -> None:
+        """`bulk`: the connection `create` uses; by default one to the settings' node, opened by the first `create`
+        in the process that uses it."""
         self.client = client
         self.settings = settings
         self.index = settings.jobs_alias
-        self._bulk: BulkConnection | None = None  # opened by the first create_batch, in the process that uses it
+        self._bulk = bulk
         self._bulk_lock = threading.Lock()
         self.conflicts = 0
         """Write races lost so far (each one cost another read-merge-write round); a metric, not a limit."""
 
     # --- create / read -----------------------------------------------------------------------------------
-    def create(self, job: Job, *, refresh: bool = False) -> dict[str, Any]:
-        """Index a new job as `submitted`. Fails with JobExists if the id is taken (never overwrites)."""
-        doc = job.to_document()
-        try:
-            self.client.create(index=self.index, id=job.id, document=doc, refresh="wait_for" if refresh else False)
-        except ConflictError:
-            raise JobExists(job.id) from None
-        except (TransportError, ApiError) as err:
-            raise StoreUnavailable(f"could not store job {job.id}: {err}") from err
-        return doc
+    def create(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]:
+        """Index new jobs as `submitted`, never overwriting one (a taken id is JobExists); per job None (stored),
+        JobExists or StoreUnavailable. One bulk request per CREATE_CHUNK jobs, over the store's own connection
+        (ades.store.bulk); with `refresh`, searches see them on return."""
+        results: list[Exception | None] = []
+        for start in range(0, len(jobs), CREATE_CHUNK):
+            results.extend(self._create_chunk(jobs[start:start + CREATE_CHUNK], refresh))
+        return results
 
-    def create_many(self, jobs: Sequence[Job], *, refresh: bool = False) -> None:
-        actions = [{"_op_type": "create", "_index": self.index, "_id": j.id, "_source": j.to_document()} for j in jobs]
-        try:
-            bulk(self.client, actions, refresh="wait_for" if refresh else False, chunk_size=1000)
-        except BulkIndexError as err:
-            raise JobExists(f"{len(err.errors)} of {len(jobs)} jobs could not be created") from err
-        except (TransportError, ApiError) as err:
-            raise StoreUnavailable(f"could not store jobs: {err}") from err
-
-    def create_batch(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]:
-        """Index new jobs in one bulk request (one refresh for all when `refresh`); per job None, JobExists or
-        StoreUnavailable. Used by the server's group commit (ades.store.batcher), over its own connection
-        (ades.store.bulk)."""
+    def _create_chunk(self, jobs: Sequence[Job], refresh: bool) -> list[Exception | None]:
         lines: list[dict[str, Any]] = []
         for job in jobs:
             lines.append({"create": {"_index": self.index, "_id": job.id}})
             lines.append(job.to_document())
-        if self._bulk is None:
-            with self._bulk_lock:  # two first callers must share one connection (it serializes their requests)
-                if self._bulk is None:
-                    self._bulk = BulkConnection.from_settings(self.settings)
         try:
             # only what is read back: the full answer has ~10 fields per job, and parsing it was a measurable share
-            answer = self._bulk.bulk(lines, refresh="true" if refresh else "false",
-                                     filter_path="items.*.status,items.*.error")
+            answer = self._connection().bulk(lines, refresh="true" if refresh else "false",
+                                             filter_path="items.*.status,items.*.error")
         except StoreUnavailable as err:
             failure = StoreUnavailable(f"could not store jobs: {err}")
             return [failure for _ in jobs]
@@ -118,8 +102,15 @@ class JobStore:
                 results.append(StoreUnavailable(f"could not store job {job.id}: {outcome.get('error')}"))
         return results
 
+    def _connection(self) -> BulkConnection:
+        if self._bulk is None:
+            with self._bulk_lock:  # two first callers must share one connection (it serializes their requests)
+                if self._bulk is None:
+                    self._bulk = BulkConnection.from_settings(self.settings)
+        return self._bulk
+
     def close(self) -> None:
-        """Close the bulk connection of `create_batch` (the elasticsearch-py client is its owner's to close)."""
+        """Close the bulk connection of `create` (the elasticsearch-py client is its owner's to close)."""
         if self._bulk is not None:
             self._bulk.close()
 

@@ -1,0 +1,129 @@
+"""DaskExecutor: jobs run on a Dask distributed cluster (ADES_DASK_SCHEDULER); the server's side.
+
+Each job is one task (ades.jobs.dask_worker.run_task) keyed `ades-job-<id>`; its future is the job's handle in the
+table, and the future's end is the job's end here (whether it started is the worker's to know). Cancel requests the
+job's cancel in its folder, then asks every worker to stop the job if it holds it; a job still queued in the
+scheduler is dropped, and a task that starts after the request dismisses itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from ades.jobs.dask_worker import cancel_here, run_task, running_here
+from ades.jobs.executor import DEFAULT_GRACE
+from ades.jobs.folder import JobFolder
+from ades.jobs.lifecycle import HostState, JobTable, TransitionRefused
+from ades.jobs.publisher import Publisher
+from ades.jobs.spec import RunSpec
+from ades.status import Status
+
+KEY_PREFIX = "ades-job-"
+
+
+class DaskExecutor:
+    """The Executor protocol on a Dask cluster. `data_dir` lets `cancel` reach jobs another server process
+    submitted."""
+
+    def __init__(self, scheduler: str, data_dir: Path | None = None, *, table: JobTable | None = None,
+                 retry_lost: bool = False, grace: float = DEFAULT_GRACE, connect_timeout: float = 10.0) -> None:
+        from distributed import Client
+
+        self.table = table or JobTable()
+        self.retry_lost = retry_lost
+        self.grace = grace
+        self.data_dir = data_dir
+        self.publisher = Publisher()
+        try:
+            self.client = Client(scheduler, set_as_default=False, timeout=connect_timeout)
+        except (OSError, TimeoutError) as err:
+            raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler} (ADES_DASK_SCHEDULER): {err}") from err
+        self._closed = False
+
+    # --- Executor protocol ---
+    def submit(self, spec: RunSpec) -> None:
+        if self._closed:
+            raise RuntimeError("the executor is closed")
+        future = self.client.submit(run_task, spec.model_dump_json(), self.retry_lost, key=KEY_PREFIX + spec.job_id,
+                                    pure=False)
+        self.table.transition(spec.job_id, HostState.QUEUED, "handed to the Dask scheduler", payload=spec,
+                              handle=future)
+        future.add_done_callback(self._done)
+
+    def cancel(self, job_id: str) -> bool:
+        job = self.table.get(job_id)
+        ours = job.state is HostState.QUEUED and job.handle is not None
+        if ours:
+            folder = job.payload.folder
+        elif self.data_dir is not None and JobFolder(self.data_dir, job_id).exists():
+            folder = JobFolder(self.data_dir, job_id)  # submitted by another server process, maybe running
+        else:
+            return False
+        # the request first: a task that starts after this line dismisses itself, whatever the broadcast finds
+        folder.request_cancel()
+        answers = self.client.run(cancel_here, job_id, self.grace, on_error="return")
+        running = any(answer is True for answer in answers.values())
+        if ours and not running:
+            job.handle.cancel()  # still queued in the scheduler: dropped; _done reports it dismissed
+        return ours or running
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        unfinished = [job.job_id for job in self.table.in_state(HostState.QUEUED) if job.handle is not None]
+        for job_id in unfinished:
+            with contextlib.suppress(Exception):  # a lost scheduler must not keep the server from stopping
+                self.cancel(job_id)
+        deadline = time.monotonic() + self.grace + 5
+        for job_id in unfinished:
+            self.table.wait_ended(job_id, max(0.05, deadline - time.monotonic()))
+        self.client.close()
+
+    def wait(self, job_id: str, timeout: float) -> Status | None:
+        return self.table.wait_ended(job_id, timeout)
+
+    def running(self) -> dict[str, tuple[str, int | None]]:
+        """job id -> (worker address, process group of the job) for the jobs the workers hold now."""
+        answers = self.client.run(running_here, on_error="ignore")
+        return {job_id: (worker, pgid) for worker, jobs in answers.items() for job_id, pgid in jobs.items()}
+
+    # --- internals ---
+    def _done(self, future: Any) -> None:
+        # Dask calls this in its callback thread, once per job, however the task ended
+        job = self.table.get(str(future.key).removeprefix(KEY_PREFIX))
+        if job.state is not HostState.QUEUED:
+            return
+        outcome = self._outcome(future, job.payload)
+        with contextlib.suppress(TransitionRefused):  # ended meanwhile: the first end stands
+            self.table.transition(job.job_id, HostState.ENDED, "its Dask task ended", outcome=outcome)
+
+    def _outcome(self, future: Any, spec: RunSpec) -> Status:
+        from distributed.scheduler import KilledWorker
+
+        cancelled = spec.folder.cancel_requested()
+        if future.status == "finished":
+            try:
+                return Status(future.result(timeout=60))
+            except Exception as err:  # the result went with its worker; the task left the outcome in the folder
+                ended = spec.folder.ended()
+                if ended is not None:
+                    return ended
+                reason = f"the job's outcome could not be fetched from Dask: {type(err).__name__}: {err}"
+        elif future.status == "error":
+            error = future.exception(timeout=60)
+            if isinstance(error, KilledWorker):
+                reason = f"the Dask workers running the job were lost and the scheduler gave up on it ({error})"
+            else:
+                reason = f"the Dask task of the job failed: {type(error).__name__}: {error}"
+        elif cancelled or self._closed:
+            return self.publisher.dismissed(spec.job_id, "dismissed before it started", spec.sink)
+        else:
+            reason = "the Dask scheduler dropped the job (was it restarted?)"
+        if cancelled:
+            return self.publisher.dismissed(spec.job_id, "dismissed on request", spec.sink)
+        self.publisher.failed(spec.folder, reason, spec.sink)
+        return Status.FAILED

@@ -1,0 +1,147 @@
+"""Starting one job in a process group of its own and waiting for its end: what both executors' warm processes do.
+
+A warm process (a local worker, or a Dask worker's launcher) has cwltool imported and the job's workflow loaded
+(cached per process version). For each job it forks a child: the child gets the warm interpreter and the loaded
+tool for free, makes itself a process-group leader and runs the job (ades.jobs.run). Cancelling a job is then
+stopping one process group, which takes cwltool and every tool it started with it, and a crashing job cannot take
+the warm process down.
+
+The launcher tells how the job ended: the child's exit status says succeeded or failed (the child published that
+itself); a requested cancel makes it dismissed; a death by signal, a run past its time limit or a crash of the child
+makes it failed, published here with the reason and the tail of the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from ades.cwl.loader import CwlLoadError, load_process
+from ades.execute.runner import load_wrapped
+from ades.jobs import groups
+from ades.jobs.publisher import Publisher
+from ades.jobs.run import RunResult, run_job
+from ades.jobs.spec import RunSpec
+from ades.status import Status
+
+log = logging.getLogger(__name__)
+
+
+def warm_up() -> None:
+    """Import cwltool, parse the CWL schemas, and import what a job's sink needs (elasticsearch-py for the direct
+    sink, boto3 for SNS), now and once: every job child inherits them, and makes only its own client."""
+    from ades import store  # noqa: F401 (import costs paid here)
+    from ades.events import aws  # noqa: F401
+    from ades.execute import wrapper  # noqa: F401
+
+    try:
+        path = resources.files("ades.cwl").joinpath("update-job.cwl")
+        load_process(Path(str(path)).as_uri())
+    except (CwlLoadError, OSError) as err:
+        log.warning("warm-up load failed: %s", err)
+
+
+def run_in_child(spec: RunSpec, result_fd: int | None = None) -> None:
+    """Body of a forked job child: lead a new process group, run the job, exit 0 (succeeded) or 1 (failed). Never
+    returns. With `result_fd`, the RunResult is written there as JSON."""
+    code = 2
+    try:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        publisher = Publisher()  # the parent's sinks hold connections that must not be shared across fork
+        try:
+            result = run_job(spec, publisher, redirect_fds=True)
+        except Exception as err:  # a bug in ades itself: the job must still end, with the traceback in its log
+            spec.folder.append_log(f"ades: the runner crashed:\n{traceback.format_exc()}")
+            message = publisher.failed(spec.folder, f"the runner crashed: {type(err).__name__}: {err}", spec.sink)
+            result = RunResult(job_id=spec.job_id, status=Status.FAILED, log=spec.folder.log, message=message)
+        if result_fd is not None:
+            with os.fdopen(result_fd, "w", encoding="utf-8") as pipe:
+                pipe.write(result.model_dump_json())
+        code = 0 if result.status is Status.SUCCEEDED else 1
+    finally:
+        os._exit(code)
+
+
+def death_message(status: int) -> str | None:
+    """Why a job child ended other than by finishing its job (a signal, an unexpected exit code), or None."""
+    if os.WIFSIGNALED(status):
+        return f"the job's process died (signal {os.WTERMSIG(status)})"
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) not in (0, 1):
+        return f"the job's process died (exit status {os.WEXITSTATUS(status)})"
+    return None
+
+
+def run_sync(spec: RunSpec, publisher: Publisher) -> RunResult:
+    """Run one job in a forked child of this process and wait for it. The child publishes through the spec's sink;
+    `publisher` here only reports the child's death."""
+    spec.folder.make()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        run_in_child(spec, write_fd)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "r", encoding="utf-8") as pipe:
+        text = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    died = death_message(status)
+    if died or not text:
+        message = publisher.failed(spec.folder, died or "the job's process ended without a result", spec.sink)
+        return RunResult(job_id=spec.job_id, status=Status.FAILED, log=spec.folder.log, message=message)
+    return RunResult.model_validate_json(text)
+
+
+def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], None]) -> Status:
+    """Run the job in a forked child and wait for it; `on_started(pgid)` once the child exists. Its outcome."""
+    folder = spec.folder
+    if folder.cancel_requested():
+        return publisher.dismissed(spec.job_id, "dismissed before it started", spec.sink)
+    with contextlib.suppress(CwlLoadError):
+        load_wrapped(spec.workflow_file, spec.cache_key)  # cached here, inherited by the child (which reports errors)
+    pid = os.fork()
+    if pid == 0:
+        run_in_child(spec)
+    on_started(pid)
+    if folder.cancel_requested():
+        groups.kill(pid)  # the cancel came while the child was being started, before anyone knew its group
+    timed_out = threading.Event()
+    timer = None
+    if spec.max_seconds:
+        def expire() -> None:
+            timed_out.set()
+            groups.kill(pid)
+
+        timer = threading.Timer(spec.max_seconds, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return _outcome(spec, publisher, pid, status, timed_out.is_set())
+
+
+def _outcome(spec: RunSpec, publisher: Publisher, pgid: int, status: int, timed_out: bool) -> Status:
+    died = death_message(status)
+    if spec.folder.cancel_requested() or timed_out or died:
+        groups.kill(pgid)  # whatever the job left behind in its group
+    if spec.folder.cancel_requested():
+        return publisher.dismissed(spec.job_id, "dismissed on request", spec.sink)
+    if timed_out:
+        reason = f"the job ran longer than its limit of {spec.max_seconds:g} s (ADES_JOB_TIMEOUT) and was stopped"
+        publisher.failed(spec.folder, reason, spec.sink)
+        return Status.FAILED
+    if died:
+        publisher.failed(spec.folder, died, spec.sink)
+        return Status.FAILED
+    return Status.SUCCEEDED if os.WEXITSTATUS(status) == 0 else Status.FAILED

@@ -1,0 +1,123 @@
+"""A job's run, in the process that runs it: its folder prepared, the workflow run by cwltool (ades.execute.runner),
+its outputs stored, its end published.
+
+Success is reported by the wrapper's finish step, but that update is held back until cwltool has moved the outputs
+into the job folder, they are stored, and `outputs.json` is written: a successful job always has its results. When
+anything fails, the run publishes `failed` itself, with the reason and the tail of the log.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ades.cwl.loader import CwlLoadError
+from ades.events.sinks import SinkConfig
+from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
+from ades.jobs.publisher import Publisher
+from ades.jobs.spec import RunSpec
+from ades.models import StatusUpdate, utcnow
+from ades.status import Status
+
+OutputStorer = Callable[[str, dict[str, Any], Path], dict[str, Any]]
+"""(job id, cwltool's output object with local paths, the outputs folder) -> output id -> URL (or list of URLs)."""
+
+
+class RunResult(BaseModel):
+    job_id: str
+    status: Status
+    outputs: dict[str, Any] | None = None
+    log: Path
+    message: str | None = None
+
+
+class Reporter:
+    """What the job's update-job steps publish (ades.execute.inprocess): through the job's own sink when the step
+    names it (it always does in ades' wrapper), and `succeeded` held back for the run to publish."""
+
+    def __init__(self, spec: RunSpec, publisher: Publisher) -> None:
+        self.spec = spec
+        self.publisher = publisher
+        self.held: StatusUpdate | None = None
+
+    def __call__(self, update: StatusUpdate, config: SinkConfig) -> None:
+        if update.status is Status.SUCCEEDED and update.job_id == self.spec.job_id:
+            self.held = update
+            return
+        self.publisher.sink(config).publish(update)  # raising fails the step, as the CLI's exit code would
+
+    def succeeded(self, outputs: dict[str, Any] | None) -> StatusUpdate:
+        """The held success (or a new one), stamped now, with the outputs' final URLs when given."""
+        fields: dict[str, Any] = {"timestamp": utcnow()}
+        if outputs is not None:
+            fields["outputs"] = outputs
+        if self.held is not None:
+            return self.held.model_copy(update=fields)
+        return StatusUpdate(job_id=self.spec.job_id, status=Status.SUCCEEDED, progress=100, message="finished",
+                            **fields)
+
+
+def _unrunnable(spec: RunSpec) -> str | None:
+    """Why the workflow cannot run here at all, or None."""
+    try:
+        images = docker_requirements(read_workflow(spec.workflow_file))
+    except (OSError, ValueError) as err:
+        return f"the wrapped workflow {spec.workflow_file} cannot be read: {err}"
+    if images:
+        return (f"this server runs tools without containers; DockerRequirement ({', '.join(images)}) cannot be "
+                "honoured. Install the tools on the server and remove the requirement, or make it a hint.")
+    return None
+
+
+def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
+            store_outputs: OutputStorer | None = None) -> RunResult:
+    """Run one job to its end. `redirect_fds` (for a job's own process) also sends fds 1 and 2 to its log.
+
+    `store_outputs` puts the outputs where they are served from and returns output id -> URL; by default the spec's
+    storage does (ades.storage), else the files stay in the job folder with the wrapper's URLs."""
+    folder = spec.folder
+    folder.prepare(spec.workflow_file)
+    started = time.perf_counter()
+    if store_outputs is None and spec.storage is not None:
+        store_outputs = spec.storage.make().store
+
+    def failed(reason: str) -> RunResult:
+        message = publisher.failed(folder, reason, spec.sink)
+        return RunResult(job_id=spec.job_id, status=Status.FAILED, log=folder.log, message=message)
+
+    reporter = Reporter(spec, publisher)
+    urls = None
+    with job_log(folder.log, redirect_fds) as stream:
+        stream.write(f"ades: job {spec.job_id} starts (process {spec.cache_key}, pid {os.getpid()})\n")
+        if (why := _unrunnable(spec)) is not None:
+            stream.write(f"ades: {why}\n")
+            return failed(why)
+        try:
+            tool = load_wrapped(spec.workflow_file, spec.cache_key)
+        except CwlLoadError as err:
+            stream.write(f"ades: cwltool cannot load the workflow:\n{err}\n")
+            return failed(f"cwltool cannot load the workflow: {err}")
+        job_order = {**spec.job_order, "ades_job_id": spec.job_id,
+                     "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
+        dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
+        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter)
+        stream.write(f"ades: cwltool finished with status {status} after {time.perf_counter() - started:.2f} s\n")
+        if outputs is not None and store_outputs is not None:
+            try:
+                urls = store_outputs(spec.job_id, outputs, folder.outputs)
+            except Exception as err:  # storage is outside ades (a bucket, a disk): its errors are the job's
+                stream.write(f"ades: storing the outputs failed: {type(err).__name__}: {err}\n")
+                status = f"error: storing the outputs failed: {err}"
+    if outputs is None or status != "success":
+        return failed(f"the workflow failed (cwltool status: {status})")
+    folder.save_outputs(outputs)
+    try:
+        publisher.sink(spec.sink).publish(reporter.succeeded(urls))
+    except Exception as err:  # the outputs exist; without the event the job would stay running until reconciled
+        return failed(f"the job finished but its success could not be published: {err}")
+    return RunResult(job_id=spec.job_id, status=Status.SUCCEEDED, outputs=outputs, log=folder.log)

@@ -1,0 +1,208 @@
+"""JobService: what the API asks of jobs on this host (submit, cancel or dismiss, wait) and the wiring behind it.
+
+One per server process (under gunicorn, one per worker): its table of held jobs, its journal, the group commit of
+submissions, the scheduler of waiting jobs and the executor (made on first use: importing cwltool and starting
+warm workers costs seconds, and a read-only server never needs them).
+
+    submit:   admission (queue cap) -> group commit: journal, index `submitted`, JOURNALED -> scheduler -> executor
+    cancel:   cancel requested in the job's folder -> stopped where it runs -> `dismissed` in the store
+    wait:     the job's outcome once it has ended here (the server's synchronous execute)
+    restart:  reconciliation re-queues, adopts or fails what a previous run left unfinished
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from typing import IO, Any
+
+from ades.config import Settings
+from ades.cwl.package import Package
+from ades.events.sinks import SinkConfig
+from ades.jobs import groups
+from ades.jobs.acceptance import CreateBatcher
+from ades.jobs.admission import Admission
+from ades.jobs.executor import DEFAULT_GRACE, Executor
+from ades.jobs.folder import DataDir, JobFolder
+from ades.jobs.journal import Journal
+from ades.jobs.lifecycle import HostState, JobTable
+from ades.jobs.publisher import Publisher
+from ades.jobs.quota import UserQuota
+from ades.jobs.reconcile import Reconciler, Report, claim
+from ades.jobs.scheduler import JobScheduler
+from ades.jobs.spec import QueuedJob, RunSpec
+from ades.models import Job, StatusUpdate
+from ades.status import Status
+from ades.storage import S3Storage, StorageConfig
+from ades.store import JobStore
+from ades.store.freshness import WriteMarks
+
+log = logging.getLogger(__name__)
+
+
+class JobService:
+    def __init__(self, settings: Settings, job_store: JobStore, base_url: str, workers: int | None = None) -> None:
+        """`base_url`: how clients reach the server (results URLs); `workers`: warm local job workers (default:
+        CPU count)."""
+        self.settings = settings
+        self.store = job_store
+        self.base_url = base_url
+        self.workers = workers
+        self.data = DataDir(settings.data_dir)
+        self.table = JobTable()
+        self._executor: Executor | None = None
+        self._lock = threading.Lock()
+        self._reconcile_lock: IO[str] | None = None
+
+    # --- wiring, each made on first use ---
+    @functools.cached_property
+    def sink_config(self) -> SinkConfig:
+        """Where jobs' events go. Resolved once: against a local endpoint without a topic ARN the topic is found by
+        name, which is AWS calls that must not be repeated on every submission."""
+        return SinkConfig.from_settings(self.settings)
+
+    @functools.cached_property
+    def publisher(self) -> Publisher:
+        return Publisher(self.sink_config)
+
+    @functools.cached_property
+    def storage_config(self) -> StorageConfig:
+        """Where job outputs go (ADES_OUTPUT_STORAGE); an S3 bucket is created if missing (local setups)."""
+        config = StorageConfig.from_settings(self.settings, self.base_url)
+        storage = config.make()
+        if isinstance(storage, S3Storage):
+            storage.ensure_bucket(self.settings.aws_region)
+        return config
+
+    @functools.cached_property
+    def write_marks(self) -> WriteMarks:
+        """Listings see this host's new jobs at once, refreshing only when something was written."""
+        return WriteMarks(self.data.write_marks(self.settings.index_prefix), self.store.refresh)
+
+    @functools.cached_property
+    def journal(self) -> Journal:
+        return Journal(self.data.root, self.store.statuses)
+
+    @functools.cached_property
+    def acceptance(self) -> CreateBatcher[QueuedJob]:
+        return CreateBatcher(self.store, on_written=self.write_marks.mark, journal=self.journal.append_many,
+                             then=self._accepted)
+
+    @functools.cached_property
+    def admission(self) -> Admission:
+        return Admission(lambda: self.store.count([Status.SUBMITTED]), self.settings.max_queued_jobs)
+
+    @functools.cached_property
+    def quota(self) -> UserQuota:
+        """Per-user cap on unfinished jobs, shared by this host's server processes."""
+        return UserQuota(self._unfinished_of, self.settings.max_running_jobs_per_user, self.data.quota)
+
+    @functools.cached_property
+    def scheduler(self) -> JobScheduler:
+        return JobScheduler(self.table, self.store.statuses, lambda spec: self.executor.submit(spec), self.publisher)
+
+    @property
+    def executor(self) -> Executor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._make_executor()
+            return self._executor
+
+    def _make_executor(self) -> Executor:
+        if self.settings.executor == "dask":
+            from ades.jobs.dask_server import DaskExecutor
+
+            return DaskExecutor(self.settings.dask_scheduler_address, self.data.root, table=self.table,
+                                retry_lost=self.settings.dask_retry_lost)
+        from ades.jobs.local import LocalExecutor
+
+        return LocalExecutor(self.workers, table=self.table, nice=self.settings.job_nice)
+
+    def _unfinished_of(self, user: str) -> int:
+        self.store.refresh()
+        return self.store.count([Status.SUBMITTED, Status.RUNNING], user_id=user)
+
+    # --- what the API asks ---
+    def folder(self, job_id: str) -> JobFolder:
+        return self.data.job(job_id)
+
+    def run_spec(self, package: Package, job_id: str, job_order: dict[str, Any]) -> RunSpec:
+        return RunSpec.for_package(package, job_id, job_order, self.data.root, self.sink_config, self.base_url,
+                                   self.storage_config, self.settings.job_timeout)
+
+    def submit(self, package: Package, job: Job, job_order: dict[str, Any]) -> None:
+        """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises TooManyQueued (nothing
+        written), StoreUnavailable or JobExists."""
+        queued = QueuedJob(spec=self.run_spec(package, job.id, job_order), depends_on=job.depends_on, delay=job.delay)
+        self.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
+        self.admission.admit()
+        self.acceptance.create(job, queued)
+
+    def _accepted(self, queued: QueuedJob) -> None:
+        # on the group commit's writer thread, once the job is journaled and indexed
+        self.table.transition(queued.job_id, HostState.JOURNALED, "accepted", payload=queued)
+        self.scheduler.add(queued)
+
+    def requeue(self, queued: QueuedJob) -> None:
+        """A job reconciliation found waiting: journaled here again (its old journal goes), then scheduled."""
+        self.journal.append(queued)
+        self.table.transition(queued.job_id, HostState.JOURNALED, "found unstarted in a dead process's journal",
+                              payload=queued)
+        self.scheduler.add(queued)
+
+    def dismiss(self, job_id: str, status: Status) -> None:
+        """OGC dismiss: an ended job's files go (its status stays what it was); an unfinished job is cancelled."""
+        if status.terminal:
+            self.folder(job_id).remove()
+        else:
+            self.cancel(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job wherever it is on this host (waiting, queued, running), and record it `dismissed` in the
+        store at once: the worker's own report is then a stale no-op."""
+        # a Dask executor reaches every worker, so any server process may make one to cancel; a local one only
+        # holds the jobs of its own process
+        reaches = self._executor is not None or self.settings.executor == "dask"
+        if not (reaches and self.executor.cancel(job_id)):
+            self.stop_elsewhere(self.folder(job_id))
+        self.store.apply(StatusUpdate(job_id=job_id, status=Status.DISMISSED, message="dismissed on request"))
+        self.store.refresh()
+
+    @staticmethod
+    def stop_elsewhere(folder: JobFolder, grace: float = DEFAULT_GRACE) -> int:
+        """Request the job's cancel and stop the process groups working in its folder: a job another server process
+        of this host holds (a queued one is dismissed by its worker when it would start). How many groups."""
+        folder.request_cancel()
+        found = groups.working_in(folder.path)
+        if found:
+            threading.Thread(target=groups.stop, args=(found, grace), name="ades-cancel", daemon=True).start()
+        return len(found)
+
+    def wait(self, job_id: str, timeout: float) -> Status | None:
+        """The job's outcome once it has ended here (the worker's word, final; the store may still be catching
+        up through SNS and the consumer), or None after `timeout` seconds."""
+        return self.table.wait_ended(job_id, timeout)
+
+    def reconcile(self) -> Report | None:
+        """Settle jobs a previous run left unfinished, if this process wins the data dir's lock; None if another
+        process of this server does it."""
+        handle = claim(self.data.root)
+        if handle is None:
+            return None
+        self._reconcile_lock = handle
+        return Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table).run()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.close()
+        for name in ("acceptance", "scheduler"):
+            if name in self.__dict__:
+                self.__dict__[name].close()
+        if "journal" in self.__dict__:
+            self.journal.close()
+        if self._reconcile_lock is not None:
+            self._reconcile_lock.close()
+            self._reconcile_lock = None

@@ -1,0 +1,103 @@
+"""What it takes to run a job, as plain JSON: it crosses process boundaries (job children, Dask workers) and is the
+line a job leaves in the submission journal."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ades.cwl.package import Package
+from ades.events.sinks import SinkConfig
+from ades.execute.wrapper import wrap
+from ades.jobs.folder import DataDir, JobFolder
+from ades.models import ID_PATTERN
+from ades.storage import StorageConfig
+
+
+class RunSpec(BaseModel):
+    """Everything a worker needs to run one job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str = Field(pattern=ID_PATTERN)
+    data_dir: Path = Field(description="the data dir the job's folder is in (the same path on every worker)")
+    workflow_file: Path = Field(description="the wrapped CWL document (ades.execute.wrapper.wrap), named by its "
+                                "content in the data dir's cache and shared by every job of the process version")
+    job_order: dict[str, Any] = Field(description="cwltool job order without the ades_* inputs")
+    sink: SinkConfig
+    cache_key: str | None = Field(default=None, description="`id:version`; loaded tools are reused per key")
+    max_seconds: float | None = Field(default=None, gt=0, description="run-time limit; past it the job is killed "
+                                      "and fails with the reason (ADES_JOB_TIMEOUT)")
+    storage: StorageConfig | None = Field(
+        default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
+        "with the wrapper's results URLs")
+
+    @property
+    def folder(self) -> JobFolder:
+        return JobFolder(self.data_dir, self.job_id)
+
+    @classmethod
+    def for_package(cls, package: Package, job_id: str, job_order: dict[str, Any], data_dir: Path,
+                    sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
+                    max_seconds: float | None = None) -> RunSpec:
+        return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
+                   job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage)
+
+
+class QueuedJob(BaseModel):
+    """A job as it was accepted, enough to (re)start it: a line of the journal (ades.jobs.journal)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: RunSpec
+    depends_on: list[str] = Field(default_factory=list)
+    delay: float = 0.0
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+
+def waiting_message(depends_on: Sequence[str], delay: float) -> str | None:
+    """What a job that waits says it waits for (its `message` while it is accepted)."""
+    parts = []
+    if depends_on:
+        parts.append(f"waiting for job{'s' if len(depends_on) > 1 else ''} {', '.join(depends_on)} to succeed")
+    if delay > 0:
+        parts.append(f"then {delay:g} s of delay" if depends_on else f"waiting {delay:g} s before it starts")
+    return "; ".join(parts) or None
+
+
+_WRAPPED: dict[tuple[int, str, str], tuple[Package, Path]] = {}
+_WRAPPED_MAX = 256
+
+
+def wrapped_file(package: Package, results_base_url: str, data_dir: Path) -> Path:
+    """The wrapped document of `package` as a file in the data dir's cache, written once per package object (a
+    deploy or a replace loads a new one), which every worker and Dask host sees. A spec carries the path, not the
+    document; the file is named by its content, so it never changes once written and outlives every job folder
+    (the tools a worker loaded from it refer to it)."""
+    key = (id(package), results_base_url, str(data_dir))
+    hit = _WRAPPED.get(key)
+    if hit is not None and hit[0] is package:  # the package is held, so its id cannot have been reused
+        return hit[1]
+    text = json.dumps(wrap(package, results_base_url), indent=1, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    directory = DataDir(data_dir).wrapped_cache
+    path = directory / f"{digest}.cwl"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    if len(_WRAPPED) >= _WRAPPED_MAX:
+        _WRAPPED.clear()
+    _WRAPPED[key] = (package, path)
+    return path
