@@ -3,9 +3,12 @@ each test gets indexes of its own under a random prefix, removed afterwards."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -22,6 +25,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(start: int = 9251) -> int:
+    """An HTTP port p such that p and p+100 (an Elasticsearch node's transport port) are both free."""
+    for port in range(start, start + 40):
+        if _bindable(port) and _bindable(port + 100):
+            return port
+    raise RuntimeError(f"no free port pair near {start}")
+
+
 @pytest.fixture(scope="session")
 def es_url() -> str:
     settings = Settings()
@@ -30,6 +51,25 @@ def es_url() -> str:
     from ades.services.elasticsearch import ensure_running
 
     return ensure_running(settings)
+
+
+@pytest.fixture(scope="session")
+def spare_node(es_url: str) -> Iterator[Settings]:
+    """A second Elasticsearch node, on its own port and data dir, for the tests that stop and start a node (the
+    store going down, chaos, `ades services` itself): stopping it disturbs no other test. Its settings; a test starts
+    it with `ensure_running` (a no-op while it runs: the node starts once for all of them) and may leave it stopped.
+    (es_url first: the distribution is then surely cached.) The data dir is outside pytest's tmp_path, which pytest
+    makes 0700 whenever a session starts, cutting the node's user off from its files."""
+    from ades.services import elasticsearch
+
+    root = Path(tempfile.mkdtemp(prefix="ades-spare-node-", dir="/tmp"))
+    root.chmod(0o755)
+    # C1 only: the node starts about a quarter faster (it is started and stopped several times), runs slower
+    settings = Settings(es_url=None, es_port=free_port_pair(), data_dir=root / "data", es_heap="384m",
+                        es_java_options=["-XX:TieredStopAtLevel=1"])
+    yield settings
+    elasticsearch.stop(settings)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
+from tests.helpers import store_jobs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +102,7 @@ def test_handler_from_the_zip_alone_applies_a_batch_to_elasticsearch(lambda_zip:
     unpacked = tmp_path / "task"
     zipfile.ZipFile(lambda_zip).extractall(unpacked)
     job = Job(process_id="echo", labels=["deploy-test"])
-    job_store.create(job)
+    store_jobs(job_store, [job])
     running = StatusUpdate(job_id=job.id, status=Status.RUNNING, progress=40, message="half way")
     done = StatusUpdate(job_id=job.id, status=Status.SUCCEEDED, outputs={"out": "http://127.0.0.1:5000/o.txt"})
     sns_envelope = json.dumps({"Type": "Notification", "MessageId": "sns-1", "Message": done.model_dump_json(),

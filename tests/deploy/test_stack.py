@@ -35,6 +35,7 @@ from ades.events.sinks import SnsSink
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
+from tests.helpers import store_jobs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,7 +254,7 @@ def test_a_status_published_to_the_topic_reaches_the_queue_and_the_consumer_appl
     lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
     try:
         job = Job(process_id="echo")
-        job_store.create(job)
+        store_jobs(job_store, [job])
         publisher = settings.model_copy(update={"aws_endpoint_url": stack.endpoint, "aws_region": REGION,
                                                 "sns_topic_arn": stack.outputs["StatusTopicArn"]})
         SnsSink(publisher).publish(StatusUpdate(job_id=job.id, status=Status.RUNNING, progress=55,

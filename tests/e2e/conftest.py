@@ -7,7 +7,6 @@ Module-scoped because the warm job workers take seconds to start; the tests of a
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from ades.api.context import AdesContext
 from ades.app import close_app, create_app
 from ades.config import Settings
-from ades.execute.journal import JOURNAL_DIR, read_entries
 from ades.store import make_client
 from ades.store.setup import drop_indexes
+from tests.helpers import wait_for
 
 
 @dataclass
@@ -51,13 +50,13 @@ class LiveServer:
         return self.http.delete(self.url + path, timeout=30, **kwargs)
 
     def wait_status(self, job_id: str, statuses: tuple[str, ...] = ("successful", "failed", "dismissed"),
-                    timeout: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            info = self.get(f"/jobs/{job_id}").json()
-            if info["status"] in statuses or time.monotonic() > deadline:
-                return info
-            time.sleep(0.1)
+                    timeout: float = 120.0, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """The job's statusInfo once its status is one of `statuses` (by default: once it has ended)."""
+        def reached() -> dict[str, Any] | None:
+            info = self.get(f"/jobs/{job_id}", headers=headers).json()
+            return info if info["status"] in statuses else None
+
+        return wait_for(reached, timeout, f"job {job_id} to be {' or '.join(statuses)}", interval=0.1)
 
 
 def drop_test_indexes(settings: Settings) -> None:
@@ -67,12 +66,7 @@ def drop_test_indexes(settings: Settings) -> None:
     client.close()
 
 
-def journaled_jobs(data_dir: Path) -> int:
-    """How many jobs the data dir's submission journals hold (accepted jobs, before they start)."""
-    return sum(len(read_entries(p)) for p in (Path(data_dir) / JOURNAL_DIR).glob("*.jsonl"))
-
-
-def _serve(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2) -> Iterator[LiveServer]:
+def serve_app(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2) -> Iterator[LiveServer]:
     holder: dict[str, Callable[..., Any]] = {}
     # port 0 first, the app second: the app needs to know its public URL (job links, result hrefs)
     server: BaseWSGIServer = make_server("127.0.0.1", 0, lambda env, start: holder["app"](env, start), threaded=True)
@@ -101,4 +95,4 @@ def e2e_settings(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Setti
 
 @pytest.fixture(scope="module")
 def live(e2e_settings: Settings) -> Iterator[LiveServer]:
-    yield from _serve(e2e_settings)
+    yield from serve_app(e2e_settings)

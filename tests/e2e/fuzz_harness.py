@@ -11,8 +11,12 @@ bodies likewise sometimes get the process's real inputs, so a few jobs are reall
 
 from __future__ import annotations
 
+import contextlib
+import json
+import multiprocessing
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tests.helpers import wait_for
 
 CHECKS = (not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance)
 KNOWN_SHARE = 0.6
@@ -101,6 +107,20 @@ class FuzzReport:
         self.failures[key] = Failure(operation, check, response.status_code, f"{message}\n{body}",
                                      case.as_curl_command())
 
+    @classmethod
+    def merged(cls, parts: list[FuzzReport]) -> FuzzReport:
+        report = cls()
+        for part in parts:
+            report.cases += part.cases
+            report.per_operation.update(part.per_operation)
+            report.statuses.update(part.statuses)
+            for key, failure in part.failures.items():
+                if key in report.failures:
+                    report.failures[key].count += failure.count
+                else:
+                    report.failures[key] = failure
+        return report
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "cases": self.cases,
@@ -137,10 +157,8 @@ def prepare(base_url: str, session: requests.Session, inside_file: Path | None =
                               headers={"Prefer": "respond-async"})
         assert answer.status_code == 201, answer.text
         job_id = answer.json()["jobID"]
-        deadline = time.monotonic() + 180
-        while (status := session.get(f"{base_url}/jobs/{job_id}", timeout=30).json()["status"]) != ends:
-            assert time.monotonic() < deadline, status
-            time.sleep(0.2)
+        wait_for(lambda: session.get(f"{base_url}/jobs/{job_id}", timeout=30).json()["status"] == ends,  # noqa: B023
+                 180, f"job {job_id} to be {ends}", interval=0.2)
         jobs.append(job_id)
     valid = {"echo": {"message": "fuzz"}, "echo:1.0.0": {"message": "fuzz"}}
     if inside_file is not None:
@@ -173,32 +191,76 @@ def _operation_test(operation: Any, name: str, method: DataGenerationMethod, exa
     return run
 
 
+@dataclass(frozen=True)
+class Task:
+    """One operation and generation method to fuzz: what a worker process gets."""
+
+    base_url: str
+    examples: int
+    pools: Pools
+    seed: int | None
+    document: dict[str, Any]
+    operation: str
+    method: str
+
+
+_SCHEMAS: dict[int, Any] = {}
+
+
+def _schema(document: dict[str, Any], base_url: str) -> Any:
+    """schemathesis' view of the document, made once per process and document."""
+    key = hash((json.dumps(document, sort_keys=True), base_url))
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = schemathesis.from_dict(document, base_url=base_url)
+    return _SCHEMAS[key]
+
+
+def run_task(task: Task, session: requests.Session | None = None) -> FuzzReport:
+    """Fuzz one operation with one generation method; the cases sent and what the checks found."""
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # 127.0.0.1 only, never through a proxy
+    report = FuzzReport()
+    ctx = CheckContext(override=None, auth=None, headers=None)
+    for result in _schema(task.document, task.base_url).get_all_operations():
+        operation = result.ok()
+        if f"{operation.method.upper()} {operation.path}" != task.operation:
+            continue
+        method = DataGenerationMethod(task.method)
+        run = _operation_test(operation, task.operation, method, task.examples, task.pools, session, report, ctx)
+        if task.seed is not None:
+            run = hypothesis_seed(task.seed)(run)
+        # nothing to break (Unsatisfiable, SkipTest): e.g. a negative case of an operation without parameters or body
+        with contextlib.suppress(Unsatisfiable, SkipTest):
+            run()
+    return report
+
+
 def fuzz(base_url: str, examples: int, pools: Pools, *, seed: int | None = None,
          session: requests.Session | None = None, operations: list[str] | None = None,
          methods: tuple[DataGenerationMethod, ...] = (DataGenerationMethod.positive, DataGenerationMethod.negative),
-         document: dict[str, Any] | None = None) -> FuzzReport:
+         document: dict[str, Any] | None = None, workers: int = 1) -> FuzzReport:
     """Run up to `examples` cases per operation and generation method: positive (requests the document allows)
     and negative (requests it forbids: each must be refused with a documented 4xx, never a 5xx). All operations,
-    or those whose `METHOD /path` is in `operations`. `document`: the OpenAPI document (default: the server's)."""
+    or those whose `METHOD /path` is in `operations`. `document`: the OpenAPI document (default: the server's).
+
+    Generating cases is most of the work (hypothesis-jsonschema, in the client): with `workers` > 1, operations
+    are fuzzed by that many processes at once. Each operation's cases depend on the seed alone, not on which
+    process draws them."""
     session = session or requests.Session()
-    session.trust_env = False  # 127.0.0.1 only, never through a proxy
-    schema = schemathesis.from_dict(document or load_document(base_url, session), base_url=base_url)
-    report = FuzzReport()
+    session.trust_env = False
+    document = document or load_document(base_url, session)
+    names = [f"{r.ok().method.upper()} {r.ok().path}" for r in _schema(document, base_url).get_all_operations()]
+    # negative cases first: they cost the most, and the pool is best balanced when the long tasks start early
+    tasks = [Task(base_url, examples, pools, seed, document, name, method.value)
+             for method in sorted(methods, key=lambda m: m is not DataGenerationMethod.negative)
+             for name in names if operations is None or name in operations]
     started = time.perf_counter()
-    ctx = CheckContext(override=None, auth=None, headers=None)
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        name = f"{operation.method.upper()} {operation.path}"
-        if operations is not None and name not in operations:
-            continue
-        for method in methods:
-            run = _operation_test(operation, name, method, examples, pools, session, report, ctx)
-            if seed is not None:
-                run = hypothesis_seed(seed)(run)
-            try:
-                run()
-            except (Unsatisfiable, SkipTest):
-                # nothing to break: e.g. a negative case of an operation without parameters or body
-                continue
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(run_task, tasks, chunksize=1))
+    else:
+        parts = [run_task(task, session) for task in tasks]
+    report = FuzzReport.merged(parts)
     report.seconds = time.perf_counter() - started
     return report

@@ -22,14 +22,14 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ades.api.auth import AuthConfigError, roles_of
 from ades.app import close_app, create_app
-from ades.auth import AuthConfigError, roles_of
 from ades.config import Settings
-from ades.execute.runner import job_dir
+from ades.jobs.folder import JobFolder
 from ades.store import make_client
 from ades.store.setup import drop_indexes
-from tests.e2e.conftest import LiveServer, _serve
-from tests.e2e.test_processes_api import EXAMPLES, assert_problem
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import EXAMPLES, assert_problem
 
 pytestmark = pytest.mark.integration
 
@@ -66,13 +66,8 @@ def assert_401(response: Any, error: str | None = "invalid_token") -> dict[str, 
     return body
 
 
-def wait_done(server: LiveServer, job_id: str, headers: dict[str, str], timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = server.get(f"/jobs/{job_id}", headers=headers).json()
-        if info["status"] in ("successful", "failed", "dismissed") or time.monotonic() > deadline:
-            return info
-        time.sleep(0.1)
+def wait_done(server: LiveServer, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    return server.wait_status(job_id, headers=headers)
 
 
 def run_echo(server: LiveServer, headers: dict[str, str], message: str, labels: list[str]) -> str:
@@ -96,9 +91,10 @@ def count_jobs(server: LiveServer) -> int:
 
 def file_path_of(server: LiveServer, job_id: str) -> str:
     """The /files/ path of the echo job's output (relative to its outputs folder)."""
-    folder = job_dir(server.settings.data_dir, job_id)
-    outputs = json.loads((folder / "outputs.json").read_text())
-    return str(Path(outputs["out"]["path"]).resolve().relative_to((folder / "outputs").resolve()))
+    folder = JobFolder(server.settings.data_dir, job_id)
+    outputs = folder.saved_outputs()
+    assert outputs is not None
+    return str(Path(outputs["out"]["path"]).resolve().relative_to(folder.outputs.resolve()))
 
 
 # --- servers ---------------------------------------------------------------------------------------------------
@@ -114,7 +110,7 @@ def secured(e2e_settings: Settings, tokens_file: Path) -> Iterator[LiveServer]:
     """Tokens file and HS256 JWTs with a required audience."""
     settings = e2e_settings.model_copy(update={
         "auth_tokens_file": tokens_file, "auth_jwt_key": SECRET, "auth_jwt_audience": AUDIENCE})
-    yield from _serve(settings)
+    yield from serve_app(settings)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +133,7 @@ def rs_server(e2e_settings: Settings, rsa_keys: tuple[Any, Path, Any],
     settings = e2e_settings.model_copy(update={
         "index_prefix": f"e2e-{uuid.uuid4().hex[:10]}-", "data_dir": tmp_path_factory.mktemp("rs") / "data",
         "auth_jwt_key": f"@{public_path}", "auth_roles_claim": "realm_access.roles"})
-    yield from _serve(settings)
+    yield from serve_app(settings)
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +343,7 @@ def test_open_server_says_so_and_acts_as_anonymous(es_url: str, tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(es_url=es_url, index_prefix=f"e2e-{uuid.uuid4().hex[:10]}-", data_dir=tmp_path / "data",
                         event_sink="direct", auth_tokens_file=None, auth_jwt_key=None)
-    with caplog.at_level(logging.WARNING, logger="ades.auth"):
+    with caplog.at_level(logging.WARNING, logger="ades.api.auth"):
         app = create_app(settings, reconcile=False)
     try:
         assert any("authentication is OFF" in r.getMessage() and "'anonymous'" in r.getMessage()

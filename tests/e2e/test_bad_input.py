@@ -14,7 +14,6 @@ import http.client
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +26,11 @@ import requests
 import yaml
 
 from ades.config import Settings
+from ades.jobs.folder import DataDir
 from ades.store import make_client
-from tests.e2e.conftest import LiveServer, _serve, drop_test_indexes, journaled_jobs
+from tests.e2e.conftest import LiveServer, drop_test_indexes, serve_app
 from tests.e2e.fuzz_harness import COUNT_LINES
-from tests.e2e.test_processes_api import EXAMPLES, OGC, assert_problem
+from tests.helpers import EXAMPLES, OGC, assert_problem, journaled_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def world(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     inside.write_text("a\nb\nc\n")
     settings = e2e_settings.model_copy(update={**LIMITS, "index_prefix": f"e2e-bad-{uuid.uuid4().hex[:8]}-",
                                                "data_dir": tmp_path_factory.mktemp("bad") / "data"})
-    for server in _serve(settings, file_roots=[roots], workers=1):
+    for server in serve_app(settings, file_roots=[roots], workers=1):
         for cwl in ((EXAMPLES / "sleep" / "sleep.cwl").read_text(), COUNT_LINES):
             deployed = server.post("/processes", data=cwl, headers={"Content-Type": "application/cwl+yaml"})
             assert deployed.status_code == 201, deployed.text
@@ -75,8 +75,7 @@ def snapshot(server: LiveServer) -> tuple[int, list[str]]:
     pattern = f"{server.settings.index_prefix}*"
     es.indices.refresh(index=pattern)
     docs = int(es.count(index=pattern)["count"])
-    jobs = Path(server.settings.data_dir) / "jobs"
-    return docs, sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
+    return docs, [folder.job_id for folder in DataDir(server.settings.data_dir).folders()]
 
 
 def execute(body: Any, ref: str = "echo", **headers: str) -> Callable[[World], requests.Response]:
@@ -282,7 +281,7 @@ def limited(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         "index_prefix": f"e2e-limits-{uuid.uuid4().hex[:8]}-", "auth_tokens_file": tokens,
         "data_dir": tmp_path_factory.mktemp("limits") / "data",
         "max_running_jobs_per_user": 2, "job_timeout": 4.0})
-    for server in _serve(settings, workers=1):
+    for server in serve_app(settings, workers=1):
         deployed = server.post("/processes", data=(EXAMPLES / "sleep" / "sleep.cwl").read_text(),
                                headers={"Content-Type": "application/cwl+yaml", **ADMIN})
         assert deployed.status_code == 201, deployed.text
@@ -313,8 +312,7 @@ def test_running_jobs_per_user_cap(limited: LiveServer) -> None:
     # a finished job frees its place (seen at the next count, at most a second later)
     dismissed = limited.delete(f"/jobs/{first[0].json()['jobID']}", headers=ALICE)
     assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
-    time.sleep(1.1)
-    assert _delayed(limited, ALICE).status_code == 201
+    wait_for(lambda: _delayed(limited, ALICE).status_code == 201, 1.5, "alice's place to be given back", 0.1)
 
 
 def test_run_time_per_job(limited: LiveServer) -> None:
@@ -323,10 +321,7 @@ def test_run_time_per_job(limited: LiveServer) -> None:
                            headers={**BOB, **ASYNC})
     assert started.status_code == 201, started.text
     job_id = started.json()["jobID"]
-    deadline = time.monotonic() + 60
-    while (info := limited.get(f"/jobs/{job_id}", headers=BOB).json())["status"] not in ("failed", "successful"):
-        assert time.monotonic() < deadline, info
-        time.sleep(0.2)
+    info = limited.wait_status(job_id, ("failed", "successful"), timeout=60, headers=BOB)
     assert info["status"] == "failed"
     assert "ran longer than its limit of 4 s (ADES_JOB_TIMEOUT)" in info["message"], info["message"]
 
@@ -347,15 +342,14 @@ def test_under_gunicorn_the_cap_holds_and_refusals_are_ogc(e2e_settings: Setting
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
+        def up() -> bool:
+            assert proc.poll() is None, "gunicorn exited"
             try:
-                if requests.get(f"{url}/processes/echo", timeout=30).status_code == 200:
-                    break
+                return requests.get(f"{url}/processes/echo", timeout=30).status_code == 200
             except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not come up"
-            time.sleep(0.2)
+                return False
+
+        wait_for(up, 90, "gunicorn to come up", interval=0.2)
 
         def submit(i: int) -> int:
             return requests.post(f"{url}/processes/echo/execution", headers=ASYNC, timeout=60,

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from ades.client import Client
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_processes_api import EXAMPLES
+from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 
 from ades.cli_client import UsageError, parse_input, parse_inputs
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_processes_api import EXAMPLES
+from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ results, download, dismiss, paging through every job by label, errors as ApiErro
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from ades.client import ApiError, Client
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_processes_api import EXAMPLES
+from tests.helpers import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,10 +89,7 @@ def test_follow_logs_ends_with_the_job(client: Client) -> None:
 
 def test_dismiss_running_job(client: Client) -> None:
     job = client.execute("sleep", {"seconds": 300})
-    for _ in range(600):  # until cwltool is really running it (at most about a minute)
-        if job.status() == "running":
-            break
-        time.sleep(0.1)
+    wait_for(lambda: job.status() == "running", 60, "cwltool to be running the job", interval=0.1)
     assert job.info["status"] == "running"
     info = job.dismiss()
     assert info["status"] == "dismissed"

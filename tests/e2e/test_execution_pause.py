@@ -7,15 +7,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ades.config import Settings
-from ades.execute.pause import PAUSE_FILE, pause, paused, resume
-from tests.e2e.conftest import LiveServer, _serve
+from ades.jobs.folder import DataDir, JobFolder
+from ades.jobs.lifecycle import HostState
+from ades.jobs.pause import pause, paused, resume
+from tests.e2e.conftest import LiveServer, serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ ADES = Path(sys.executable).with_name("ades")
 
 @pytest.fixture(scope="module")
 def server(e2e_settings: Settings) -> Iterator[LiveServer]:
-    yield from _serve(e2e_settings)
+    yield from serve_app(e2e_settings)
 
 
 def _submit(server: LiveServer, process: str, inputs: dict) -> str:
@@ -49,17 +50,19 @@ def test_pause_holds_new_jobs_lets_running_ones_finish_and_resume_runs_them(serv
     assert server.wait_status(running, ("running",), timeout=60)["status"] == "running"
 
     assert "execution paused" in _cli(data_dir, "pause", "--reason", "maintenance")
-    assert (data_dir / PAUSE_FILE).exists()
+    assert DataDir(data_dir).pause_file.exists()
     assert "maintenance" in _cli(data_dir, "status")
     waiting = _submit(server, "echo", {"message": "after the pause"})
     dropped = _submit(server, "echo", {"message": "dismissed while paused"})
 
     # the job that was running when execution paused ends normally
     assert server.wait_status(running, timeout=60)["status"] == "successful"
-    time.sleep(1.5)  # several of the workers' looks at the pause file
+    # both job workers have taken a job off their queue, found execution paused, and hold it
+    table = server.context.jobs.table
+    assert all(table.wait_for(job_id, 30, HostState.HELD) for job_id in (waiting, dropped))
     assert server.get(f"/jobs/{waiting}").json()["status"] == "accepted"
     assert server.delete(f"/jobs/{dropped}").status_code == 200
-    assert not (data_dir / "jobs" / waiting / "outputs").exists()
+    assert not JobFolder(data_dir, waiting).outputs.exists()
 
     assert "execution resumed" in _cli(data_dir, "resume")
     assert "execution runs" in _cli(data_dir, "status")
@@ -72,7 +75,7 @@ def test_pause_holds_new_jobs_lets_running_ones_finish_and_resume_runs_them(serv
 def test_pause_is_idempotent_and_a_damaged_file_still_pauses(tmp_path: Path) -> None:
     first = pause(tmp_path, "first")
     assert pause(tmp_path, "second") == first  # the earlier pause keeps its time and reason
-    (tmp_path / PAUSE_FILE).write_text("{not json", encoding="utf-8")
+    DataDir(tmp_path).pause_file.write_text("{not json", encoding="utf-8")
     state = paused(tmp_path)
     assert state is not None and "unreadable" in (state.reason or "")
     assert resume(tmp_path) and not resume(tmp_path)

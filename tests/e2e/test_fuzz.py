@@ -3,8 +3,9 @@ Elasticsearch and cwltool: every operation, positive cases (what the document al
 forbids). Checks: no 5xx, every response conforms to the document's schema, status code and content type.
 
 Bounded for CI: FUZZ_EXAMPLES per operation and generation method, a fixed seed (a failure reproduces). The count of
-cases actually sent is asserted, so the test cannot pass by generating nothing. benchmarks/fuzz.py runs the same
-harness longer, against `ades serve` under gunicorn.
+cases actually sent is asserted, so the test cannot pass by generating nothing. Generating the cases is most of the
+work, so two processes draw them (one per core) while this one serves. benchmarks/fuzz.py runs the same harness
+longer, against `ades serve` under gunicorn.
 
 Cost control: the server has one job worker; execute cases name an existing process only part of the time and carry
 valid inputs in a small share of those (tests/e2e/fuzz_harness.py), so a run submits a few dozen real jobs (echo, wc)
@@ -22,13 +23,14 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
-from tests.e2e.conftest import LiveServer, _serve
+from tests.e2e.conftest import LiveServer, serve_app
 from tests.e2e.fuzz_harness import FuzzReport, Pools, fuzz, load_document, prepare
 
 pytestmark = pytest.mark.integration
 
 FUZZ_EXAMPLES = int(os.environ.get("ADES_FUZZ_EXAMPLES", "70"))
 FUZZ_SEED = int(os.environ.get("ADES_FUZZ_SEED", "2026"))
+FUZZ_WORKERS = 2
 MIN_CASES = 2000
 
 
@@ -39,14 +41,15 @@ def fuzzed(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     inside.write_text("one\ntwo\n")
     settings = e2e_settings.model_copy(update={"index_prefix": f"e2e-fuzz-{uuid.uuid4().hex[:8]}-",
                                                "data_dir": tmp_path_factory.mktemp("fuzz") / "data"})
-    for server in _serve(settings, file_roots=[roots], workers=1):
+    for server in serve_app(settings, file_roots=[roots], workers=1):
         yield server, prepare(server.url, server.http, inside)
 
 
 @pytest.mark.timeout(1800)
 def test_fuzz_every_route(fuzzed: tuple[LiveServer, Pools], tmp_path: Path) -> None:
     server, pools = fuzzed
-    report: FuzzReport = fuzz(server.url, FUZZ_EXAMPLES, pools, seed=FUZZ_SEED, session=server.http)
+    report: FuzzReport = fuzz(server.url, FUZZ_EXAMPLES, pools, seed=FUZZ_SEED, session=server.http,
+                              workers=FUZZ_WORKERS)
     summary = report.as_dict()
     (tmp_path / "fuzz.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=2))

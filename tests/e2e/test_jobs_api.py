@@ -3,6 +3,7 @@ ES), failures, validation errors that index nothing, and dismissing a running jo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from ades.app import close_app, create_app
+from ades.jobs.folder import JobFolder
 from ades.store import make_client
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_processes_api import EXAMPLES, assert_problem
+from tests.helpers import EXAMPLES, TimedOut, assert_problem, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -159,15 +161,12 @@ def test_dismiss_a_running_job(deployed: LiveServer) -> None:
     response = live.post("/processes/sleep/execution", headers=ASYNC, json={"inputs": {"seconds": 300}})
     job_id = response.json()["jobID"]
     assert live.wait_status(job_id, ("running",), timeout=60)["status"] == "running"
-    pgid = live.context.executor.wait_started(job_id, 30)  # type: ignore[attr-defined]
+    pgid = live.context.jobs.table.wait_started(job_id, 30)
     assert pgid is not None and _alive(pgid)
     dismissed = live.delete(f"/jobs/{job_id}")
     assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
-    deadline = time.monotonic() + 15
-    while _alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pgid), "the job's process group survived the dismissal"
-    assert live.context.executor.wait(job_id, 15) == "dismissed"  # type: ignore[attr-defined]
+    wait_for(lambda: not _alive(pgid), 15, "the job's process group to be gone after the dismissal", interval=0.1)
+    assert live.context.jobs.wait(job_id, 15) == "dismissed"
     assert live.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
     assert_problem(live.get(f"/jobs/{job_id}/results"), 404, "result-not-ready")
 
@@ -176,8 +175,8 @@ def test_dismiss_a_finished_job_removes_its_files(deployed: LiveServer) -> None:
     live = deployed
     job_id = live.post("/processes/echo/execution", headers=ASYNC, json={"inputs": {"message": "bye"}}).json()["jobID"]
     assert live.wait_status(job_id)["status"] == "successful"
-    folder = Path(live.settings.data_dir) / "jobs" / job_id
-    assert folder.is_dir()
+    folder = JobFolder(live.settings.data_dir, job_id)
+    assert folder.exists()
     assert live.delete(f"/jobs/{job_id}").status_code == 200
     assert not folder.exists()
     assert_problem(live.get(f"/jobs/{job_id}/results/out"), 404, "no-such-output")
@@ -238,18 +237,15 @@ def test_dismiss_a_job_another_server_process_runs(deployed: LiveServer) -> None
         response = live.post("/processes/sleep/execution", headers=ASYNC, json={"inputs": {"seconds": 300}})
         job_id = response.json()["jobID"]
         assert live.wait_status(job_id, ("running",), timeout=60)["status"] == "running"
-        pgid = live.context.executor.wait_started(job_id, 30)  # type: ignore[attr-defined]
+        pgid = live.context.jobs.table.wait_started(job_id, 30)
         assert pgid is not None
-        deadline = time.monotonic() + 10
-        while not _tool_running_in(Path(live.settings.data_dir) / "jobs" / job_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(TimedOut):
+            wait_for(lambda: _tool_running_in(JobFolder(live.settings.data_dir, job_id).path), 10, "the tool to run")
         dismissed = other.test_client().delete(f"/jobs/{job_id}")
         assert dismissed.status_code == 200 and dismissed.get_json()["status"] == "dismissed"
-        assert live.context.executor.wait(job_id, 20) == "dismissed"  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 10
-        while _alive(pgid) and time.monotonic() < deadline:  # killed members are reaped a moment later
-            time.sleep(0.1)
-        assert not _alive(pgid)
+        assert live.context.jobs.wait(job_id, 20) == "dismissed"
+        # killed members are reaped a moment later
+        wait_for(lambda: not _alive(pgid), 10, "the job's process group to be gone", interval=0.1)
     finally:
         close_app(other)
 

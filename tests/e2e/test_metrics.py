@@ -16,8 +16,8 @@ from ades.config import Settings
 from ades.events.aws import client as aws_client
 from ades.metrics import DURATION_BUCKETS, make_registry
 from ades.store import JobStore, make_client
-from tests.e2e.conftest import LiveServer, _serve
-from tests.e2e.test_processes_api import EXAMPLES
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def test_queued_jobs_are_counted(live: LiveServer) -> None:
 @pytest.fixture
 def queued_server(aws_settings: Settings) -> Iterator[LiveServer]:
     """A server whose jobs report through its own SNS topic and SQS queue on moto (nobody consumes it here)."""
-    yield from _serve(aws_settings)
+    yield from serve_app(aws_settings)
 
 
 def test_consumer_lag_from_the_status_queue(queued_server: LiveServer) -> None:

@@ -4,7 +4,6 @@ job) validate offline and carry the raster's footprint. LocalStorage's URLs are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ import rasterio
 from rasterio.warp import transform_bounds
 
 from ades.config import Settings
+from ades.jobs.folder import JobFolder
 from ades.results_stac import COG, validate_item
 from ades.storage import LocalStorage
-from tests.e2e.conftest import LiveServer, _serve
-from tests.e2e.test_processes_api import EXAMPLES, assert_problem
-from tests.integration.test_ndvi import CRS_UTM, TRANSFORM, expected_ndvi, synthetic_bands, write_raster
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import EXAMPLES, assert_problem
+from tests.rasters import CRS_UTM, TRANSFORM, expected_ndvi, synthetic_bands, write_raster
 
 ASYNC = {"Prefer": "respond-async"}
 STAC_TYPE = "application/geo+json"
@@ -49,7 +49,7 @@ def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def live(e2e_settings: Settings, inputs_dir: Path) -> Iterator[LiveServer]:
     """This module's server reads file:// inputs from `inputs_dir` (and nowhere else)."""
-    yield from _serve(e2e_settings, file_roots=[inputs_dir])
+    yield from serve_app(e2e_settings, file_roots=[inputs_dir])
 
 
 @pytest.fixture(autouse=True)
@@ -124,8 +124,10 @@ def test_ndvi_job_results_and_stac(live: LiveServer, inputs_dir: Path, tmp_path:
     assert parsed.geometry is not None and parsed.geometry["type"] == "Polygon"
 
     # LocalStorage gives the URL the server serves that file at
-    outputs = json.loads((Path(live.settings.data_dir) / "jobs" / job_id / "outputs.json").read_text())
-    urls = LocalStorage(live.url, live.settings.data_dir).store(job_id, outputs)
+    folder = JobFolder(live.settings.data_dir, job_id)
+    outputs = folder.saved_outputs()
+    assert outputs is not None
+    urls = LocalStorage(live.url).store(job_id, outputs, folder.outputs)
     assert urls == {"ndvi": job_doc["outputs"]["ndvi"]}
 
     assert_problem(live.get(f"/jobs/{job_id}/results", params={"f": "xml"}), 400, "invalid-parameter")
@@ -134,9 +136,10 @@ def test_ndvi_job_results_and_stac(live: LiveServer, inputs_dir: Path, tmp_path:
 def test_file_arrays_and_directories(live: LiveServer) -> None:
     _deploy(live, MANY_FILES_CWL)
     job_id = _run(live, "many-files", {})
-    outputs = json.loads((Path(live.settings.data_dir) / "jobs" / job_id / "outputs.json").read_text())
-
-    urls = LocalStorage(live.url, live.settings.data_dir).store(job_id, outputs)
+    folder = JobFolder(live.settings.data_dir, job_id)
+    outputs = folder.saved_outputs()
+    assert outputs is not None
+    urls = LocalStorage(live.url).store(job_id, outputs, folder.outputs)
     assert [live.get(u.removeprefix(live.url)).text for u in urls["parts"]] == ["one", "two"]
     assert [live.get(u.removeprefix(live.url)).text for u in urls["tiles"]] == ["y", "x"]  # deep/y.txt sorts first
 

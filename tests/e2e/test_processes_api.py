@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.e2e.conftest import LiveServer
+from tests.helpers import EXAMPLES, assert_problem
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 TWO_STEP = (EXAMPLES / "two-step" / "two-step.cwl").read_text()
-OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
-
-
-def assert_problem(response, status: int, kind: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["type"] == OGC + kind
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    return body
-
 
 def deploy(live: LiveServer, body: str | bytes, media: str):
     started = time.perf_counter()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
-from tests.e2e.conftest import LiveServer, _serve, journaled_jobs
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import journaled_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +20,7 @@ SLEEP = Path(__file__).resolve().parents[2] / "cwl" / "examples" / "sleep" / "sl
 
 @pytest.fixture(scope="module")
 def server(e2e_settings: Settings) -> Iterator[LiveServer]:
-    yield from _serve(e2e_settings)
+    yield from serve_app(e2e_settings)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_wpst_route_takes_depends_on(server: LiveServer) -> None:
 def capped(es_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     settings = Settings(es_url=es_url, index_prefix=f"e2e-{uuid.uuid4().hex[:10]}-", data_dir=tmp_path / "data",
                         event_sink="direct", max_queued_jobs=3)
-    yield from _serve(settings)
+    yield from serve_app(settings)
 
 
 def test_back_pressure_answers_503_and_writes_nothing(capped: LiveServer) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -16,7 +15,7 @@ from ades.app import close_app, create_app
 from ades.config import Settings
 from tests.conftest import free_port
 from tests.e2e.conftest import LiveServer, drop_test_indexes
-from tests.e2e.test_processes_api import assert_problem
+from tests.helpers import assert_problem, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -84,24 +83,22 @@ def test_serve_under_gunicorn(e2e_settings: Settings) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code, settings.model_dump_json()],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def up() -> requests.Response | None:
+            assert proc.poll() is None, "gunicorn exited"
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/processes/echo", timeout=60)
-                break
+                return requests.get(f"http://127.0.0.1:{port}/processes/echo", timeout=60)
             except requests.ConnectionError:
-                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not come up"
-                time.sleep(0.2)
+                return None
+
+        response = wait_for(up, 60, "gunicorn to come up", interval=0.2)
         assert response.status_code == 200 and response.json()["mutable"] is False
         submitted = requests.post(f"http://127.0.0.1:{port}/processes/echo/execution",
                                   json={"inputs": {"message": "g"}}, headers={"Prefer": "respond-async"}, timeout=30)
         assert submitted.status_code == 201
         assert submitted.json()["links"][0]["href"].startswith(f"http://127.0.0.1:{port}/jobs/")
         job = submitted.headers["Location"]
-        deadline = time.monotonic() + 120
-        while requests.get(job, timeout=5).json()["status"] not in ("successful", "failed"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for(lambda: requests.get(job, timeout=5).json()["status"] in ("successful", "failed"), 120,
+                 "the job to end", interval=0.2)
         assert requests.get(job, timeout=5).json()["status"] == "successful"
     finally:
         proc.terminate()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,8 @@ from ades.config import Settings
 from ades.cwl.loader import pack_file
 from ades.events.pipeline import with_pipeline
 from ades.events.poller import Consumer
-from tests.e2e.conftest import LiveServer, _serve
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
@@ -29,7 +29,7 @@ def sns_live(es_url: str, moto_url: str, tmp_path_factory: pytest.TempPathFactor
                  status_queue_name=f"{prefix}status", sns_topic_arn=None, sqs_queue_url=None, sqs_dlq_url=None),
         need_queue=True,
     )
-    yield from _serve(settings)
+    yield from serve_app(settings)
 
 
 def _doc(live: LiveServer, job_id: str) -> dict:
@@ -50,20 +50,17 @@ def test_status_arrives_only_through_the_queue(sns_live: LiveServer):
     assert res.status_code == 201, res.text
     job_id = res.json()["jobID"]
 
-    # No consumer yet: the workflow runs to its end, yet the store still says submitted.
-    job_dir = live.settings.data_dir / "jobs" / job_id
-    deadline = time.monotonic() + 120
-    while not (job_dir / "outputs.json").exists():
-        assert time.monotonic() < deadline, "the workflow never finished"
-        time.sleep(0.2)
-    time.sleep(1.0)
+    # No consumer yet: the workflow runs to its end (every event published), yet the store still says submitted.
+    assert live.context.jobs.wait(job_id, 120) == "succeeded"
     assert _doc(live, job_id)["status"] == "submitted"
 
     consumer = Consumer(live.settings, wait_seconds=1)
-    deadline = time.monotonic() + 60
-    while _doc(live, job_id)["status"] != "succeeded":
-        assert time.monotonic() < deadline, "the consumer never applied the events"
+
+    def applied() -> bool:
         consumer.poll_once()
+        return _doc(live, job_id)["status"] == "succeeded"
+
+    wait_for(applied, 60, "the consumer to apply the events", interval=0)
     doc = _doc(live, job_id)
     # start (running), the author's step (progress 50 + message) and finish (succeeded): three events.
     assert len(doc["applied-events"]) == 3

@@ -1,5 +1,5 @@
-"""Store downtime against a live server and an Elasticsearch node of this module's own (port 9281, so stopping it
-disturbs no other test): while the node is down, execute (both routes) answers 503 with a clear message and
+"""Store downtime against a live server and the spare Elasticsearch node (tests/conftest.py: stopping it disturbs no
+other test): while the node is down, execute (both routes) answers 503 with a clear message and
 Retry-After and writes nothing, neither a document nor a job folder; when the node is back, the same server, never
 restarted, serves and runs jobs again. Also the half-down case: the jobs index refuses writes (what ES does at its
 flood-stage disk watermark) after the job's folder was prepared, and the folder is removed again.
@@ -7,46 +7,39 @@ flood-stage disk watermark) after the job's folder was prepared, and the folder 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ades.config import Settings
+from ades.jobs.folder import DataDir
 from ades.services import elasticsearch
 from ades.store import make_client
 from ades.store.setup import physical_index
-from tests.e2e.conftest import LiveServer, _serve
-from tests.e2e.test_processes_api import assert_problem
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import assert_problem, wait_for
 
 pytestmark = pytest.mark.integration
 
-NODE_PORT = 9281
 ASYNC = {"Prefer": "respond-async"}
 ECHO = {"inputs": {"message": "store"}}
 
 
 @pytest.fixture(scope="module")
-def node(es_url: str) -> Iterator[Settings]:
-    """A node of our own (es_url first: the distribution is then surely cached)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="ades-store-down-", dir="/tmp"))  # not tmp_path: pytest makes it 0700
-    settings = Settings(es_url=None, es_port=NODE_PORT, data_dir=data_dir, es_heap="384m")
-    elasticsearch.ensure_running(settings)
-    yield settings
-    elasticsearch.stop(settings)
-    shutil.rmtree(data_dir, ignore_errors=True)
+def node(spare_node: Settings) -> Settings:
+    """The spare node (tests/conftest.py): stopping it disturbs no other test."""
+    elasticsearch.ensure_running(spare_node)
+    return spare_node
 
 
 @pytest.fixture(scope="module")
 def server(node: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    settings = Settings(es_url=f"http://127.0.0.1:{NODE_PORT}", index_prefix=f"e2e-down-{uuid.uuid4().hex[:8]}-",
+    settings = Settings(es_url=node.elasticsearch_url, index_prefix=f"e2e-down-{uuid.uuid4().hex[:8]}-",
                         data_dir=tmp_path_factory.mktemp("down") / "data", event_sink="direct", es_max_retries=0,
                         es_request_timeout=5)
-    yield from _serve(settings, workers=1)
+    yield from serve_app(settings, workers=1)
 
 
 def run_echo(server: LiveServer) -> dict:
@@ -56,8 +49,7 @@ def run_echo(server: LiveServer) -> dict:
 
 
 def job_folders(server: LiveServer) -> list[str]:
-    jobs = Path(server.settings.data_dir) / "jobs"
-    return sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
+    return [folder.job_id for folder in DataDir(server.settings.data_dir).folders()]
 
 
 def documents(server: LiveServer) -> int:
@@ -92,9 +84,7 @@ def test_store_down_503_writes_nothing_then_serves_again(server: LiveServer, nod
     assert job_folders(server) == folders
     # the same server process, not restarted: the store's client finds the node again
     back = time.monotonic()
-    while (listed := server.get("/jobs")).status_code != 200:
-        assert time.monotonic() < back + 60, listed.text
-        time.sleep(0.5)
+    wait_for(lambda: server.get("/jobs").status_code == 200, 60, "the server to list jobs again", interval=0.5)
     print(f"serving again {time.monotonic() - back:.1f} s after the node answered")
     assert run_echo(server)["status"] == "successful"
 

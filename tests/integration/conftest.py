@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from ades.cwl import Package, load_package
+from tests.helpers import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 
@@ -31,10 +31,12 @@ def start_serve(env: dict[str, str], port: int, log: Path, *options: str) -> sub
     server = subprocess.Popen(
         [sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--no-access-log", *options],
         env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
-    deadline = time.monotonic() + 90
-    while True:
+
+    def answers() -> bool:
+        assert server.poll() is None, log.read_text()[-3000:]
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"http://127.0.0.1:{port}/processes", timeout=5).ok:
-                return server
-        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
+            return requests.get(f"http://127.0.0.1:{port}/processes", timeout=5).ok
+        return False
+
+    wait_for(answers, 90, f"ades serve to answer on port {port}", interval=0.3)
+    return server

@@ -1,23 +1,22 @@
-"""Group commit of submissions (ades.store.batcher) against the real Elasticsearch and a real journal: each batch is
+"""Group commit of submissions (ades.jobs.acceptance) against the real Elasticsearch and a real journal: each batch is
 journaled with one write before its bulk, each stored job is handed on after it, and a failure at either end
 reaches exactly the requests it concerns."""
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from ades.cwl import Package
-from ades.execute.journal import Journal, read_entries
-from ades.execute.scheduler import QueuedJob
+from ades.jobs.acceptance import CreateBatcher
+from ades.jobs.journal import Journal, read_entries
+from ades.jobs.spec import QueuedJob
 from ades.models import Job
 from ades.store import JobStore
-from ades.store.batcher import CreateBatcher
 from ades.store.jobs import JobNotFound
-from tests.integration.test_journal import queued
+from tests.helpers import queued, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +61,7 @@ def test_a_batch_is_journaled_in_one_write_before_its_bulk_and_handed_on_after(
         others = [threading.Thread(target=batcher.create, args=pair) for pair in accepted[1:]]
         for thread in others:
             thread.start()
-        deadline = time.monotonic() + 10
-        while len(batcher._pending) < 5 and time.monotonic() < deadline:  # all five wait behind the held write
-            time.sleep(0.01)
+        wait_for(lambda: batcher.waiting() == 5, 10, "five requests waiting behind the held write", interval=0.01)
         release_first.set()
         for thread in [first, *others]:
             thread.join(10)

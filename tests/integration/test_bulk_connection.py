@@ -27,7 +27,8 @@ from elasticsearch import Elasticsearch
 from ades.config import Settings
 from ades.models import Job
 from ades.store import JobExists, JobStore, StoreUnavailable
-from ades.store.bulk import BulkConnection, Endpoint
+from ades.store.bulk import BulkConnection
+from ades.store.client import Endpoint
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -62,9 +63,9 @@ class Relay:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+            threading.Thread(target=self.serve_app, args=(client,), daemon=True).start()
 
-    def _serve(self, client: socket.socket) -> None:
+    def serve_app(self, client: socket.socket) -> None:
         upstream = http.client.HTTPConnection(*self.node, timeout=30)
         try:
             if self.tls is not None:
@@ -104,32 +105,37 @@ def _jobs(n: int) -> list[Job]:
     return [Job(process_id="echo", process_version="1.0.0", inputs={"message": f"hi {i}"}) for i in range(n)]
 
 
+def _via(job_store: JobStore, connection: BulkConnection) -> JobStore:
+    """The same store, creating jobs over `connection`."""
+    return JobStore(job_store.client, job_store.settings, bulk=connection)
+
+
 def _through(relay: Relay, job_store: JobStore, max_retries: int = 2) -> JobStore:
     """The store, its bulk connection going through the relay."""
-    job_store._bulk = BulkConnection(Endpoint.from_url(f"http://127.0.0.1:{relay.port}"), 10.0, max_retries)
-    return job_store
+    return _via(job_store, BulkConnection(Endpoint.from_url(f"http://127.0.0.1:{relay.port}"), 10.0, max_retries))
 
 
 def test_a_batch_is_stored_in_one_request_and_a_taken_id_is_refused(job_store: JobStore) -> None:
     jobs = _jobs(3)
-    assert job_store.create_batch(jobs) == [None, None, None]
+    assert job_store.create(jobs) == [None, None, None]
     assert [job_store.get(job.id)["inputs"] for job in jobs] == [job.inputs for job in jobs]
-    again = job_store.create_batch([jobs[0], *_jobs(1)])
+    again = job_store.create([jobs[0], *_jobs(1)])
     assert isinstance(again[0], JobExists) and again[1] is None
     job_store.close()
 
 
 def test_an_answer_lost_after_the_node_stored_the_jobs_is_not_a_conflict(job_store: JobStore, es_url: str) -> None:
     relay = Relay(es_url, lose=1)
+    store = _through(relay, job_store)
     try:
         jobs = _jobs(4)
-        assert _through(relay, job_store).create_batch(jobs) == [None] * 4  # resent: 409s that are our own jobs
+        assert store.create(jobs) == [None] * 4  # resent: 409s that are our own jobs
         assert relay.connections == 2
         assert all(job_store.get(job.id)["status"] == "submitted" for job in jobs)
         # a new request on the same connection still tells a taken id from a resend
-        assert isinstance(job_store.create_batch([jobs[0]])[0], JobExists)
+        assert isinstance(store.create([jobs[0]])[0], JobExists)
     finally:
-        job_store.close()
+        store.close()
         relay.close()
 
 
@@ -137,15 +143,15 @@ def test_a_connection_the_node_closed_while_idle_is_opened_again_without_a_retry
         job_store: JobStore, es_url: str) -> None:
     # as when the node restarts between two batches: with no retries allowed, a stale connection must not cost one
     relay = Relay(es_url, close_each=True)
+    store = _through(relay, job_store, max_retries=0)
     try:
-        store = _through(relay, job_store, max_retries=0)
         for _ in range(3):
             relay.closed.clear()
-            assert store.create_batch(_jobs(2)) == [None, None]
+            assert store.create(_jobs(2)) == [None, None]
             assert relay.closed.wait(10)
         assert relay.connections == 3
     finally:
-        job_store.close()
+        store.close()
         relay.close()
 
 
@@ -165,7 +171,7 @@ def test_first_callers_at_once_share_one_connection(es: Elasticsearch, settings:
 
     def first_call() -> None:
         start.wait()
-        results.append(store.create_batch(_jobs(2)))
+        results.append(store.create(_jobs(2)))
 
     threads = [threading.Thread(target=first_call) for _ in range(4)]
     try:
@@ -181,9 +187,9 @@ def test_first_callers_at_once_share_one_connection(es: Elasticsearch, settings:
 
 
 def test_an_unreachable_node_fails_every_job_after_bounded_retries(job_store: JobStore) -> None:
-    job_store._bulk = BulkConnection(Endpoint.from_url(f"http://127.0.0.1:{free_port()}"), 2.0, 2)
+    store = _via(job_store, BulkConnection(Endpoint.from_url(f"http://127.0.0.1:{free_port()}"), 2.0, 2))
     started = time.monotonic()
-    results = job_store.create_batch(_jobs(2))
+    results = store.create(_jobs(2))
     assert time.monotonic() - started < 5
     assert all(isinstance(r, StoreUnavailable) and "Connection refused" in str(r) for r in results)
 
@@ -220,18 +226,19 @@ def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 def test_https_with_percent_encoded_credentials_in_the_url(job_store: JobStore, es_url: str, tmp_path: Path) -> None:
     server_tls, client_tls = _self_signed(tmp_path)
     relay = Relay(es_url, tls=server_tls)
+    endpoint = Endpoint.from_url(f"https://ad%40es:p%3Ass%2Fw@127.0.0.1:{relay.port}")
+    trusting = _via(job_store, BulkConnection(endpoint, 10.0, 0, ssl_context=client_tls))
+    # the client verifies the node: one it was not told to trust is refused
+    untrusting = _via(job_store, BulkConnection(endpoint, 10.0, 0))
     try:
-        endpoint = Endpoint.from_url(f"https://ad%40es:p%3Ass%2Fw@127.0.0.1:{relay.port}")
-        job_store._bulk = BulkConnection(endpoint, 10.0, 0, ssl_context=client_tls)
         jobs = _jobs(2)
-        assert job_store.create_batch(jobs) == [None, None]
+        assert trusting.create(jobs) == [None, None]
         assert relay.heads[0]["authorization"] == "Basic " + base64.b64encode(b"ad@es:p:ss/w").decode()
         assert job_store.get(jobs[1].id)["id"] == jobs[1].id
-        # the client verifies the node: one it was not told to trust is refused
-        job_store._bulk = BulkConnection(endpoint, 10.0, 0)
-        assert all("CERTIFICATE_VERIFY_FAILED" in str(r) for r in job_store.create_batch(_jobs(1)))
+        assert all("CERTIFICATE_VERIFY_FAILED" in str(r) for r in untrusting.create(_jobs(1)))
     finally:
-        job_store.close()
+        trusting.close()
+        untrusting.close()
         relay.close()
 
 

@@ -5,14 +5,13 @@ and the dead-letter queue holds exactly the malformed messages sent on purpose."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,9 @@ from ades.models import Job, StatusUpdate
 from ades.services import elasticsearch, moto
 from ades.status import Status
 from ades.store import JobStore, ensure_indexes, make_client
+from ades.store.setup import drop_indexes
 from tests.conftest import free_port
+from tests.helpers import store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -88,14 +89,16 @@ def sent_back(log_text: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def chaos_node(es_url: str) -> Iterator[Settings]:
-    """A node of our own on another port, so stopping it does not disturb other tests."""
-    data_dir = Path(tempfile.mkdtemp(prefix="ades-chaos-", dir="/tmp"))  # not tmp_path: pytest makes it 0700
-    node = Settings(es_url=None, es_port=9271, data_dir=data_dir, index_prefix="chaos-", es_heap="384m")
-    url = elasticsearch.ensure_running(node)
-    yield node.model_copy(update={"es_url": url})
-    elasticsearch.stop(node)
-    shutil.rmtree(data_dir, ignore_errors=True)
+def chaos_node(spare_node: Settings) -> Iterator[Settings]:
+    """The spare node (tests/conftest.py), so stopping it does not disturb other tests; this test's indexes are
+    dropped afterwards."""
+    url = elasticsearch.ensure_running(spare_node)
+    node = spare_node.model_copy(update={"es_url": url, "index_prefix": f"chaos-{os.getpid()}-"})
+    yield node
+    with contextlib.suppress(Exception):  # the node may be down if the test failed mid-restart
+        client = make_client(node)
+        drop_indexes(client, node)
+        client.close()
 
 
 @pytest.fixture
@@ -180,7 +183,7 @@ def test_chaos(chaos_node: Settings, chaos_moto: str, children: list[subprocess.
     ensure_indexes(es, settings)
     store = JobStore(es, settings)
     jobs = [Job(process_id="chaos", created=T0 - timedelta(seconds=1)) for _ in range(N_JOBS)]
-    store.create_many(jobs, refresh=True)
+    store_jobs(store, jobs, refresh=True)
     truth = {j.id: truth_for(j.id, rng) for j in jobs}
     expected = {j.id: public_view(fold(j.to_document(), truth[j.id])) for j in jobs}
 
@@ -351,10 +354,7 @@ def test_chaos(chaos_node: Settings, chaos_moto: str, children: list[subprocess.
     assert all(a["at_message"] < len(bodies) for a in acts), acts  # every act while the stream was still flowing
 
     # Let the consumers drain everything (killed consumers' messages come back after the visibility timeout).
-    deadline = time.monotonic() + 300
-    while backlog() > 0:
-        assert time.monotonic() < deadline, f"queue never drained: {backlog()} left"
-        time.sleep(1)
+    wait_for(lambda: backlog() == 0, 300, "the queue to drain", interval=1)
     drained = time.monotonic()
     pacing.clear()
     observing.clear()

@@ -16,17 +16,25 @@ import pytest
 from distributed import Client
 
 from ades.config import Settings
-from ades.execute.dask_executor import ATTEMPTS_FILE, DaskExecutor, _attempts
-from ades.execute.pause import pause, resume
-from ades.services.base import terminate_group
+from ades.events.sinks import SinkConfig
+from ades.jobs import groups
+from ades.jobs.dask_server import DaskExecutor
+from ades.jobs.folder import JobFolder
+from ades.jobs.pause import pause, resume
+from ades.jobs.spec import RunSpec
+from ades.store import JobStore
+from tests import helpers
 from tests.conftest import free_port
-from tests.integration.test_execute_local import new_spec, processes_in, wait_for
+from tests.helpers import processes_in, wait_for
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 WORKERS = 2
 
+
+def new_spec(package, inputs: dict, settings: Settings, job_store: JobStore) -> RunSpec:
+    return helpers.new_spec(package, inputs, settings.data_dir, SinkConfig.from_settings(settings), job_store)
 
 
 def worker_addresses(url: str) -> list[str]:
@@ -35,7 +43,7 @@ def worker_addresses(url: str) -> list[str]:
 
 
 def wait_for_workers(url: str, count: int, timeout: float = 120) -> list[str]:
-    assert wait_for(lambda: len(worker_addresses(url)) >= count, timeout, interval=0.5), worker_addresses(url)
+    wait_for(lambda: len(worker_addresses(url)) >= count, timeout, f"{count} Dask workers", interval=0.5)
     return worker_addresses(url)
 
 
@@ -56,12 +64,12 @@ def cluster(tmp_path_factory) -> Iterator[str]:
                 procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, start_new_session=True))
             if i == 0:
-                assert wait_for(lambda: _port_open(port), 60), (logs / "0.log").read_text()
+                wait_for(lambda: _port_open(port), 60, "the Dask scheduler to listen")
         wait_for_workers(url, WORKERS)
         yield url
     finally:
         for proc in reversed(procs):
-            terminate_group(proc.pid, grace=20)
+            groups.stop(proc.pid, 20)
             proc.wait(5)
 
 
@@ -96,8 +104,8 @@ def test_echo_jobs_run_on_both_workers(executor, cluster, echo, settings, job_st
     for i, spec in enumerate(specs):
         doc = job_store.get(spec.job_id)
         assert doc["status"] == "succeeded", doc
-        assert (spec.workdir / "outputs" / "out.txt").read_text() == f"hello {i}\n"
-        [attempt] = _attempts(spec.workdir)
+        assert (spec.folder.outputs / "out.txt").read_text() == f"hello {i}\n"
+        [attempt] = spec.folder.attempts()
         assert attempt["worker"] in workers and attempt["pgid"] != os.getpid()
         used.add(attempt["worker"])
     # each worker has one thread, so the scheduler gives the 8 jobs to both
@@ -110,22 +118,22 @@ def test_paused_execution_holds_jobs_on_the_workers(executor, echo, settings, jo
         spec = new_spec(echo, {"message": "held"}, settings, job_store)
         executor.submit(spec)
         assert executor.wait(spec.job_id, 2) is None  # taken by a worker, not started: no attempt recorded
-        assert not _attempts(spec.workdir)
+        assert not spec.folder.attempts()
     finally:
         resume(settings.data_dir)
     assert executor.wait(spec.job_id, 120) == "succeeded"
-    assert (spec.workdir / "outputs" / "out.txt").read_text() == "held\n"
+    assert (spec.folder.outputs / "out.txt").read_text() == "held\n"
 
 
 def test_cancel_kills_the_running_job(executor, sleep, echo, settings, job_store):
     spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
     executor.submit(spec)
-    assert wait_for(lambda: job_running(executor, spec.job_id), 120, interval=0.2)
-    assert wait_for(lambda: processes_in(spec.workdir / "work"), 60), spec.log_path.read_text()
+    wait_for(lambda: job_running(executor, spec.job_id), 120, "the job to start on a worker", interval=0.2)
+    wait_for(lambda: processes_in(spec.folder.work), 60, "the tool to run")
     assert executor.cancel(spec.job_id)
     assert executor.wait(spec.job_id, 60) == "dismissed"
     # sh and sleep of the tool, cwltool's child: the whole group is gone
-    assert wait_for(lambda: not processes_in(spec.workdir), 15), processes_in(spec.workdir)
+    wait_for(lambda: not processes_in(spec.folder.path), 15, "the job's processes to be gone")
     job_store.refresh()
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "dismissed" and doc["stop-time"]
@@ -139,25 +147,23 @@ def test_cancel_a_queued_job(executor, sleep, settings, job_store):
     busy = [new_spec(sleep, {"seconds": 300}, settings, job_store) for _ in range(WORKERS)]
     for spec in busy:
         executor.submit(spec)
-    assert wait_for(lambda: all(job_running(executor, s.job_id) for s in busy), 120, interval=0.2)
+    wait_for(lambda: all(job_running(executor, s.job_id) for s in busy), 120, "both jobs to start", interval=0.2)
     queued = new_spec(sleep, {"seconds": 300}, settings, job_store)
     executor.submit(queued)
     assert executor.cancel(queued.job_id)
     assert executor.wait(queued.job_id, 60) == "dismissed"
-    assert "starts" not in (queued.log_path.read_text() if queued.log_path.exists() else "")
+    assert "starts" not in queued.folder.read_log()
     job_store.refresh()
     assert job_store.get(queued.job_id)["status"] == "dismissed"
     for spec in busy:
         assert executor.cancel(spec.job_id)
     assert [executor.wait(s.job_id, 60) for s in busy] == ["dismissed"] * WORKERS
-    assert wait_for(lambda: not any(processes_in(s.workdir) for s in busy), 15)
+    wait_for(lambda: not any(processes_in(s.folder.path) for s in busy), 15, "the jobs' processes to be gone")
 
 
 def kill_worker_of(executor: DaskExecutor, job_id: str) -> str:
     """SIGKILL the Dask worker process running the job (not its nanny); returns the worker's address."""
-    found = wait_for(lambda: job_running(executor, job_id), 120, interval=0.2)
-    assert found
-    worker, _ = found
+    worker, _ = wait_for(lambda: job_running(executor, job_id), 120, "the job to start on a worker", interval=0.2)
     pid = executor.client.run(os.getpid, workers=[worker])[worker]
     os.kill(pid, signal.SIGKILL)
     return worker
@@ -166,30 +172,30 @@ def kill_worker_of(executor: DaskExecutor, job_id: str) -> str:
 def test_killed_worker_fails_its_job(executor, sleep, settings, job_store):
     spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
     executor.submit(spec)
-    assert wait_for(lambda: job_running(executor, spec.job_id), 120, interval=0.2)
-    assert wait_for(lambda: processes_in(spec.workdir / "work"), 60)
+    wait_for(lambda: job_running(executor, spec.job_id), 120, "the job to start on a worker", interval=0.2)
+    wait_for(lambda: processes_in(spec.folder.work), 60, "the tool to run")
     worker = kill_worker_of(executor, spec.job_id)
     assert executor.wait(spec.job_id, 120) == "failed"
-    assert wait_for(lambda: not processes_in(spec.workdir), 15), processes_in(spec.workdir)
+    wait_for(lambda: not processes_in(spec.folder.path), 15, "the job's processes to be gone")
     job_store.refresh()
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "failed" and doc["stop-time"]
     assert f"the Dask worker running the job ({worker}) was lost" in doc["message"]
     assert "ADES_DASK_RETRY_LOST is off" in doc["message"]
-    assert len(_attempts(spec.workdir)) == 1  # not run again
+    assert len(spec.folder.attempts()) == 1  # not run again
 
 
 def test_killed_launcher_fails_its_job(executor, sleep, echo, settings, job_store):
     spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
     executor.submit(spec)
-    found = wait_for(lambda: job_running(executor, spec.job_id), 120, interval=0.2)
-    assert found and wait_for(lambda: processes_in(spec.workdir / "work"), 60)
+    found = wait_for(lambda: job_running(executor, spec.job_id), 120, "the job to start on a worker", interval=0.2)
+    wait_for(lambda: processes_in(spec.folder.work), 60, "the tool to run")
     # the launcher is the parent of the job's group leader
     launcher = int(Path(f"/proc/{found[1]}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    assert "ades.execute.dask_executor" in Path(f"/proc/{launcher}/cmdline").read_bytes().decode()
+    assert "ades.jobs.dask_launchers" in Path(f"/proc/{launcher}/cmdline").read_bytes().decode()
     os.kill(launcher, signal.SIGKILL)
     assert executor.wait(spec.job_id, 60) == "failed"
-    assert wait_for(lambda: not processes_in(spec.workdir), 15), processes_in(spec.workdir)
+    wait_for(lambda: not processes_in(spec.folder.path), 15, "the job's processes to be gone")
     job_store.refresh()
     assert "launcher process on" in job_store.get(spec.job_id)["message"]
     after = new_spec(echo, {"message": "a new launcher"}, settings, job_store)
@@ -204,16 +210,16 @@ def test_killed_worker_job_is_retried(cluster, sleep, settings, job_store, es):
         # long enough to be killed while the tool sleeps; the second attempt then simply runs to its end
         spec = new_spec(sleep, {"seconds": 8}, settings, job_store)
         executor.submit(spec)
-        assert wait_for(lambda: processes_in(spec.workdir / "work"), 120)
+        wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
         worker = kill_worker_of(executor, spec.job_id)
         assert executor.wait(spec.job_id, 180) == "succeeded"
     finally:
         executor.close()
-    attempts = _attempts(spec.workdir)
-    assert [a["attempt"] for a in attempts] == [1, 2], (spec.workdir / ATTEMPTS_FILE).read_text()
+    attempts = spec.folder.attempts()
+    assert [a["attempt"] for a in attempts] == [1, 2], attempts
     assert attempts[0]["worker"] == worker and attempts[1]["worker"] != worker
-    assert [f.read_text() for f in (spec.workdir / "outputs").iterdir()] == ["slept\n"]
-    assert f"({worker}) was lost; running the job again" in spec.log_path.read_text()
+    assert [f.read_text() for f in spec.folder.outputs.iterdir()] == ["slept\n"]
+    assert f"({worker}) was lost; running the job again" in spec.folder.read_log()
     job_store.refresh()
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "succeeded" and doc["progress"] == 100, doc
@@ -223,15 +229,15 @@ def test_cancel_unknown_job(executor):
     assert not executor.cancel("no-such-job")
 
 
-def test_server_context_builds_the_dask_executor(cluster, settings, job_store, process_store):
-    from ades.api.context import AdesContext
+def test_the_job_service_builds_the_dask_executor(cluster, settings, job_store):
+    from ades.jobs.service import JobService
 
-    context = AdesContext(settings=settings.model_copy(update={"executor": "dask", "dask_scheduler": cluster}),
-                          job_store=job_store, process_store=process_store, base_url="http://127.0.0.1:5000")
+    service = JobService(settings.model_copy(update={"executor": "dask", "dask_scheduler": cluster}), job_store,
+                         "http://127.0.0.1:5000")
     try:
-        assert isinstance(context.executor, DaskExecutor)
+        assert isinstance(service.executor, DaskExecutor)
     finally:
-        context.close()
+        service.close()
 
 
 @pytest.fixture(scope="module")
@@ -239,12 +245,12 @@ def dask_live(cluster: str, es_url: str, tmp_path_factory) -> Iterator:
     """A live server (tests/e2e) whose settings say ADES_EXECUTOR=dask, on the module's cluster."""
     import uuid
 
-    from tests.e2e.conftest import _serve
+    from tests.e2e.conftest import serve_app
 
     settings = Settings(es_url=es_url, index_prefix=f"e2e-dask-{uuid.uuid4().hex[:10]}-", event_sink="direct",
                         data_dir=tmp_path_factory.mktemp("e2e-dask") / "data", executor="dask",
                         dask_scheduler=cluster)
-    yield from _serve(settings)
+    yield from serve_app(settings)
 
 
 def test_http_jobs_run_on_the_cluster_and_dismiss(dask_live):
@@ -258,19 +264,19 @@ def test_http_jobs_run_on_the_cluster_and_dismiss(dask_live):
                     json={"inputs": {"message": "async over dask"}}).json()
     assert live.wait_status(job["jobID"])["status"] == "successful"
     assert live.get(f"/jobs/{job['jobID']}/results/out").text == "async over dask\n"
-    executor = live.context.executor
+    executor = live.context.jobs.executor
     assert isinstance(executor, DaskExecutor)
-    assert _attempts(Path(live.settings.data_dir) / "jobs" / job["jobID"])[0]["worker"] in worker_addresses(
+    assert JobFolder(live.settings.data_dir, job["jobID"]).attempts()[0]["worker"] in worker_addresses(
         executor.client.scheduler.address)
 
     sleeping = live.post("/processes/sleep/execution", headers={"Prefer": "respond-async"},
                          json={"inputs": {"seconds": 300}}).json()["jobID"]
-    workdir = Path(live.settings.data_dir) / "jobs" / sleeping
-    assert wait_for(lambda: processes_in(workdir / "work"), 120)
+    folder = JobFolder(live.settings.data_dir, sleeping)
+    wait_for(lambda: processes_in(folder.work), 120, "the tool to run")
     dismissed = live.delete(f"/jobs/{sleeping}")
     assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
     assert executor.wait(sleeping, 60) == "dismissed"
-    assert wait_for(lambda: not processes_in(workdir), 15), processes_in(workdir)
+    wait_for(lambda: not processes_in(folder.path), 15, "the job's processes to be gone")
 
 
 def test_services_start_dask(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import time
@@ -11,60 +10,29 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
-from ades.cwl import Package, to_job_order
-from ades.events.sinks import DirectSink
-from ades.events.update_job import SinkConfig
-from ades.execute.local import LocalExecutor, run_sync
-from ades.execute.runner import RunSpec
-from ades.models import Job
+from ades.cwl import Package
+from ades.events.sinks import SinkConfig
+from ades.jobs.launcher import run_sync
+from ades.jobs.local import LocalExecutor
+from ades.jobs.publisher import Publisher
+from ades.jobs.spec import RunSpec
 from ades.status import Status
 from ades.store import JobStore
+from tests import helpers
+from tests.helpers import BASE_URL, processes_in, wait_for
 
 pytestmark = pytest.mark.integration
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
-BASE_URL = "http://127.0.0.1:5000"
 
 
 @pytest.fixture
 def executor(settings: Settings, es):
-    executor = LocalExecutor(functools.partial(DirectSink, settings), n_workers=2, grace=2.0)
+    executor = LocalExecutor(n_workers=2, grace=2.0)
     yield executor
     executor.close()
 
 
 def new_spec(package: Package, inputs: dict, settings: Settings, job_store: JobStore) -> RunSpec:
-    job = Job(process_id=package.id, process_version=package.version, inputs=inputs)
-    job_store.create(job, refresh=True)
-    return RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), settings.data_dir,
-                               SinkConfig.from_settings(settings), BASE_URL)
-
-
-def processes_in(directory: Path) -> list[int]:
-    """Live (non-zombie) processes whose working directory or command line is inside `directory`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if state != "Z" and (cwd.startswith(str(directory)) or str(directory) in cmdline):
-            found.append(int(entry.name))
-    return found
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+    return helpers.new_spec(package, inputs, settings.data_dir, SinkConfig.from_settings(settings), job_store)
 
 
 def test_ten_echo_jobs_on_two_workers(executor, echo, settings, job_store):
@@ -80,8 +48,8 @@ def test_ten_echo_jobs_on_two_workers(executor, echo, settings, job_store):
         doc = job_store.get(spec.job_id)
         assert doc["status"] == "succeeded" and doc["progress"] == 100
         assert doc["outputs"] == {"out": f"{BASE_URL}/jobs/{spec.job_id}/results/out"}
-        assert (spec.workdir / "outputs" / "out.txt").read_text() == f"hello {i}\n"
-        assert f"hello {i}" in spec.log_path.read_text()
+        assert (spec.folder.outputs / "out.txt").read_text() == f"hello {i}\n"
+        assert f"hello {i}" in spec.folder.read_log()
     print(f"10 echo jobs on 2 warm workers: {elapsed:.2f} s")
 
 
@@ -90,12 +58,12 @@ def test_cancel_kills_the_whole_job(executor, sleep, echo, settings, job_store):
     executor.submit(spec)
     assert executor.wait_started(spec.job_id, 60)
     # the tool itself (sh + sleep under the job's work dir) is running before we cancel
-    assert wait_for(lambda: len(processes_in(spec.workdir / "work")) >= 1, 60), spec.log_path.read_text()
-    log_size = spec.log_path.stat().st_size
+    wait_for(lambda: len(processes_in(spec.folder.work)) >= 1, 60, "the tool to run")
+    log_size = spec.folder.log.stat().st_size
     assert log_size > 0  # the log is written while the job runs
     assert executor.cancel(spec.job_id)
     assert executor.wait(spec.job_id, 30) == "dismissed"
-    assert wait_for(lambda: not processes_in(spec.workdir), 10), processes_in(spec.workdir)
+    wait_for(lambda: not processes_in(spec.folder.path), 10, "the job's processes to be gone")
     job_store.refresh()
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "dismissed" and doc["stop-time"]
@@ -111,10 +79,10 @@ def test_killed_child_fails_the_job(executor, sleep, settings, job_store):
     executor.submit(spec)
     pid = executor.wait_started(spec.job_id, 60)
     assert pid
-    assert wait_for(lambda: processes_in(spec.workdir / "work"), 60)
+    wait_for(lambda: processes_in(spec.folder.work), 60, "the tool to run")
     os.kill(pid, signal.SIGKILL)
     assert executor.wait(spec.job_id, 30) == "failed"
-    assert wait_for(lambda: not processes_in(spec.workdir), 10)
+    wait_for(lambda: not processes_in(spec.folder.path), 10, "the job's processes to be gone")
     job_store.refresh()
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "failed"
@@ -128,7 +96,7 @@ def test_cancel_unknown_job(executor):
 
 def test_run_sync(echo, settings, job_store, es):
     spec = new_spec(echo, {"message": "sync"}, settings, job_store)
-    result = run_sync(spec, DirectSink(settings))
+    result = run_sync(spec, Publisher())
     assert result.status is Status.SUCCEEDED
     assert Path(result.outputs["out"]["path"]).read_text() == "sync\n"
     job_store.refresh()
@@ -150,14 +118,14 @@ def test_cancel_a_queued_job(executor, sleep, echo, settings, job_store):
     job_store.refresh()
     doc = job_store.get(queued.job_id)
     assert doc["status"] == "dismissed" and doc["start-time"] is None
-    assert not (queued.workdir / "outputs" / "out.txt").exists()
+    assert not (queued.folder.outputs / "out.txt").exists()
 
 
 def test_a_job_past_its_run_time_limit_is_killed_and_failed(executor, sleep, settings, job_store):
     spec = new_spec(sleep, {"seconds": 300}, settings, job_store).model_copy(update={"max_seconds": 2.0})
     executor.submit(spec)
     assert executor.wait(spec.job_id, 60) == "failed"
-    assert wait_for(lambda: not processes_in(spec.workdir), 10), processes_in(spec.workdir)
+    wait_for(lambda: not processes_in(spec.folder.path), 10, "the job's processes to be gone")
     job_store.refresh()
     doc = job_store.get(spec.job_id)
     assert doc["status"] == "failed"
@@ -166,11 +134,11 @@ def test_a_job_past_its_run_time_limit_is_killed_and_failed(executor, sleep, set
 
 def _workers_exited_by_themselves(executor: LocalExecutor) -> list[int | None]:
     # close() kills (SIGKILL, exit code -9) a worker that has not left by its deadline
-    return [worker.exitcode for worker in executor._workers]
+    return [worker.exitcode for worker in executor.workers]
 
 
 def test_close_starts_no_queued_job(sleep, echo, settings, job_store, es):
-    executor = LocalExecutor(functools.partial(DirectSink, settings), n_workers=1, grace=2.0)
+    executor = LocalExecutor(n_workers=1, grace=2.0)
     try:
         running = new_spec(sleep, {"seconds": 300}, settings, job_store)
         executor.submit(running)
@@ -184,13 +152,13 @@ def test_close_starts_no_queued_job(sleep, echo, settings, job_store, es):
     assert job_store.get(running.job_id)["status"] == "dismissed"
     # not started only to be killed: it waits, `submitted`, for the next start to re-queue it
     assert job_store.get(queued.job_id)["status"] == "submitted"
-    assert not (queued.workdir / "outputs" / "out.txt").exists()
+    assert not (queued.folder.outputs / "out.txt").exists()
 
 
 def test_close_releases_a_worker_holding_a_job_while_execution_is_paused(echo, settings, job_store, es):
-    from ades.execute.pause import pause
+    from ades.jobs.pause import pause
 
-    executor = LocalExecutor(functools.partial(DirectSink, settings), n_workers=1, grace=2.0)
+    executor = LocalExecutor(n_workers=1, grace=2.0)
     try:
         first = new_spec(echo, {"message": "warm"}, settings, job_store)
         executor.submit(first)
@@ -200,8 +168,7 @@ def test_close_releases_a_worker_holding_a_job_while_execution_is_paused(echo, s
         executor.submit(held)
         # the worker has taken the job off the queue and holds it (it used to never read the shutdown sentinel
         # queued behind it, and close() had to kill it)
-        assert wait_for(lambda: executor._jobs.empty(), 60)
-        time.sleep(1.0)
+        wait_for(lambda: not executor.backlog(), 60, "the worker to take the job")
     finally:
         executor.close()
     assert _workers_exited_by_themselves(executor) == [0]

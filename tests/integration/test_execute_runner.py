@@ -8,12 +8,16 @@ import pytest
 
 from ades.config import Settings
 from ades.cwl import Package, load_package, to_job_order
-from ades.events.sinks import DirectSink
-from ades.events.update_job import SinkConfig
-from ades.execute.runner import RunSpec, run_job
+from ades.events.sinks import DirectSink, EventSink, SinkConfig
+from ades.execute.runner import load_wrapped
+from ades.jobs.folder import JobFolder
+from ades.jobs.publisher import Publisher
+from ades.jobs.run import run_job
+from ades.jobs.spec import RunSpec
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
+from tests.helpers import store_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +26,24 @@ EXAMPLES = ROOT / "cwl" / "examples"
 BASE_URL = "http://127.0.0.1:5000"
 
 
-class RecordingSink:
-    """Records what the runner itself publishes, and applies it like the direct sink does."""
+class RecordingSink(Publisher):
+    """Records what the run publishes (every sink is this one), and applies it like the direct sink does."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.updates: list[StatusUpdate] = []
         self.outputs_there: list[bool] = []
-        self.jobs = Path(settings.data_dir) / "jobs"
+        self.data_dir = settings.data_dir
         self.direct = DirectSink(settings)
 
-    def publish(self, update: StatusUpdate) -> None:
+    def sink(self, config: SinkConfig | None = None) -> EventSink:
+        return self
+
+    def publish(self, update: StatusUpdate, config: SinkConfig | None = None) -> bool:
         self.updates.append(update)
-        self.outputs_there.append((self.jobs / update.job_id / "outputs.json").exists())
+        self.outputs_there.append(JobFolder(self.data_dir, update.job_id).saved_outputs() is not None)
         self.direct.publish(update)
+        return True
 
 
 def example(name: str) -> Package:
@@ -46,17 +55,18 @@ def example(name: str) -> Package:
 
 def run(package: Package, inputs: dict, settings: Settings, job_store: JobStore, sink: RecordingSink):
     job = Job(process_id=package.id, process_version=package.version, inputs=inputs)
-    job_store.create(job, refresh=True)
+    store_jobs(job_store, [job], refresh=True)
     spec = RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), settings.data_dir,
                                SinkConfig.from_settings(settings), BASE_URL)
     result = run_job(spec, sink)
     job_store.refresh()
-    return result, job_store.get(job.id)
+    return result, job_store.get(job.id), spec
 
 
 def test_two_step_succeeds_with_outputs_and_times(settings, job_store):
     sink = RecordingSink(settings)
-    result, doc = run(example("two-step/two-step.cwl"), {"message": "hello there"}, settings, job_store, sink)
+    result, doc, spec = run(example("two-step/two-step.cwl"), {"message": "hello there"}, settings, job_store,
+                            sink)
     assert result.status is Status.SUCCEEDED, result.log.read_text()
     assert doc["status"] == "succeeded" and doc["progress"] == 100
     assert doc["outputs"] == {"shouted": f"{BASE_URL}/jobs/{doc['id']}/results/shouted"}
@@ -66,7 +76,7 @@ def test_two_step_succeeds_with_outputs_and_times(settings, job_store):
     assert [u.status for u in sink.updates] == [Status.RUNNING, Status.SUCCEEDED]
     assert sink.outputs_there == [False, True]
     out = Path(result.outputs["shouted"]["path"])
-    assert out.read_text() == "HELLO THERE\n" and out.is_relative_to(settings.data_dir / "jobs" / doc["id"] / "outputs")
+    assert out.read_text() == "HELLO THERE\n" and out.is_relative_to(spec.folder.outputs)
     log = result.log.read_text()
     assert "hello there" in log and "HELLO THERE" in log  # the tools' stdout, shown in the log
     assert "Workflow checker warning" not in log
@@ -74,7 +84,7 @@ def test_two_step_succeeds_with_outputs_and_times(settings, job_store):
 
 def test_failing_workflow_reports_the_error(settings, job_store):
     sink = RecordingSink(settings)
-    result, doc = run(example("failing/failing.cwl"), {}, settings, job_store, sink)
+    result, doc, _ = run(example("failing/failing.cwl"), {}, settings, job_store, sink)
     assert result.status is Status.FAILED
     assert doc["status"] == "failed" and doc["stop-time"]
     assert "failing on purpose: no input data" in doc["message"]
@@ -87,7 +97,7 @@ def test_failing_workflow_reports_the_error(settings, job_store):
 def test_author_progress_step_is_applied(settings, job_store):
     sink = RecordingSink(settings)
     package = example("progress")
-    result, doc = run(package, {"message": "half"}, settings, job_store, sink)
+    result, doc, _ = run(package, {"message": "half"}, settings, job_store, sink)
     assert result.status is Status.SUCCEEDED, result.log.read_text()
     assert doc["status"] == "succeeded"
     assert len(doc["applied-events"]) == 3  # start, the author's 50 %, finish
@@ -100,22 +110,21 @@ def test_docker_requirement_fails_clearly(settings, job_store):
         "baseCommand:", "requirements:\n  DockerRequirement: {dockerPull: 'alpine:3'}\nbaseCommand:"
     )
     sink = RecordingSink(settings)
-    result, doc = run(load_package(text, "application/cwl"), {"message": "x"}, settings, job_store, sink)
+    result, doc, _ = run(load_package(text, "application/cwl"), {"message": "x"}, settings, job_store, sink)
     assert doc["status"] == "failed" and doc["start-time"] is None
     assert "DockerRequirement (alpine:3) cannot be honoured" in doc["message"]
     assert result.status is Status.FAILED
 
 
 def test_loaded_tools_are_reused(settings, job_store):
-    from ades.execute import runner
-
     package = example("echo.cwl")
     sink = RecordingSink(settings)
-    run(package, {"message": "one"}, settings, job_store, sink)
-    cached = dict(runner._TOOLS)
-    _, doc = run(package, {"message": "two"}, settings, job_store, sink)
+    _, _, spec = run(package, {"message": "one"}, settings, job_store, sink)
+    tool = load_wrapped(spec.workflow_file, spec.cache_key)
+    _, doc, again = run(package, {"message": "two"}, settings, job_store, sink)
     assert doc["status"] == "succeeded"
-    assert cached == runner._TOOLS
+    assert again.workflow_file == spec.workflow_file
+    assert load_wrapped(again.workflow_file, again.cache_key) is tool
 
 
 def test_outputs_go_to_s3_before_success_is_published(settings, job_store, moto_url):
@@ -134,7 +143,7 @@ def test_outputs_go_to_s3_before_success_is_published(settings, job_store, moto_
     bucket.ensure_bucket()
     package = example("two-step/two-step.cwl")
     job = Job(process_id=package.id, process_version=package.version, inputs={"message": "to the bucket"})
-    job_store.create(job, refresh=True)
+    store_jobs(job_store, [job], refresh=True)
     spec = RunSpec.for_package(package, job.id, to_job_order(package, job.inputs, []), settings.data_dir,
                                SinkConfig.from_settings(settings), BASE_URL, storage)
     spec = RunSpec.model_validate_json(spec.model_dump_json())  # as it crosses into a worker

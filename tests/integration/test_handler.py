@@ -13,6 +13,7 @@ from ades.events.consumer import process_event
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
+from tests.helpers import store_jobs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def envelope(inner: str) -> str:
 
 def test_mixed_batch_reports_exactly_what_could_not_be_applied(job_store: JobStore):
     job = Job(process_id="echo")
-    job_store.create(job)
+    store_jobs(job_store, [job])
     raw = StatusUpdate(job_id=job.id, status=Status.RUNNING, progress=10).model_dump_json()
     wrapped = envelope(StatusUpdate(job_id=job.id, status=Status.RUNNING, progress=30, message="m").model_dump_json())
     event = {
@@ -76,7 +77,7 @@ def test_lambda_module_is_configured_from_the_environment(job_store: JobStore, s
     sys.modules.pop("status_consumer.handler", None)
     module = importlib.import_module("status_consumer.handler")
     job = Job(process_id="echo")
-    job_store.create(job)
+    store_jobs(job_store, [job])
     body = StatusUpdate(job_id=job.id, status=Status.SUCCEEDED, outputs={"out": "http://x/o"}).model_dump_json()
     assert module.handler({"Records": [record("m1", body)]}, None) == {"batchItemFailures": []}
     doc = job_store.get(job.id)

@@ -1,40 +1,30 @@
-"""The submission journal (ades.execute.journal): live files are left alone, orphans are found, and a rotated file
+"""The submission journal (ades.jobs.journal): live files are left alone, orphans are found, and a rotated file
 carries over exactly the jobs still waiting (asked of the real Elasticsearch)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from ades.config import Settings
 from ades.cwl import Package
-from ades.events.update_job import SinkConfig
-from ades.execute.journal import Journal, read_entries, survey
-from ades.execute.runner import PROCESS_FILE, RunSpec
-from ades.execute.scheduler import QueuedJob
+from ades.jobs.folder import DataDir
+from ades.jobs.journal import Journal, read_entries, survey
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
+from tests.helpers import queued, store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def queued(package: Package, data_dir: Path, job_id: str | None = None) -> QueuedJob:
-    job_id = job_id or str(uuid.uuid4())
-    spec = RunSpec.for_package(package, job_id, {"message": "hi"}, data_dir, SinkConfig(), "http://127.0.0.1:1")
-    return QueuedJob(spec=spec)
-
 
 ORPHAN = """
 import sys
 from pathlib import Path
-from ades.execute.journal import Journal
-from ades.execute.scheduler import QueuedJob
+from ades.jobs.journal import Journal
+from ades.jobs.spec import QueuedJob
 journal = Journal(Path(sys.argv[1]), lambda ids: {})
 for line in sys.stdin:
     journal.append(QueuedJob.model_validate_json(line))
@@ -51,7 +41,8 @@ def test_survey_tells_live_from_orphaned(echo: Package, tmp_path: Path) -> None:
     shared = live[0]  # also in the dead process's file (a carried-over line): the live process keeps it
     lines = "".join(q.model_dump_json() + "\n" for q in [*gone, shared])
     subprocess.run([sys.executable, "-c", ORPHAN, str(data_dir)], input=lines, text=True, check=True)
-    orphan_file = next(p for p in (data_dir / "queue").glob("*.jsonl") if p != mine.path)
+    journals = DataDir(data_dir).journals
+    orphan_file = next(p for p in journals.glob("*.jsonl") if p != mine.path)
     with open(orphan_file, "a") as f:
         f.write('{"spec": {"job_id": "torn')  # a write cut short by a crash
 
@@ -61,7 +52,7 @@ def test_survey_tells_live_from_orphaned(echo: Package, tmp_path: Path) -> None:
     assert found.orphaned[gone[0].job_id] == gone[0]
     found.discard()
     assert not orphan_file.exists() and mine.path.exists()
-    assert not list((data_dir / "queue").glob("*.new"))
+    assert not list(journals.glob("*.new"))
     mine.close()
     # once its process is done with it (closed: the lock is released), a file is an orphan too
     again = survey(data_dir)
@@ -73,22 +64,17 @@ def test_rotation_carries_over_the_waiting_jobs(echo: Package, settings: Setting
     data_dir = Path(settings.data_dir)
     journal = Journal(data_dir, job_store.statuses)
     waiting, done, started, never_indexed, last = (queued(echo, data_dir) for _ in range(5))
-    for q in (waiting, done, started, last):
-        job_store.create(Job(id=q.job_id, process_id="echo", process_version="1.0.0", inputs={}, labels=[],
-                             user_id="anonymous", mode="async"))
+    store_jobs(job_store, [Job(id=q.job_id, process_id="echo", process_version="1.0.0", inputs={}, labels=[],
+                               user_id="anonymous", mode="async") for q in (waiting, done, started, last)])
     job_store.apply(StatusUpdate(job_id=done.job_id, status=Status.RUNNING))
     job_store.apply(StatusUpdate(job_id=done.job_id, status=Status.SUCCEEDED))
-    started.spec.workdir.mkdir(parents=True)
-    (started.spec.workdir / PROCESS_FILE).write_text("{}")
+    started.spec.folder.prepare(started.spec.workflow_file)  # what makes a job count as started
     journal.append_many([waiting, done, started, never_indexed])
     first = journal.path
 
     journal.rotate_bytes = first.stat().st_size + 1  # the next line passes it
     journal.append(last)
     assert journal.path != first
-    deadline = time.monotonic() + 30
-    while first.exists():
-        assert time.monotonic() < deadline, "the rotated journal was not compacted"
-        time.sleep(0.05)
+    wait_for(lambda: not first.exists(), 30, "the rotated journal to be compacted")
     assert set(read_entries(journal.path)) == {waiting.job_id, last.job_id}
     journal.close()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,11 @@ from ades.config import Settings
 from ades.events.aws import client
 from ades.events.pipeline import ensure_pipeline
 from ades.events.poller import Consumer
-from ades.events.sinks import SnsSink
-from ades.events.update_job import SinkConfig
+from ades.events.sinks import SinkConfig, SnsSink
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
+from tests.helpers import store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +27,12 @@ BIN = Path(sys.executable).parent
 
 
 def drain(consumer: Consumer, until, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Let the consumer poll until `until()` holds (each poll is a long poll of the queue: no sleep needed)."""
+    def polled() -> bool:
         consumer.poll_once()
-        if until():
-            return
-    raise AssertionError("the consumer did not get there in time")
+        return until()
+
+    wait_for(polled, timeout, "the consumer to get there", interval=0)
 
 
 def test_pipeline_is_created_idempotently_with_redrive(aws_settings: Settings):
@@ -51,7 +50,7 @@ def test_pipeline_is_created_idempotently_with_redrive(aws_settings: Settings):
 
 def test_update_job_entry_point_publishes_with_attributes(aws_settings: Settings, job_store: JobStore):
     job = Job(process_id="echo")
-    job_store.create(job)
+    store_jobs(job_store, [job])
     sink = SinkConfig.from_settings(aws_settings).model_dump_json()
     out = subprocess.run(
         [str(BIN / "ades-update-job"), "--job-id", job.id, "--status", "running", "--progress", "40",
@@ -81,7 +80,7 @@ def test_sns_envelope_delivery_is_read_too(aws_settings: Settings, job_store: Jo
     enveloped = aws_settings.model_copy(update={"raw_message_delivery": False})
     ensure_pipeline(enveloped)
     job = Job(process_id="echo")
-    job_store.create(job)
+    store_jobs(job_store, [job])
     SnsSink(enveloped).publish(StatusUpdate(job_id=job.id, status=Status.FAILED, message="it broke"))
     consumer = Consumer(enveloped, wait_seconds=1)
     drain(consumer, lambda: job_store.get(job.id)["status"] == "failed")
@@ -94,7 +93,7 @@ def test_malformed_messages_end_in_the_dead_letter_queue(aws_settings: Settings,
     sns = client("sns", settings)
     sns.publish(TopicArn=settings.sns_topic_arn, Message="this is not a status update")
     job = Job(process_id="echo")
-    job_store.create(job)
+    store_jobs(job_store, [job])
     SnsSink(settings).publish(StatusUpdate(job_id=job.id, status=Status.RUNNING))
     consumer = Consumer(settings, wait_seconds=1, retry_delay=0)
     sqs = client("sqs", settings)
@@ -116,7 +115,7 @@ def test_malformed_messages_end_in_the_dead_letter_queue(aws_settings: Settings,
 
 def test_cwltool_runs_update_job_cwl_into_elasticsearch(aws_settings: Settings, job_store: JobStore, tmp_path):
     job = Job(process_id="echo")
-    job_store.create(job)
+    store_jobs(job_store, [job])
     sink = SinkConfig.from_settings(aws_settings).model_dump_json()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     subprocess.run(
@@ -143,12 +142,9 @@ def test_consumer_command_stops_cleanly_on_sigterm(aws_settings: Settings, job_s
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         job = Job(process_id="echo")
-        job_store.create(job)
+        store_jobs(job_store, [job])
         SnsSink(aws_settings).publish(StatusUpdate(job_id=job.id, status=Status.SUCCEEDED))
-        deadline = time.monotonic() + 20
-        while job_store.get(job.id)["status"] != "succeeded":
-            assert time.monotonic() < deadline, "consumer never applied the update"
-            time.sleep(0.2)
+        wait_for(lambda: job_store.get(job.id)["status"] == "succeeded", 20, "the consumer to apply the update", 0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)

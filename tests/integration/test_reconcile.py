@@ -4,7 +4,6 @@ with SIGKILL while 100 jobs are in flight; after a restart on the same data dir 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -16,11 +15,14 @@ import pytest
 import requests
 
 from ades.config import Settings
+from ades.jobs import groups
+from ades.jobs.folder import DataDir, JobFolder
 from ades.models import JobQuery
 from ades.status import Status
 from ades.store import JobStore, make_client
 from ades.store.setup import drop_indexes
 from tests.conftest import free_port
+from tests.helpers import TimedOut, wait_for
 from tests.integration.conftest import start_serve
 
 pytestmark = pytest.mark.integration
@@ -33,9 +35,10 @@ def _kill_everything(server: subprocess.Popen, data_dir: Path) -> int:
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
     killed = 0
-    for record in (data_dir / "jobs").glob("*/process.json"):
-        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-            os.killpg(int(json.loads(record.read_text())["pgid"]), signal.SIGKILL)
+    for folder in DataDir(data_dir).folders():
+        process = folder.process()
+        if process is not None:
+            groups.kill(process.pgid)
             killed += 1
     return killed
 
@@ -72,8 +75,8 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
                           timeout=30)
         assert r.status_code == 201, r.text
         ids.append(r.json()["jobID"])
-        while not list((data_dir / "jobs").glob("*/process.json")):
-            time.sleep(0.05)  # at least one job has started: some will be lost mid-run
+        # at least one job has started: some will be lost mid-run
+        wait_for(lambda: any(f.has_started() for f in DataDir(data_dir).folders()), 60, "a job to start")
         _kill_everything(server, data_dir)
         store.refresh()
         before = {d["id"]: d["status"] for d in store.search(JobQuery(size=1000)).jobs}
@@ -83,11 +86,9 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
         restarted = time.monotonic()
         server = start_serve(env, port, log, "--workers", "1", "--job-workers", "1")
         try:
-            while time.monotonic() - restarted < 60:
-                statuses = store.statuses(ids)
-                if all(Status(s).terminal for s in statuses.values() if s):
-                    break
-                time.sleep(0.5)
+            with contextlib.suppress(TimedOut):  # the assertion below says which jobs are not
+                wait_for(lambda: all(Status(s).terminal for s in store.statuses(ids).values() if s),
+                         60 - (time.monotonic() - restarted), "every job to end", interval=0.5)
             statuses = store.statuses(ids)
             unfinished = {i: s for i, s in statuses.items() if not Status(s).terminal}
             assert not unfinished, f"{len(unfinished)} jobs not terminal 60 s after the restart"
@@ -107,38 +108,49 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
         drop_indexes(make_client(settings), settings)
 
 
+GATE = """\
+cwlVersion: v1.2
+class: CommandLineTool
+id: gate
+doc: Runs until the file named by `gate` exists (a test opens the gate once it has seen what it needs), then ends.
+baseCommand: [sh, -c]
+arguments: ['while [ ! -e "$0" ]; do sleep 0.05; done; echo opened', $(inputs.gate)]
+inputs:
+  gate: string
+outputs:
+  out: stdout
+"""
+
+
 def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: str, tmp_path: Path) -> None:
     # what the README says of stopping `ades serve`: a job is its own process group and publishes its own end
     settings, port, env = _server_setup(es_url, tmp_path)
     data_dir = settings.data_dir
     store = JobStore(make_client(settings), settings)
+    gate = tmp_path / "gate"
     server = start_serve(env, port, tmp_path / "server.log", "--workers", "1", "--job-workers", "1")
     try:
         base = f"http://127.0.0.1:{port}"
-        package = (Path(__file__).parents[2] / "cwl" / "examples" / "sleep" / "sleep.cwl").read_bytes()
-        r = requests.post(f"{base}/processes", data=package, headers={"Content-Type": "application/cwl"}, timeout=60)
+        r = requests.post(f"{base}/processes", data=GATE, headers={"Content-Type": "application/cwl"}, timeout=60)
         assert r.status_code == 201, r.text
-        r = requests.post(f"{base}/processes/sleep/execution", json={"inputs": {"seconds": 20}},
+        r = requests.post(f"{base}/processes/gate/execution", json={"inputs": {"gate": str(gate)}},
                           headers={"Prefer": "respond-async"}, timeout=30)
         assert r.status_code == 201, r.text
         job_id = r.json()["jobID"]
-        record = data_dir / "jobs" / job_id / "process.json"
-        deadline = time.monotonic() + 60
-        while not record.exists() or store.get(job_id)["status"] != "running":
-            assert time.monotonic() < deadline, "the job did not start"
-            time.sleep(0.1)
-        pgid = int(json.loads(record.read_text())["pgid"])
+        folder = JobFolder(data_dir, job_id)
+        wait_for(lambda: folder.has_started() and store.get(job_id)["status"] == "running", 60, "the job to start")
+        process = folder.process()
+        assert process is not None
+        pgid = process.pgid
 
-        # SIGTERM to gunicorn's master: a graceful stop, well within the job's 20 s (so it is still running after)
+        # SIGTERM to gunicorn's master: a graceful stop, while the job waits at its gate (however long the stop takes)
         server.terminate()
         server.wait(timeout=60)
         os.killpg(pgid, 0)  # still there (raises ProcessLookupError if the stop took the job with it)
         assert store.get(job_id)["status"] == "running"
 
-        deadline = time.monotonic() + 60  # the job's 20 s, with room for a slow host
-        while Status(store.get(job_id)["status"]) is not Status.SUCCEEDED:
-            assert time.monotonic() < deadline, store.get(job_id)
-            time.sleep(0.2)
+        gate.touch()  # with no server left, the job ends by itself and reports it
+        wait_for(lambda: Status(store.get(job_id)["status"]) is Status.SUCCEEDED, 60, "the job to succeed", 0.2)
     finally:
         if server.poll() is None:
             server.terminate()

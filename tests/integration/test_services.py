@@ -6,39 +6,20 @@ use; it shares the default cache, so the distribution is downloaded at most once
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ades.config import Settings
-from ades.services.elasticsearch import version_matches
+from ades.services.es_distribution import version_matches
+from tests.conftest import free_port_pair
 
 START_TIMEOUT = 300
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port_pair(start: int = 9251) -> int:
-    """An HTTP port p such that p and p+100 (the node's transport port) are both free."""
-    for port in range(start, start + 40):
-        if _free(port) and _free(port + 100):
-            return port
-    raise RuntimeError("no free port pair near 9251")
 
 
 def _ades(env: dict[str, str], *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
@@ -82,20 +63,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def node_data_dir() -> Iterator[Path]:
-    """A data dir outside pytest's tmp_path: pytest resets /tmp/pytest-of-<user> to 0700 whenever a session starts
-    (also a concurrent one), which would cut the node's user off from its files in the middle of a test."""
-    path = Path(tempfile.mkdtemp(prefix="ades-test-services-"))
-    path.chmod(0o755)
-    yield path / "data"
-    shutil.rmtree(path, ignore_errors=True)
+def node_data_dir(spare_node: Settings) -> Path:
+    return spare_node.data_dir
 
 
 @pytest.fixture
-def node_env(node_data_dir: Path) -> Iterator[dict[str, str]]:
-    """Environment for a second node on a free port with its own data dir; stopped whatever happens."""
-    port = _free_port_pair()
-    env = _ades_env(ADES_ES_PORT=str(port), ADES_DATA_DIR=str(node_data_dir), ADES_ES_HEAP="256m")
+def node_env(spare_node: Settings) -> Iterator[dict[str, str]]:
+    """Environment of `ades` for the spare node (tests/conftest.py: its own port and data dir); stopped whatever
+    happens. If another test left it running, the first start below reuses it; the last one is always a real
+    start from the cached distribution."""
+    env = _ades_env(ADES_ES_PORT=str(spare_node.es_port), ADES_DATA_DIR=str(spare_node.data_dir),
+                    ADES_ES_HEAP=spare_node.es_heap, ADES_ES_JAVA_OPTIONS=json.dumps(spare_node.es_java_options))
     yield env
     _ades(env, "services", "stop", "elasticsearch")
 
@@ -150,7 +128,7 @@ def test_missing_java_and_maven_is_one_line(tmp_path: Path) -> None:
     empty_bin.mkdir()
     env = _ades_env(
         PATH=str(empty_bin),
-        ADES_ES_PORT=str(_free_port_pair(9291)),
+        ADES_ES_PORT=str(free_port_pair(9291)),
         ADES_DATA_DIR=str(tmp_path / "data"),
         ADES_CACHE_DIR=str(tmp_path / "empty-cache"),  # nothing cached: a download would be needed
         ADES_ES_JAVA_HOME=str(tmp_path / "no-java-here"),

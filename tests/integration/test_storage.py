@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from ades.config import Settings
+from ades.jobs.folder import JobFolder
 from ades.results_stac import COG, job_item, validate_item
 from ades.storage import LocalStorage, S3Storage, StorageConfig, StorageError, make_storage, s3_client
 
@@ -51,10 +52,14 @@ def _file(path: Path, fmt: str | None = None) -> dict[str, Any]:
     return {**value, "format": fmt} if fmt else value
 
 
+def _outputs_dir(settings: Settings) -> Path:
+    return JobFolder(settings.data_dir, JOB).outputs
+
+
 def _job_outputs(root: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """cwltool-shaped outputs in a job's outputs folder: a COG, an array of two same-named files, a Directory (not
     listed, as cwltool leaves it by default), a value and a null; plus the bytes each file must come back with."""
-    out = root / "jobs" / JOB / "outputs"
+    out = JobFolder(root, JOB).outputs
     for sub in ("a", "b", "tiles/deep"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     cog = out / "ndvi.tif"
@@ -91,7 +96,7 @@ def test_s3_upload_and_presigned_download(s3_settings: Settings, bucket: str, tm
     outputs, contents = _job_outputs(s3_settings.data_dir)
     storage = make_storage(s3_settings, "http://127.0.0.1:5000")
     assert isinstance(storage, S3Storage)
-    urls = storage.store(JOB, outputs)
+    urls = storage.store(JOB, outputs, _outputs_dir(s3_settings))
 
     assert sorted(urls) == ["ndvi", "parts", "score", "tiles"]  # a null output gets no URL
     keys = sorted(o["Key"] for o in s3_client(s3_settings).list_objects_v2(Bucket=bucket)["Contents"])
@@ -123,10 +128,10 @@ def test_s3_failures_name_the_output(s3_settings: Settings, bucket: str, tmp_pat
     outputs, _ = _job_outputs(s3_settings.data_dir)
     gone = S3Storage(f"{bucket}-missing", settings=s3_settings)
     with pytest.raises(StorageError, match=r"output 'ndvi'.*-missing"):
-        gone.store(JOB, {"ndvi": outputs["ndvi"]})
+        gone.store(JOB, {"ndvi": outputs["ndvi"]}, _outputs_dir(s3_settings))
     storage = S3Storage(bucket, settings=s3_settings)
     with pytest.raises(StorageError, match="output 'x': no local file"):
-        storage.store(JOB, {"x": _file(tmp_path / "nothing-here.tif")})
+        storage.store(JOB, {"x": _file(tmp_path / "nothing-here.tif")}, _outputs_dir(s3_settings))
     with pytest.raises(ValueError, match="ADES_OUTPUT_BUCKET"):
         make_storage(s3_settings.model_copy(update={"output_bucket": None}), "http://127.0.0.1:5000")
 
@@ -137,7 +142,8 @@ def test_config_crosses_process_boundaries_as_json(s3_settings: Settings, bucket
     text = StorageConfig.from_settings(s3_settings, "http://127.0.0.1:5000").model_dump_json()
     storage = StorageConfig.model_validate_json(text).make()
     assert isinstance(storage, S3Storage) and storage.bucket == bucket and storage.expiry == 3600
-    assert _get(storage.store(JOB, {"ndvi": outputs["ndvi"]})["ndvi"]).content == contents["ndvi"]
+    urls = storage.store(JOB, {"ndvi": outputs["ndvi"]}, _outputs_dir(s3_settings))
+    assert _get(urls["ndvi"]).content == contents["ndvi"]
     local = StorageConfig.from_settings(s3_settings.model_copy(update={"output_storage": "local"}), "http://h:1")
     assert isinstance(local.make(), LocalStorage)
     with pytest.raises(ValueError, match="ADES_OUTPUT_BUCKET"):
@@ -157,7 +163,7 @@ def test_local_urls_follow_the_server_routes(tmp_path: Path) -> None:
     outputs, _ = _job_outputs(settings.data_dir)
     storage = make_storage(settings, "http://127.0.0.1:5000/")
     assert isinstance(storage, LocalStorage)
-    urls = storage.store(JOB, outputs)
+    urls = storage.store(JOB, outputs, _outputs_dir(settings))
     base = f"http://127.0.0.1:5000/jobs/{JOB}"
     assert urls == {
         "ndvi": f"{base}/results/ndvi",
@@ -168,4 +174,4 @@ def test_local_urls_follow_the_server_routes(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere.bin"
     elsewhere.write_bytes(b"x")
     with pytest.raises(StorageError, match="not in the job's outputs folder"):
-        storage.store(JOB, {"parts": [_file(elsewhere)]})
+        storage.store(JOB, {"parts": [_file(elsewhere)]}, _outputs_dir(settings))

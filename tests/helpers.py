@@ -1,0 +1,94 @@
+"""Helpers the test modules share (fixtures live in the conftest files): the one way tests wait, and the jobs they
+build and look for."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ades.cwl import Package, to_job_order
+from ades.events.sinks import SinkConfig
+from ades.jobs.folder import DataDir
+from ades.jobs.journal import read_entries
+from ades.jobs.spec import QueuedJob, RunSpec
+from ades.models import Job
+from ades.store import JobStore
+
+BASE_URL = "http://127.0.0.1:5000"
+EXAMPLES = Path(__file__).resolve().parents[1] / "cwl" / "examples"
+OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+T = TypeVar("T")
+
+
+class TimedOut(AssertionError):
+    pass
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.05) -> T:
+    """Poll `predicate` until it returns something true, and return that; fail the test after `timeout` seconds,
+    saying `what` was awaited. For what has no event to block on (a process, another server's store)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimedOut(f"waited {timeout:g} s for {what}")
+        time.sleep(interval)
+
+
+def store_jobs(store: JobStore, jobs: Sequence[Job], refresh: bool = False) -> None:
+    """Index new jobs, failing the test if any is refused."""
+    errors = [error for error in store.create(jobs, refresh=refresh) if error is not None]
+    assert not errors, errors
+
+
+def new_spec(package: Package, inputs: dict, data_dir: Path, sink: SinkConfig, store: JobStore,
+             job_id: str | None = None) -> RunSpec:
+    """A stored job of `package` and the spec that runs it (as a submission makes them)."""
+    job = Job(id=job_id or str(uuid.uuid4()), process_id=package.id, process_version=package.version, inputs=inputs)
+    store_jobs(store, [job], refresh=True)
+    return RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), data_dir, sink, BASE_URL)
+
+
+def queued(package: Package, data_dir: Path, job_id: str | None = None) -> QueuedJob:
+    """A journal line of a job of `package` (not stored)."""
+    spec = RunSpec.for_package(package, job_id or str(uuid.uuid4()), {"message": "hi"}, data_dir, SinkConfig(),
+                               "http://127.0.0.1:1")
+    return QueuedJob(spec=spec)
+
+
+def journaled_jobs(data_dir: Path) -> int:
+    """How many jobs the data dir's submission journals hold (accepted jobs, before they start)."""
+    return sum(len(read_entries(p)) for p in DataDir(data_dir).journals.glob("*.jsonl"))
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Live (non-zombie) processes whose working directory or command line is inside `directory`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z" and (cwd.startswith(str(directory)) or str(directory) in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
+    """An OGC exception answer of this status and kind, with a title and a detail; its body."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["type"] == OGC + kind
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
