@@ -3,8 +3,12 @@ each test gets indexes of its own under a random prefix, removed afterwards."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -43,14 +47,79 @@ def free_port_pair(start: int = 9251) -> int:
     raise RuntimeError(f"no free port pair near {start}")
 
 
-@pytest.fixture(scope="session")
-def es_url() -> str:
+def local_es_url() -> str:
+    """The Elasticsearch the tests use: ADES_ES_URL, or the local node (started if it is not running)."""
     settings = Settings()
     if settings.uses_external_es:
         return settings.elasticsearch_url
     from ades.services.elasticsearch import ensure_running
 
     return ensure_running(settings)
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    return local_es_url()
+
+
+# --- the fuzz run, in the background ------------------------------------------------------------------------
+FUZZ_TEST = "tests/e2e/test_fuzz.py::test_fuzz_every_route"
+FUZZ_RUN = pytest.StashKey["FuzzRun"]()
+
+
+class FuzzRun:
+    """tests/e2e/fuzz_run.py in a process of its own, at the lowest CPU priority: drawing its cases is a few minutes
+    of CPU, which it takes from the cores the other tests leave idle while they wait on servers and jobs. The fuzz
+    test waits for its report."""
+
+    def __init__(self, es_url: str) -> None:
+        self.report = Path(tempfile.mkdtemp(prefix="ades-fuzz-report-")) / "fuzz.json"
+        self.log = self.report.with_name("fuzz.log")
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.e2e.fuzz_run", "--out", str(self.report), "--es-url", es_url,
+                 "--nice", "19"],
+                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def wait(self, timeout: float) -> dict:
+        """The report; fails the test with the run's last output if there is none."""
+        import json
+
+        code = self.process.wait(timeout)
+        assert code == 0 and self.report.exists(), self.log.read_text(errors="replace")[-5000:]
+        return json.loads(self.report.read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(60)
+        shutil.rmtree(self.report.parent, ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the fuzz test runs last: its run then had the whole session to use idle cores
+    items.sort(key=lambda item: item.nodeid == FUZZ_TEST)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.nodeid == FUZZ_TEST for item in session.items):
+        session.config.stash[FUZZ_RUN] = FuzzRun(local_es_url())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(FUZZ_RUN, None)
+    if run is not None:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def fuzz_run(request: pytest.FixtureRequest, es_url: str) -> FuzzRun:
+    run = request.config.stash.get(FUZZ_RUN, None)
+    if run is None:  # the fuzz test named on its own, after collection
+        run = request.config.stash[FUZZ_RUN] = FuzzRun(es_url)
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,20 @@ BASE_URL = "http://127.0.0.1:5000"
 EXAMPLES = Path(__file__).resolve().parents[1] / "cwl" / "examples"
 OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 T = TypeVar("T")
+GATE_CWL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+id: gate
+doc: Runs until the file named by `gate` exists (a test opens the gate once it has seen what it needs), then ends.
+baseCommand: [sh, -c]
+arguments: ['while [ ! -e "$0" ]; do sleep 0.05; done; echo opened', $(inputs.gate)]
+inputs:
+  gate: string
+outputs:
+  out: stdout
+"""
+"""A job that runs for exactly as long as a test needs it to: instead of a sleep that must outlast what the test
+does meanwhile (a slow host makes any fixed sleep too short)."""
 
 
 class TimedOut(AssertionError):

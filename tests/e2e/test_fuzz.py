@@ -2,10 +2,11 @@
 Elasticsearch and cwltool: every operation, positive cases (what the document allows) and negative ones (what it
 forbids). Checks: no 5xx, every response conforms to the document's schema, status code and content type.
 
-Bounded for CI: FUZZ_EXAMPLES per operation and generation method, a fixed seed (a failure reproduces). The count of
-cases actually sent is asserted, so the test cannot pass by generating nothing. Generating the cases is most of the
-work, so two processes draw them (one per core) while this one serves. benchmarks/fuzz.py runs the same harness
-longer, against `ades serve` under gunicorn.
+Bounded for CI: ADES_FUZZ_EXAMPLES per operation and generation method, a fixed seed (a failure reproduces). The
+count of cases actually sent is asserted, so the test cannot pass by generating nothing. The run itself
+(tests/e2e/fuzz_run.py) starts in the background as soon as the tests are collected, at the lowest CPU priority, and
+this test waits for its report (tests/conftest.py). benchmarks/fuzz.py runs the same harness longer, against
+`ades serve` under gunicorn.
 
 Cost control: the server has one job worker; execute cases name an existing process only part of the time and carry
 valid inputs in a small share of those (tests/e2e/fuzz_harness.py), so a run submits a few dozen real jobs (echo, wc)
@@ -15,7 +16,6 @@ and refuses the rest at validation.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +23,13 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
+from tests.conftest import FuzzRun
 from tests.e2e.conftest import LiveServer, serve_app
-from tests.e2e.fuzz_harness import FuzzReport, Pools, fuzz, load_document, prepare
+from tests.e2e.fuzz_harness import Pools, fuzz, load_document, prepare
+from tests.e2e.fuzz_run import SEED as FUZZ_SEED
 
 pytestmark = pytest.mark.integration
 
-FUZZ_EXAMPLES = int(os.environ.get("ADES_FUZZ_EXAMPLES", "70"))
-FUZZ_SEED = int(os.environ.get("ADES_FUZZ_SEED", "2026"))
-FUZZ_WORKERS = 2
 MIN_CASES = 2000
 
 
@@ -46,22 +45,18 @@ def fuzzed(e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.mark.timeout(1800)
-def test_fuzz_every_route(fuzzed: tuple[LiveServer, Pools], tmp_path: Path) -> None:
-    server, pools = fuzzed
-    report: FuzzReport = fuzz(server.url, FUZZ_EXAMPLES, pools, seed=FUZZ_SEED, session=server.http,
-                              workers=FUZZ_WORKERS)
-    summary = report.as_dict()
+def test_fuzz_every_route(fuzz_run: FuzzRun, tmp_path: Path) -> None:
+    summary = fuzz_run.wait(timeout=1700)
     (tmp_path / "fuzz.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=2))
 
-    operations = {f"{method.upper()} {path}" for path, item in server.get("/openapi").json()["paths"].items()
-                  for method in item if method != "parameters"}
-    assert set(report.per_operation) == operations, operations ^ set(report.per_operation)
-    assert report.cases >= MIN_CASES, report.per_operation
-    assert not report.failures, "\n\n".join(f"{f.operation} [{f.check}] {f.status} x{f.count}: {f.message}\n"
-                                             f"{f.reproduce}" for f in report.failures.values())
-    # the server took all that and still works
-    assert server.get("/processes/echo").status_code == 200
+    assert set(summary["per_operation"]) == set(summary["operations"]), (
+        set(summary["operations"]) ^ set(summary["per_operation"]))
+    assert summary["cases"] >= MIN_CASES, summary["per_operation"]
+    assert not summary["failures"], "\n\n".join(
+        f"{f['operation']} [{f['check']}] {f['status']} x{f['count']}: {f['message']}\n{f['reproduce']}"
+        for f in summary["failures"])
+    assert summary["still_serves"]  # the server took all that and still works
 
 
 def test_the_checks_bite(fuzzed: tuple[LiveServer, Pools]) -> None:

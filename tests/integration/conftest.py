@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from ades.cwl import Package, load_package
-from tests.helpers import wait_for
+from tests.helpers import GATE_CWL, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 
@@ -19,6 +19,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 @pytest.fixture(scope="module")
 def echo() -> Package:
     return load_package((EXAMPLES / "echo.cwl").read_text(), "application/cwl")
+
+
+@pytest.fixture(scope="module")
+def gate() -> Package:
+    return load_package(GATE_CWL, "application/cwl")
 
 
 @pytest.fixture(scope="module")

@@ -203,22 +203,25 @@ def test_killed_launcher_fails_its_job(executor, sleep, echo, settings, job_stor
     assert executor.wait(after.job_id, 120) == "succeeded"
 
 
-def test_killed_worker_job_is_retried(cluster, sleep, settings, job_store, es):
+def test_killed_worker_job_is_retried(cluster, gate, settings, job_store, es, tmp_path):
     wait_for_workers(cluster, WORKERS)
     executor = DaskExecutor(cluster, settings.data_dir, retry_lost=True, grace=2.0)
+    opened = tmp_path / "gate"
     try:
-        # long enough to be killed while the tool sleeps; the second attempt then simply runs to its end
-        spec = new_spec(sleep, {"seconds": 8}, settings, job_store)
+        # killed while the tool waits at its gate; the gate opens once the second attempt runs, which then ends
+        spec = new_spec(gate, {"gate": str(opened)}, settings, job_store)
         executor.submit(spec)
         wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
         worker = kill_worker_of(executor, spec.job_id)
+        wait_for(lambda: sum("pgid" in a for a in spec.folder.attempts()) == 2, 120, "the second attempt to start")
+        opened.touch()
         assert executor.wait(spec.job_id, 180) == "succeeded"
     finally:
         executor.close()
     attempts = spec.folder.attempts()
     assert [a["attempt"] for a in attempts] == [1, 2], attempts
     assert attempts[0]["worker"] == worker and attempts[1]["worker"] != worker
-    assert [f.read_text() for f in spec.folder.outputs.iterdir()] == ["slept\n"]
+    assert [f.read_text() for f in spec.folder.outputs.iterdir()] == ["opened\n"]
     assert f"({worker}) was lost; running the job again" in spec.folder.read_log()
     job_store.refresh()
     doc = job_store.get(spec.job_id)

@@ -22,7 +22,7 @@ from ades.status import Status
 from ades.store import JobStore, make_client
 from ades.store.setup import drop_indexes
 from tests.conftest import free_port
-from tests.helpers import TimedOut, wait_for
+from tests.helpers import GATE_CWL, TimedOut, wait_for
 from tests.integration.conftest import start_serve
 
 pytestmark = pytest.mark.integration
@@ -108,20 +108,6 @@ def test_every_job_ends_after_kill_9_and_restart(es_url: str, tmp_path: Path) ->
         drop_indexes(make_client(settings), settings)
 
 
-GATE = """\
-cwlVersion: v1.2
-class: CommandLineTool
-id: gate
-doc: Runs until the file named by `gate` exists (a test opens the gate once it has seen what it needs), then ends.
-baseCommand: [sh, -c]
-arguments: ['while [ ! -e "$0" ]; do sleep 0.05; done; echo opened', $(inputs.gate)]
-inputs:
-  gate: string
-outputs:
-  out: stdout
-"""
-
-
 def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: str, tmp_path: Path) -> None:
     # what the README says of stopping `ades serve`: a job is its own process group and publishes its own end
     settings, port, env = _server_setup(es_url, tmp_path)
@@ -131,7 +117,7 @@ def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: 
     server = start_serve(env, port, tmp_path / "server.log", "--workers", "1", "--job-workers", "1")
     try:
         base = f"http://127.0.0.1:{port}"
-        r = requests.post(f"{base}/processes", data=GATE, headers={"Content-Type": "application/cwl"}, timeout=60)
+        r = requests.post(f"{base}/processes", data=GATE_CWL, headers={"Content-Type": "application/cwl"}, timeout=60)
         assert r.status_code == 201, r.text
         r = requests.post(f"{base}/processes/gate/execution", json={"inputs": {"gate": str(gate)}},
                           headers={"Prefer": "respond-async"}, timeout=30)
