@@ -19,9 +19,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from ades.status import Status
 
@@ -83,10 +82,10 @@ class TransitionRefused(ValueError):
     """A move the table does not allow: a bug in whoever asked for it."""
 
 
-@dataclass(frozen=True, slots=True)
-class HostJob:
-    """What a process knows of one job it holds. `payload` is what starts it (a QueuedJob); `handle` is the
-    executor's own (a Dask future)."""
+class HostJob(NamedTuple):
+    """What a process knows of one job it holds: an immutable snapshot (a tuple: two are made on every submission,
+    and a frozen dataclass costs several times more to make). `payload` is what starts it (a QueuedJob or a
+    RunSpec); `handle` is the executor's own (a Dask future, or the local executor)."""
 
     job_id: str
     state: HostState
@@ -97,6 +96,16 @@ class HostJob:
     pgid: int | None = None
     outcome: Status | None = None
     handle: Any = None
+
+
+def _moved(job: HostJob, to: HostState, reason: str, fields: dict[str, Any]) -> HostJob:
+    """The entry after the move."""
+    ended = to is HostState.ENDED  # what started it and the executor's handle are of no more use then
+    return HostJob(job.job_id, to, reason,
+                   None if ended else fields.get("payload", job.payload),
+                   fields.get("ready_at", job.ready_at), fields.get("pgid", job.pgid),
+                   fields.get("outcome", job.outcome),
+                   None if ended else fields.get("handle", job.handle))
 
 
 def check(current: HostState, to: HostState) -> str:
@@ -124,13 +133,12 @@ class JobTable:
         with self._changed:
             current = self._get(job_id)
             check(current.state, to)
-            job = replace(current, state=to, reason=reason, **fields)
+            job = _moved(current, to, reason, fields)
             if to is HostState.RELEASED:
                 self._jobs.pop(job_id, None)
             elif to is HostState.ENDED:
                 self._jobs.pop(job_id, None)
-                # what started it and the executor's handle are of no more use, and thousands are remembered
-                self._ended[job_id] = job = replace(job, payload=None, handle=None)
+                self._ended[job_id] = job
                 if len(self._ended) > self.remember_ended:
                     self._ended.popitem(last=False)
             else:
