@@ -217,11 +217,11 @@ def job_output(job_id: str, output: str) -> Response:
         raise problem(404, "no-such-output", f"job {job_id} has no output {output!r} on this server", "No such output")
     value = outputs[output]
     if isinstance(value, dict) and value.get("class") == "File":
-        return file_response(folder, value, output)
+        return _file_response(folder, value, output)
     return jsonify(value)
 
 
-def file_response(folder: JobFolder, value: dict[str, Any], output: str) -> Response:
+def _file_response(folder: JobFolder, value: dict[str, Any], output: str) -> Response:
     """The content of a File output, if it lies in the job's folder (404 otherwise)."""
     path = folder.file(value.get("path", ""))
     if path is None:

@@ -29,7 +29,6 @@ from ades.execute.wrapper import WRAPPER_ID
 MAX_STD_FILE_BYTES = 64 * 1024
 _PRESERVED_PREFIXES = ("AWS_",)
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

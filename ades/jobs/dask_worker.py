@@ -15,7 +15,6 @@ thread at once, not in its first jobs.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -35,7 +34,6 @@ from ades.status import Status
 MAX_ATTEMPTS_WITH_RETRY = 2
 BURY_TIMEOUT = 10.0
 """Seconds an earlier attempt's job gets to be gone (its launcher kills it) before it is killed here."""
-log = logging.getLogger(__name__)
 
 _POOL = LauncherPool()
 _TABLE = JobTable()

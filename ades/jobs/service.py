@@ -13,7 +13,6 @@ warm workers costs seconds, and a read-only server never needs them).
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 from typing import IO, Any
 
@@ -37,8 +36,6 @@ from ades.status import Status
 from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore
 from ades.store.freshness import WriteMarks
-
-log = logging.getLogger(__name__)
 
 
 class JobService:
@@ -137,6 +134,9 @@ class JobService:
         queued = QueuedJob(spec=self.run_spec(package, job.id, job_order), depends_on=job.depends_on, delay=job.delay)
         self.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
         self.admission.admit()
+        # journaled, indexed, then scheduled, by the group commit's writer for its whole batch: a job indexed as
+        # `submitted` can always be re-queued after a crash. If indexing fails its journal line stays, inert: only
+        # jobs the store holds as unfinished are ever re-queued.
         self.acceptance.create(job, queued)
 
     def _accepted(self, queued: QueuedJob) -> None:
