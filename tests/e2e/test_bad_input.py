@@ -312,7 +312,7 @@ def test_running_jobs_per_user_cap(limited: LiveServer) -> None:
     # a finished job frees its place (seen at the next count, at most a second later)
     dismissed = limited.delete(f"/jobs/{first[0].json()['jobID']}", headers=ALICE)
     assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
-    wait_for(lambda: _delayed(limited, ALICE).status_code == 201, 1.5, "alice's place to be given back", 0.1)
+    wait_for(lambda: _delayed(limited, ALICE).status_code == 201, 1.1, "alice's place to be given back", 0.1)
 
 
 def test_run_time_per_job(limited: LiveServer) -> None:
