@@ -104,7 +104,7 @@ class JobFolder:
         of the workflow. The record is what makes the job count as started."""
         for name in RUN_FOLDERS:
             (self.path / name).mkdir(parents=True, exist_ok=True)
-        (self.path / "process.json").write_text(ProcessRecord.here().model_dump_json(), encoding="utf-8")
+        self.record_process(ProcessRecord.here())
         with contextlib.suppress(OSError):  # a missing workflow fails the job when it is loaded, with the reason
             shutil.copyfile(workflow_file, self.path / "wrapped.cwl")
 
@@ -112,6 +112,9 @@ class JobFolder:
         """Remove what an earlier attempt left in the run folders (a job run again after its worker was lost)."""
         for name in RUN_FOLDERS:
             shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def record_process(self, record: ProcessRecord) -> None:
+        (self.path / "process.json").write_text(record.model_dump_json(), encoding="utf-8")
 
     def has_started(self) -> bool:
         return (self.path / "process.json").exists()

@@ -10,7 +10,8 @@ function of what is known of it:
   server): left to it; with a folder but in no journal: it fails ("lost before it started");
 - started on this host and its process group still alive (the job child survives its worker: it leads its own
   group): adopted (STARTED in the table) and watched; if it dies without reporting an end, it fails ("worker lost");
-- started on another host: left alone (that host's own start settles it);
+- started on another host (a Dask worker's): left alone while the executor says a live worker holds it; failed when
+  it says none does, or when it cannot tell (the local executor knows only this host);
 - started here and gone: fails ("worker lost"), unless its own last report arrives within a grace period (events
   may be on their way through SNS -> SQS -> the consumer).
 
@@ -58,8 +59,9 @@ class Verdict(StrEnum):
 
 
 def verdict(journaled_live: bool, orphaned: bool, has_folder: bool, process: ProcessRecord | None, host: str,
-            group_alive: Callable[[int], bool]) -> Verdict:
-    """What reconciliation does with one unfinished job (see the module doc)."""
+            group_alive: Callable[[int], bool], held_elsewhere: bool | None = None) -> Verdict:
+    """What reconciliation does with one unfinished job (see the module doc). `held_elsewhere`: whether the executor
+    says a live worker holds the job (None: it cannot tell)."""
     if process is None:
         if journaled_live:
             return Verdict.LEAVE
@@ -67,7 +69,7 @@ def verdict(journaled_live: bool, orphaned: bool, has_folder: bool, process: Pro
             return Verdict.REQUEUE
         return Verdict.FAIL if has_folder else Verdict.IGNORE
     if process.host != host:
-        return Verdict.LEAVE
+        return Verdict.LEAVE if held_elsewhere else Verdict.FAIL
     return Verdict.WATCH if group_alive(process.pgid) else Verdict.FAIL
 
 
@@ -105,25 +107,33 @@ def unfinished(store: Any) -> Iterator[dict[str, Any]]:
 
 
 class Reconciler:
+    """`held_elsewhere()`: the jobs live workers of the executor hold (the Dask executor asks its workers); None when
+    the executor knows only this host."""
+
     def __init__(self, store: Any, data_dir: Path, requeue: Callable[[QueuedJob], None], publisher: Publisher,
-                 table: JobTable, grace: float = GRACE_SECONDS) -> None:
+                 table: JobTable, grace: float = GRACE_SECONDS,
+                 held_elsewhere: Callable[[], set[str]] | None = None) -> None:
         self.store = store
         self.data_dir = Path(data_dir)
         self.requeue = requeue
         self.publisher = publisher
         self.table = table
         self.grace = grace
+        self.held_elsewhere = held_elsewhere
 
     def run(self) -> Report:
         report = Report()
         host = socket.gethostname()
         journals = survey(self.data_dir)
+        held: set[str] | None = None
         for doc in list(unfinished(self.store)):
             job_id = doc["id"]
             folder = JobFolder(self.data_dir, job_id)
             process = folder.process()
+            if process is not None and process.host != host and held is None and self.held_elsewhere is not None:
+                held = self.held_elsewhere()  # asked once, and only when a job ran on another host
             found = verdict(job_id in journals.live, job_id in journals.orphaned, folder.exists(), process, host,
-                            groups.alive)
+                            groups.alive, None if held is None else job_id in held)
             if found is Verdict.REQUEUE:
                 self.requeue(journals.orphaned[job_id])
                 report.requeued.append(job_id)

@@ -191,7 +191,12 @@ class JobService:
         if handle is None:
             return None
         self._reconcile_lock = handle
-        return Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table).run()
+        held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
+        return Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
+                          held_elsewhere=held_elsewhere).run()
+
+    def _held_by_workers(self) -> set[str]:
+        return set(self.executor.running())  # type: ignore[attr-defined] (the Dask executor asks every worker)
 
     def close(self) -> None:
         with self._lock:

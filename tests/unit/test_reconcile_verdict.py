@@ -39,6 +39,10 @@ def test_a_started_job_is_watched_while_its_group_lives_and_failed_once_it_is_go
     assert verdict(True, True, True, _started(pgid=7), HERE, _alive(7)) is Verdict.WATCH
 
 
-def test_a_job_started_on_another_host_is_left_to_that_host() -> None:
-    # its group cannot be seen from here, so "not alive here" must not read as lost
-    assert verdict(False, False, True, _started(host="host-b", pgid=7), HERE, _alive()) is Verdict.LEAVE
+def test_a_job_started_on_another_host_is_left_while_a_live_worker_holds_it() -> None:
+    # its group cannot be seen from here, so "not alive here" must not read as lost: the executor is asked
+    elsewhere = _started(host="host-b", pgid=7)
+    assert verdict(False, False, True, elsewhere, HERE, _alive(), held_elsewhere=True) is Verdict.LEAVE
+    assert verdict(False, False, True, elsewhere, HERE, _alive(7), held_elsewhere=False) is Verdict.FAIL
+    # an executor that knows only this host cannot tell: the job is failed, so that none stays running forever
+    assert verdict(False, False, True, elsewhere, HERE, _alive(7)) is Verdict.FAIL
