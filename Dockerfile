@@ -7,9 +7,10 @@ COPY ades ./ades
 RUN python -m venv /opt/ades && /opt/ades/bin/pip install --no-cache-dir --disable-pip-version-check .
 
 FROM python:3.11.13-slim-bookworm
-# nodejs: cwltool evaluates the JavaScript expressions of CWL packages (InlineJavascriptRequirement) with it.
+# nodejs: cwltool evaluates the JavaScript expressions of CWL packages (InlineJavascriptRequirement) with it;
+# bubblewrap: the sandbox every job tool runs in (ADES_SANDBOX=bwrap).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nodejs \
+    && apt-get install -y --no-install-recommends nodejs bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin ades \
     && mkdir -p /home/ades/data \

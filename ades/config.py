@@ -127,6 +127,25 @@ class Settings(BaseSettings):
         description="Niceness of local job workers: jobs take the CPU the API leaves, so the server stays responsive "
         "under load.",
     )
+    sandbox: Literal["bwrap", "none"] = Field(
+        default="bwrap",
+        description="How job tools are confined: bwrap (bubblewrap: a user of their own, the system and their inputs "
+        "read-only, only their own folders writable, no network unless declared) or none (they run as the server's "
+        "user and see all it sees: for packages you trust as you trust the server).",
+    )
+    job_user: str = Field(
+        default="ades-job",
+        description="Unprivileged system user job tools run as in the sandbox when the server runs as root (created "
+        "on first use); a server that is not root runs them as itself, in a user namespace.",
+    )
+    job_network: Literal["declared", "never"] = Field(
+        default="declared",
+        description="Network for sandboxed tools: declared (only tools whose CWL has NetworkAccess: true) or never.",
+    )
+    sandbox_read_only: list[Path] = Field(
+        default_factory=list,
+        description="More host paths sandboxed tools may read (tools installed outside /usr and /opt), a JSON list.",
+    )
 
     # --- Request limits (each refused with a 4xx OGC exception; nothing is written) ----------------------------
     max_body_bytes: int = Field(

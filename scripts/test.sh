@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
+source scripts/_sandbox.sh
 source scripts/_browser.sh
 
 .venv/bin/ruff check .

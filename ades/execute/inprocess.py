@@ -58,11 +58,16 @@ def update_from_inputs(values: dict[str, Any]) -> tuple[StatusUpdate, SinkConfig
 
 
 def make_tool(toolpath_object: Any, loading_context: Any) -> Any:
-    """cwltool's `construct_tool_object`: update-job tools run in-process, everything else as usual."""
+    """cwltool's `construct_tool_object`: update-job tools run in-process, other command-line tools in the sandbox
+    when the run asks for one (ades.execute.sandbox), everything else as usual."""
     from cwltool.workflow import default_make_tool
+
+    from ades.execute import sandbox
 
     if is_update_job(toolpath_object):
         return _tool_class()(toolpath_object, loading_context)
+    if isinstance(toolpath_object, dict) and toolpath_object.get("class") == "CommandLineTool":
+        return sandbox.tool_class()(toolpath_object, loading_context)
     return default_make_tool(toolpath_object, loading_context)
 
 

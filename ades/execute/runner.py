@@ -24,6 +24,7 @@ from typing import Any
 
 from ades.cwl.loader import CwlLoadError, base_loading_context, clean_message, load_process
 from ades.execute import inprocess
+from ades.execute.sandbox import Confinement
 from ades.execute.wrapper import WRAPPER_ID
 
 MAX_STD_FILE_BYTES = 64 * 1024
@@ -168,26 +169,29 @@ def _std_files_into_log(stream: Any) -> Any:
 
 
 # --- running ---------------------------------------------------------------------------------------------------
-def _environment() -> list[str]:
-    # ades-update-job lives beside the interpreter; the venv need not be activated for tools to find it.
+def _environment(confined: bool) -> list[str]:
+    """What tools get of the worker's environment: PATH, with the interpreter's folder (ades' own applications run
+    with it); unconfined tools also get the AWS_* variables, confined ones never the worker's credentials."""
     bin_dir = os.path.dirname(sys.executable)
     path = os.environ.get("PATH", "")
     if bin_dir not in path.split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + path if path else bin_dir
+    if confined:
+        return ["PATH"]
     return ["PATH", *(name for name in os.environ if name.startswith(_PRESERVED_PREFIXES))]
 
 
-def _runtime_context(dirs: RunDirs, stream: Any) -> Any:
+def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None) -> Any:
     from cwltool.context import RuntimeContext
 
-    return RuntimeContext(
+    context = RuntimeContext(
         {
             "use_container": False,
             "outdir": str(dirs.outputs),
             "tmpdir_prefix": str(dirs.tmp) + "/",
             "tmp_outdir_prefix": str(dirs.work) + "/",
             "basedir": str(dirs.base),
-            "preserve_environment": _environment(),
+            "preserve_environment": _environment(confinement is not None),
             "move_outputs": "move",
             "rm_tmpdir": True,
             "on_error": "stop",
@@ -197,6 +201,8 @@ def _runtime_context(dirs: RunDirs, stream: Any) -> Any:
             "log_dir_handler": _std_files_into_log(stream),
         }
     )
+    context.ades_confinement = confinement  # read by the tools' jobs (ades.execute.sandbox)
+    return context
 
 
 def with_paths(value: Any) -> Any:
@@ -213,17 +219,19 @@ def with_paths(value: Any) -> Any:
     return value
 
 
-def run_workflow(tool: Any, job_order: dict[str, Any], dirs: RunDirs, stream: Any,
-                 publish: inprocess.Publisher) -> tuple[dict[str, Any] | None, str]:
+def run_workflow(tool: Any, job_order: dict[str, Any], dirs: RunDirs, stream: Any, publish: inprocess.Publisher,
+                 confinement: Confinement | None = None) -> tuple[dict[str, Any] | None, str]:
     """Run a loaded workflow to its end: (cwltool's output object with local paths, or None; cwltool's status,
-    `success` or `error: <why>`). Update-job steps go to `publish`."""
+    `success` or `error: <why>`). Update-job steps go to `publish`; tools run confined by `confinement` (None:
+    as the worker's user, seeing what it sees)."""
     from cwltool.errors import WorkflowException
     from cwltool.executors import SingleJobExecutor
 
     cwl_logger = logging.getLogger("cwltool")
     previous = inprocess.set_publisher(publish)
     try:
-        outputs, status = SingleJobExecutor()(tool, job_order, _runtime_context(dirs, stream), cwl_logger)
+        outputs, status = SingleJobExecutor()(tool, job_order, _runtime_context(dirs, stream, confinement),
+                                              cwl_logger)
     except WorkflowException as err:
         outputs, status = None, f"error: {clean_message(str(err))}"
     except Exception as err:  # cwltool raises plain exceptions for some tool bugs; the job must still end

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
 from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
+from ades.execute.sandbox import NoSandbox, confine
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import RunSpec
 from ades.models import StatusUpdate, utcnow
@@ -102,10 +103,15 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         except CwlLoadError as err:
             stream.write(f"ades: cwltool cannot load the workflow:\n{err}\n")
             return failed(f"cwltool cannot load the workflow: {err}")
+        try:
+            confinement = confine(spec.sandbox)
+        except NoSandbox as err:
+            stream.write(f"ades: {err}\n")
+            return failed(str(err))
         job_order = {**spec.job_order, "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
-        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter)
+        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement)
         stream.write(f"ades: cwltool finished with status {status} after {time.perf_counter() - started:.2f} s\n")
         if outputs is not None and store_outputs is not None:
             try:

@@ -19,6 +19,7 @@ from typing import IO, Any
 from ades.config import Settings
 from ades.cwl.package import Package
 from ades.events.sinks import SinkConfig
+from ades.execute.sandbox import Sandbox
 from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission
@@ -124,9 +125,15 @@ class JobService:
     def folder(self, job_id: str) -> JobFolder:
         return self.data.job(job_id)
 
+    @functools.cached_property
+    def sandbox(self) -> Sandbox:
+        s = self.settings
+        return Sandbox(kind=s.sandbox, user=s.job_user, network=s.job_network == "declared",
+                       read_only=s.sandbox_read_only)
+
     def run_spec(self, package: Package, job_id: str, job_order: dict[str, Any]) -> RunSpec:
         return RunSpec.for_package(package, job_id, job_order, self.data.root, self.sink_config, self.base_url,
-                                   self.storage_config, self.settings.job_timeout)
+                                   self.storage_config, self.settings.job_timeout, self.sandbox)
 
     def submit(self, package: Package, job: Job, job_order: dict[str, Any]) -> None:
         """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises TooManyQueued (nothing

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ades.cwl.package import Package
 from ades.events.sinks import SinkConfig
+from ades.execute.sandbox import Sandbox
 from ades.execute.wrapper import wrap
 from ades.jobs.folder import DataDir, JobFolder
 from ades.models import ID_PATTERN
@@ -38,6 +39,7 @@ class RunSpec(BaseModel):
     storage: StorageConfig | None = Field(
         default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
         "with the wrapper's results URLs")
+    sandbox: Sandbox = Field(default_factory=Sandbox, description="how the job's tools are confined")
 
     @property
     def folder(self) -> JobFolder:
@@ -46,9 +48,10 @@ class RunSpec(BaseModel):
     @classmethod
     def for_package(cls, package: Package, job_id: str, job_order: dict[str, Any], data_dir: Path,
                     sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
-                    max_seconds: float | None = None) -> RunSpec:
+                    max_seconds: float | None = None, sandbox: Sandbox | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
-                   job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage)
+                   job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage,
+                   sandbox=sandbox or Sandbox())
 
 
 class QueuedJob(BaseModel):

@@ -9,13 +9,13 @@ import contextlib
 import json
 import os
 import pwd
-import shutil
 import stat
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ades.accounts import AccountError, system_user
 
 
 class ServiceError(Exception):
@@ -149,21 +149,7 @@ def run_as(user: str) -> RunAs:
         entry = pwd.getpwuid(os.geteuid())
         return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=False)
     try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        if not Path(useradd).exists():
-            raise MissingPrerequisite(
-                f"cannot create user {user!r}: useradd not found (install it with `apt-get install -y passwd`)"
-            ) from None
-        nologin = next((s for s in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false") if Path(s).exists()), "")
-        command = [useradd, "--system", "--no-create-home", "--user-group"]
-        if nologin:
-            command += ["--shell", nologin]
-        result = subprocess.run([*command, user], capture_output=True, text=True, check=False)
-        if result.returncode not in (0, 9):  # 9: the name already exists (a concurrent start created it)
-            raise ServiceError(f"could not create user {user!r}: {result.stderr.strip()}") from None
-        entry = pwd.getpwnam(user)
-    if entry.pw_uid == 0:
-        raise ServiceError(f"user {user!r} is root; Elasticsearch refuses to run as root, choose another user")
+        entry = system_user(user)
+    except AccountError as err:
+        raise ServiceError(f"{err} (Elasticsearch refuses to run as root)") from None
     return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=True)

@@ -1,0 +1,171 @@
+"""The sandbox job tools run in: bubblewrap (bwrap), with a user of their own, their own view of the disk and no
+network unless the package asks for it.
+
+A tool sees the system read-only (/usr, /etc, /opt, the Python installation ades runs on, and the operator's extra
+paths), its staged inputs read-only, and its own working and temporary folders read-write; nothing else of the host:
+not the data dir (other jobs, the journal), not the server's home (tokens, keys), not ES's files. Its network is a
+namespace of its own with nothing in it, unless the tool declares CWL's `NetworkAccess` and the operator allows it.
+When the worker is root, the tool also runs as an unprivileged system user (`ADES_JOB_USER`), so what it writes
+and can read is that user's; otherwise bwrap runs it as the worker's user inside a user namespace.
+
+Update-job steps are not tools that run here: they run in the worker (ades.execute.inprocess), with its credentials.
+Tools are wrapped at the last moment, in the cwltool job's `_execute`, so staging, output collection and logs stay
+cwltool's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+SYSTEM_PATHS = (Path("/usr"), Path("/etc"), Path("/opt"))
+MERGED_USR = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+"""Top-level names that Debian (merged /usr) makes symlinks into /usr; on other systems they are folders."""
+
+
+class NoSandbox(RuntimeError):
+    """The sandbox cannot be set up here (bwrap missing, the job user cannot be made); the message says what to do."""
+
+
+class Sandbox(BaseModel):
+    """How a job's tools are confined. Plain JSON: it travels in the RunSpec to job processes and Dask workers."""
+
+    kind: Literal["bwrap", "none"] = "bwrap"
+    user: str | None = Field(default="ades-job", description="system user tools run as when the worker is root")
+    network: bool = Field(default=True, description="whether a tool that declares NetworkAccess gets the network")
+    read_only: list[Path] = Field(default_factory=list, description="more host paths tools may read")
+
+
+class Confinement(BaseModel):
+    """A sandbox as set up for one run: the accounts resolved on the worker, ready to build commands from."""
+
+    read_only: list[Path]
+    network: bool
+    uid: int | None = None
+    gid: int | None = None
+
+
+def readable_system(extra: Iterable[Path] = ()) -> list[Path]:
+    """The host paths every tool may read: the system, the Python installation ades runs on (tools such as the NDVI
+    application run with its interpreter), and `extra`."""
+    paths = [*SYSTEM_PATHS, Path(sys.prefix), Path(sys.base_prefix), *extra]
+    return [p for p in dict.fromkeys(Path(os.path.realpath(p)) for p in paths) if p.exists()]
+
+
+def confine(sandbox: Sandbox) -> Confinement | None:
+    """Resolve `sandbox` on this worker: None when tools are not confined. Raises NoSandbox."""
+    if sandbox.kind == "none":
+        return None
+    if shutil.which("bwrap") is None:
+        raise NoSandbox("the job sandbox needs bubblewrap (`apt-get install -y bubblewrap`); ADES_SANDBOX=none runs "
+                        "tools unconfined, as the server's user")
+    uid = gid = None
+    if os.geteuid() == 0 and sandbox.user:
+        from ades.accounts import AccountError, system_user
+
+        try:
+            entry = system_user(sandbox.user)
+        except AccountError as err:
+            raise NoSandbox(f"the job user: {err}") from None
+        uid, gid = entry.pw_uid, entry.pw_gid
+    return Confinement(read_only=readable_system(sandbox.read_only), network=sandbox.network, uid=uid, gid=gid)
+
+
+def _binds(option: str, paths: Iterable[Path]) -> Iterator[str]:
+    for path in paths:
+        yield from (option, str(path), str(path))
+
+
+def _parents(paths: Iterable[Path]) -> Iterator[str]:
+    """Make every folder above a bound path traversable: bwrap would give the ones it creates the host folders'
+    modes, and a job user cannot pass a 0700 folder of the server's (such as a data dir or pytest's tmp)."""
+    seen: set[Path] = set()
+    for path in paths:
+        for parent in reversed(path.parents[:-1]):
+            if parent not in seen:
+                seen.add(parent)
+                yield from ("--perms", "0755", "--dir", str(parent))
+
+
+def command(confinement: Confinement, *, cwd: Path, writable: Iterable[Path], inputs: Iterable[Path],
+            network: bool) -> list[str]:
+    """The command line that runs a tool confined (the tool's own command follows it). `writable`: its working and
+    temporary folders; `inputs`: the host paths of its staged inputs; `network`: the tool declared NetworkAccess.
+
+    A root worker runs bwrap itself (it reads any path to bind it) without a user namespace, and the tool's
+    command starts with setpriv, which drops to the job user, for good (no new privileges), before anything of
+    the tool runs. Any other worker runs bwrap in a user namespace, as itself."""
+    prefix = ["bwrap", "--die-with-parent", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if confinement.uid is None:
+        prefix.append("--unshare-all")
+        if network and confinement.network:
+            prefix.append("--share-net")
+    else:
+        prefix += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+        if not (network and confinement.network):
+            prefix.append("--unshare-net")
+    for name in MERGED_USR:
+        if os.path.islink(name):
+            prefix += ["--symlink", os.readlink(name), name]
+    inputs, writable = list(inputs), list(writable)
+    prefix += _parents([*confinement.read_only, *inputs, *writable])
+    prefix += [*_binds("--ro-bind", confinement.read_only), *_binds("--ro-bind-try", inputs)]
+    prefix += [*_binds("--bind", writable), "--chdir", str(cwd), "--"]
+    if confinement.uid is not None:
+        prefix += ["setpriv", f"--reuid={confinement.uid}", f"--regid={confinement.gid}", "--clear-groups",
+                   "--no-new-privs", "--"]
+    return prefix
+
+
+def staged_inputs(pathmapper: Any) -> list[Path]:
+    """Host paths of a cwltool job's staged inputs (what its working folder's links point to)."""
+    if pathmapper is None:
+        return []
+    found = []
+    for _, entry in pathmapper.items():
+        if entry.type in ("File", "Directory") and entry.resolved and not entry.resolved.startswith("_:"):
+            path = Path(entry.resolved.removeprefix("file://"))
+            if path.is_absolute():
+                found.append(path)
+    return found
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def tool_class() -> type:
+    """cwltool's CommandLineTool whose jobs run confined when the run says so (the runtime context's
+    `ades_confinement`, set by ades.execute.runner); built on first use, as cwltool is imported only by processes
+    that run workflows."""
+    if "tool" not in _CLASSES:
+        from cwltool.command_line_tool import CommandLineTool
+        from cwltool.job import CommandLineJob
+
+        class ConfinedJob(CommandLineJob):  # type: ignore[misc]
+            def _execute(self, runtime: list[str], env: Any, runtimeContext: Any, monitor_function: Any = None) -> None:
+                confinement: Confinement | None = getattr(runtimeContext, "ades_confinement", None)
+                if confinement is not None:
+                    writable = [Path(self.outdir), Path(self.tmpdir)]
+                    # where cwltool links the inputs for this tool (outside its working folder)
+                    stage = [Path(self.stagedir)] if self.stagedir and os.path.isdir(self.stagedir) else []
+                    if confinement.uid is not None:
+                        for path in [*writable, *stage]:  # made by cwltool as the worker's user, mode 0700
+                            os.chown(path, confinement.uid, confinement.gid or -1)
+                    inputs = [*stage, *staged_inputs(self.pathmapper), *staged_inputs(self.generatemapper)]
+                    runtime = [*command(confinement, cwd=Path(self.outdir), writable=writable, inputs=inputs,
+                                        network=bool(self.networkaccess)), *runtime]
+                super()._execute(runtime, env, runtimeContext, monitor_function)
+
+        class ConfinableTool(CommandLineTool):  # type: ignore[misc]
+            def make_job_runner(self, runtimeContext: Any) -> type:
+                runner = super().make_job_runner(runtimeContext)
+                return ConfinedJob if runner is CommandLineJob else runner
+
+        _CLASSES["tool"] = ConfinableTool
+    return _CLASSES["tool"]
