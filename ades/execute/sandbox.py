@@ -15,6 +15,7 @@ cwltool's.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -52,9 +53,13 @@ class Confinement(BaseModel):
 
 
 def readable_system(extra: Iterable[Path] = ()) -> list[Path]:
-    """The host paths every tool may read: the system, the Python installation ades runs on (tools such as the NDVI
-    application run with its interpreter), and `extra`."""
-    paths = [*SYSTEM_PATHS, Path(sys.prefix), Path(sys.base_prefix), *extra]
+    """The host paths every tool may read: the system, the Python installation ades runs on and ades' own package
+    (tools such as the NDVI application run as `python -m ades.apps.ndvi`; an editable install keeps the package
+    outside the installation), and `extra`."""
+    import ades
+
+    package = Path(ades.__file__).parent
+    paths = [*SYSTEM_PATHS, Path(sys.prefix), Path(sys.base_prefix), package, *extra]
     return [p for p in dict.fromkeys(Path(os.path.realpath(p)) for p in paths) if p.exists()]
 
 
@@ -136,6 +141,33 @@ def staged_inputs(pathmapper: Any) -> list[Path]:
     return found
 
 
+def escaping_links(root: Path, visible: Iterable[Path]) -> list[Path]:
+    """Symbolic links under `root` whose target is nowhere a confined tool may read. The tool cannot read such a
+    file, but it may name one, and output collection runs outside the sandbox: followed, the link would hand the
+    server's files to the tool's owner as an output."""
+    allowed = [Path(os.path.realpath(p)) for p in visible]
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder, name)
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                if not any(target == p or target.is_relative_to(p) for p in allowed):
+                    found.append(path)
+    return found
+
+
+def _collected_safely(collect: Any, visible: list[Path]) -> Any:
+    def collect_outputs(outdir: str, rcode: int) -> Any:
+        for link in escaping_links(Path(outdir), visible):
+            logging.getLogger("cwltool").warning("ades: %s is removed: a link to %s, outside what the tool may read",
+                                                 link.name, os.readlink(link))
+            link.unlink()
+        return collect(outdir, rcode)
+
+    return collect_outputs
+
+
 _CLASSES: dict[str, type] = {}
 
 
@@ -160,6 +192,8 @@ def tool_class() -> type:
                     inputs = [*stage, *staged_inputs(self.pathmapper), *staged_inputs(self.generatemapper)]
                     runtime = [*command(confinement, cwd=Path(self.outdir), writable=writable, inputs=inputs,
                                         network=bool(self.networkaccess)), *runtime]
+                    visible = [*confinement.read_only, *inputs, *writable]
+                    self.collect_outputs = _collected_safely(self.collect_outputs, visible)
                 super()._execute(runtime, env, runtimeContext, monitor_function)
 
         class ConfinableTool(CommandLineTool):  # type: ignore[misc]

@@ -115,3 +115,33 @@ def test_no_network_unless_declared(confined: LiveServer, unconfined: LiveServer
     assert run(unconfined, fetch).strip() == "200"  # the job store, from inside a job
     assert "200" not in run(confined, fetch)
     assert run(confined, fetch, network=True).strip() == "200"  # declared NetworkAccess, and the operator allows it
+
+
+LINKER = """\
+cwlVersion: v1.2
+class: CommandLineTool
+id: linker
+baseCommand: [ln, -s]
+arguments: [$(inputs.target), out.txt]
+inputs:
+  target: string
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
+
+def test_an_output_linked_to_a_host_file_never_serves_that_file(confined: LiveServer, tmp_path: Path) -> None:
+    """A tool cannot read the server's files, but it can name one: an output that is a symbolic link to a secret is
+    collected and served by the server, outside the sandbox. Neither the sync raw answer nor the results route may
+    give the secret away."""
+    secret = _secret(tmp_path)
+    assert confined.post("/processes", data=LINKER, headers={"Content-Type": "application/cwl+yaml"}).status_code \
+        == 201
+    raw = confined.post("/processes/linker/execution", json={"inputs": {"target": str(secret)}, "response": "raw"})
+    assert "alice-token" not in raw.text, raw.text
+    answer = confined.post("/processes/linker/execution", json={"inputs": {"target": str(secret)}},
+                           headers={"Prefer": "respond-async"})
+    job_id = answer.json()["jobID"]
+    confined.wait_status(job_id)
+    for path in (f"/jobs/{job_id}/results", f"/jobs/{job_id}/results/out"):
+        assert "alice-token" not in confined.get(path).text, path

@@ -64,3 +64,20 @@ def test_as_root_the_tool_drops_to_the_job_user_for_good_and_has_no_network_unle
     assert dropped == ["setpriv", "--reuid=999", "--regid=998", "--clear-groups", "--no-new-privs", "--"]
     assert "--unshare-net" not in build(confinement, network=True)
     assert "--unshare-net" in build(Confinement(read_only=SYSTEM, network=False, uid=999, gid=998), network=True)
+
+
+def test_links_out_of_what_the_tool_may_read_are_found(tmp_path: Path) -> None:
+    from ades.execute.sandbox import escaping_links
+
+    outdir, inputs, secret = tmp_path / "out", tmp_path / "in", tmp_path / "secret"
+    for folder in (outdir / "sub", inputs):
+        folder.mkdir(parents=True)
+    secret.write_text("s")
+    (inputs / "a.txt").write_text("a")
+    (outdir / "mine.txt").write_text("m")
+    (outdir / "to-secret").symlink_to(secret)
+    (outdir / "sub" / "to-secret-dir").symlink_to(tmp_path)
+    (outdir / "to-input").symlink_to(inputs / "a.txt")
+    (outdir / "to-mine").symlink_to("mine.txt")
+    found = escaping_links(outdir, [outdir, inputs])
+    assert sorted(p.name for p in found) == ["to-secret", "to-secret-dir"]
