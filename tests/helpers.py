@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from ades.cwl import Package, to_job_order
 from ades.events.sinks import SinkConfig
+from ades.execute.sandbox import Sandbox
 from ades.jobs.folder import DataDir
 from ades.jobs.journal import read_entries
 from ades.jobs.spec import QueuedJob, RunSpec
@@ -27,6 +28,7 @@ cwlVersion: v1.2
 class: CommandLineTool
 id: gate
 doc: Runs until the file named by `gate` exists (a test opens the gate once it has seen what it needs), then ends.
+  In the sandbox the gate's folder must be readable (ADES_SANDBOX_READ_ONLY, new_spec's `readable`).
 baseCommand: [sh, -c]
 arguments: ['while [ ! -e "$0" ]; do sleep 0.05; done; echo opened', $(inputs.gate)]
 inputs:
@@ -36,6 +38,14 @@ outputs:
 """
 """A job that runs for exactly as long as a test needs it to: instead of a sleep that must outlast what the test
 does meanwhile (a slow host makes any fixed sleep too short)."""
+
+
+def gate_folder(tmp_path: Path) -> Path:
+    """A folder for gates that a sandboxed tool running as the job user may read (pytest's own folders are 0700)."""
+    folder = tmp_path / "gates"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o755)
+    return folder
 
 
 class TimedOut(AssertionError):
@@ -62,11 +72,13 @@ def store_jobs(store: JobStore, jobs: Sequence[Job], refresh: bool = False) -> N
 
 
 def new_spec(package: Package, inputs: dict, data_dir: Path, sink: SinkConfig, store: JobStore,
-             job_id: str | None = None) -> RunSpec:
-    """A stored job of `package` and the spec that runs it (as a submission makes them)."""
+             job_id: str | None = None, readable: Sequence[Path] = ()) -> RunSpec:
+    """A stored job of `package` and the spec that runs it (as a submission makes them). `readable`: host paths its
+    sandboxed tools may read besides their own (a gate's folder)."""
     job = Job(id=job_id or str(uuid.uuid4()), process_id=package.id, process_version=package.version, inputs=inputs)
     store_jobs(store, [job], refresh=True)
-    return RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), data_dir, sink, BASE_URL)
+    return RunSpec.for_package(package, job.id, to_job_order(package, inputs, []), data_dir, sink, BASE_URL,
+                               sandbox=Sandbox(read_only=list(readable)))
 
 
 def queued(package: Package, data_dir: Path, job_id: str | None = None) -> QueuedJob:

@@ -5,7 +5,8 @@
         work/  tmp/  outputs/            cwltool's step folders, temporary files and final outputs
         outputs.json                     cwltool's output object, written before `succeeded` is published
         wrapped.cwl                      the workflow that ran, for people reading the folder
-        process.json                     who runs the job (host, pid, process group), written as it starts
+        process.json                     who runs the job (host, pid, process group), written as it starts and
+                                         touched while it runs (its heartbeat: ades.jobs.heartbeat)
         cancel-requested                 a dismissal was asked for; whoever runs the job reads it
         dask-attempts.jsonl              each Dask worker that took the job (a lost worker is told by it)
         dask-ended                       the outcome, for a task Dask reschedules after the job ended
@@ -115,6 +116,16 @@ class JobFolder:
 
     def record_process(self, record: ProcessRecord) -> None:
         (self.path / "process.json").write_text(record.model_dump_json(), encoding="utf-8")
+
+    def beat(self) -> None:
+        os.utime(self.path / "process.json")
+
+    def last_beat(self) -> float | None:
+        """When the job's process last said it runs (None: it never started here)."""
+        try:
+            return (self.path / "process.json").stat().st_mtime
+        except OSError:
+            return None
 
     def has_started(self) -> bool:
         return (self.path / "process.json").exists()
@@ -230,6 +241,5 @@ class DataDir:
     @property
     def quota(self) -> Path:
         return self.root / "quota"
-
     def write_marks(self, index_prefix: str) -> Path:
         return self.root / f"{index_prefix}jobs.written"

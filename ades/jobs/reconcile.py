@@ -10,8 +10,9 @@ function of what is known of it:
   server): left to it; with a folder but in no journal: it fails ("lost before it started");
 - started on this host and its process group still alive (the job child survives its worker: it leads its own
   group): adopted (STARTED in the table) and watched; if it dies without reporting an end, it fails ("worker lost");
-- started on another host (a Dask worker's): left alone while the executor says a live worker holds it; failed when
-  it says none does, or when it cannot tell (the local executor knows only this host);
+- started on another host: left alone while its heartbeat is fresh (ades.jobs.heartbeat: its process touches its
+  record while it runs) and watched: failed ("host lost") if the beat goes stale before the job ends; with a stale
+  beat, left while the executor says a live worker holds it (Dask), else failed;
 - started here and gone: fails ("worker lost"), unless its own last report arrives within a grace period (events
   may be on their way through SNS -> SQS -> the consumer).
 
@@ -34,6 +35,7 @@ from typing import IO, Any
 
 from ades.jobs import groups
 from ades.jobs.folder import DataDir, JobFolder, ProcessRecord
+from ades.jobs.heartbeat import STALE_SECONDS, beating
 from ades.jobs.journal import survey
 from ades.jobs.lifecycle import HostState, JobTable
 from ades.jobs.publisher import Publisher
@@ -45,6 +47,7 @@ GRACE_SECONDS = 10.0
 WATCH_SECONDS = 1.0
 LOST_BEFORE_START = "the job was lost before it started (the server stopped)"
 WORKER_LOST = ("worker lost: the job's process ended (the server or its worker stopped) without reporting an end")
+HOST_LOST = "host lost: the job's process on another host stopped beating before the job reported an end"
 log = logging.getLogger(__name__)
 
 
@@ -120,20 +123,30 @@ class Reconciler:
         self.table = table
         self.grace = grace
         self.held_elsewhere = held_elsewhere
+        self.watch_seconds = WATCH_SECONDS
+        self.stale_after = STALE_SECONDS
 
     def run(self) -> Report:
         report = Report()
         host = socket.gethostname()
         journals = survey(self.data_dir)
-        held: set[str] | None = None
+        held_by_workers: set[str] | None = None
+        on_other_hosts: list[JobFolder] = []
         for doc in list(unfinished(self.store)):
             job_id = doc["id"]
             folder = JobFolder(self.data_dir, job_id)
             process = folder.process()
-            if process is not None and process.host != host and held is None and self.held_elsewhere is not None:
-                held = self.held_elsewhere()  # asked once, and only when a job ran on another host
+            held: bool | None = None
+            if process is not None and process.host != host:
+                held = beating(folder, self.stale_after)
+                if held:
+                    on_other_hosts.append(folder)
+                elif self.held_elsewhere is not None:
+                    if held_by_workers is None:
+                        held_by_workers = self.held_elsewhere()  # asked once, only for a job that stopped beating
+                    held = job_id in held_by_workers
             found = verdict(job_id in journals.live, job_id in journals.orphaned, folder.exists(), process, host,
-                            groups.alive, None if held is None else job_id in held)
+                            groups.alive, held)
             if found is Verdict.REQUEUE:
                 self.requeue(journals.orphaned[job_id])
                 report.requeued.append(job_id)
@@ -145,6 +158,8 @@ class Reconciler:
                 report.lost.append(job_id)
             elif found is Verdict.LEAVE:
                 report.left.append(job_id)
+        if on_other_hosts:
+            self._watch_beats(on_other_hosts)
         journals.discard()  # what was waiting is journaled again (by requeue)
         if report:
             log.warning("reconciled unfinished jobs: %d re-queued, %d still running (watched), %d lost",
@@ -161,6 +176,25 @@ class Reconciler:
             self.table.transition(job_id, HostState.ENDED, "its process group ended", outcome=outcome)
 
         threading.Thread(target=watch, name=f"ades-watch-{job_id[:8]}", daemon=True).start()
+
+    def _watch_beats(self, folders: list[JobFolder]) -> None:
+        """Fail each job of `folders` whose heartbeat goes stale before the job ends."""
+
+        def watch() -> None:
+            left = {folder.job_id: folder for folder in folders}
+            while left:
+                time.sleep(self.watch_seconds)
+                with contextlib.suppress(Exception):  # the store may be down for a moment; then look again
+                    statuses = self.store.statuses(list(left))
+                    for job_id, folder in list(left.items()):
+                        status = statuses.get(job_id)
+                        if status is None or Status(status).terminal:
+                            del left[job_id]
+                        elif not beating(folder, self.stale_after):
+                            del left[job_id]
+                            self._fail_if_unfinished(job_id, HOST_LOST)
+
+        threading.Thread(target=watch, name="ades-watch-beats", daemon=True).start()
 
     def _fail_later(self, job_id: str, reason: str) -> None:
         threading.Thread(target=self._fail_if_unfinished, args=(job_id, reason), name="ades-reconcile",
@@ -179,3 +213,4 @@ class Reconciler:
             time.sleep(1.0)
         self.publisher.publish(StatusUpdate(job_id=job_id, status=Status.FAILED, message=reason))
         return Status.FAILED
+

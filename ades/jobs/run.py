@@ -20,6 +20,7 @@ from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
 from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
 from ades.execute.sandbox import NoSandbox, confine
+from ades.jobs.heartbeat import beats
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import RunSpec
 from ades.models import StatusUpdate, utcnow
@@ -93,7 +94,7 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
 
     reporter = Reporter(spec, publisher)
     urls = None
-    with job_log(folder.log, redirect_fds) as stream:
+    with job_log(folder.log, redirect_fds) as stream, beats(folder):
         stream.write(f"ades: job {spec.job_id} starts (process {spec.cache_key}, pid {os.getpid()})\n")
         if (why := _unrunnable(spec)) is not None:
             stream.write(f"ades: {why}\n")

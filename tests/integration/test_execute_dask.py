@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from ades.jobs.spec import RunSpec
 from ades.store import JobStore
 from tests import helpers
 from tests.conftest import free_port
-from tests.helpers import processes_in, wait_for
+from tests.helpers import gate_folder, processes_in, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
 WORKERS = 2
 
 
-def new_spec(package, inputs: dict, settings: Settings, job_store: JobStore) -> RunSpec:
-    return helpers.new_spec(package, inputs, settings.data_dir, SinkConfig.from_settings(settings), job_store)
+def new_spec(package, inputs: dict, settings: Settings, job_store: JobStore, readable: Sequence[Path] = ()) -> RunSpec:
+    return helpers.new_spec(package, inputs, settings.data_dir, SinkConfig.from_settings(settings), job_store,
+                            readable=readable)
 
 
 def worker_addresses(url: str) -> list[str]:
@@ -206,10 +207,10 @@ def test_killed_launcher_fails_its_job(executor, sleep, echo, settings, job_stor
 def test_killed_worker_job_is_retried(cluster, gate, settings, job_store, es, tmp_path):
     wait_for_workers(cluster, WORKERS)
     executor = DaskExecutor(cluster, settings.data_dir, retry_lost=True, grace=2.0)
-    opened = tmp_path / "gate"
+    opened = gate_folder(tmp_path) / "gate"
     try:
         # killed while the tool waits at its gate; the gate opens once the second attempt runs, which then ends
-        spec = new_spec(gate, {"gate": str(opened)}, settings, job_store)
+        spec = new_spec(gate, {"gate": str(opened)}, settings, job_store, readable=[opened.parent])
         executor.submit(spec)
         wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
         worker = kill_worker_of(executor, spec.job_id)
@@ -235,12 +236,12 @@ def test_a_restart_leaves_a_job_a_live_worker_on_another_host_holds(cluster, gat
     from ades.jobs.service import JobService
 
     wait_for_workers(cluster, WORKERS)
-    opened = tmp_path / "gate"
+    opened = gate_folder(tmp_path) / "gate"
     executor = DaskExecutor(cluster, settings.data_dir, grace=2.0)
     restarted = JobService(settings.model_copy(update={"executor": "dask", "dask_scheduler": cluster}), job_store,
                            "http://127.0.0.1:5000")
     try:
-        spec = new_spec(gate, {"gate": str(opened)}, settings, job_store)
+        spec = new_spec(gate, {"gate": str(opened)}, settings, job_store, readable=[opened.parent])
         executor.submit(spec)
         wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
         process = spec.folder.process()

@@ -4,6 +4,7 @@ with SIGKILL while 100 jobs are in flight; after a restart on the same data dir 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from ades.status import Status
 from ades.store import JobStore, make_client
 from ades.store.setup import drop_indexes
 from tests.conftest import free_port
-from tests.helpers import GATE_CWL, TimedOut, wait_for
+from tests.helpers import GATE_CWL, TimedOut, gate_folder, wait_for
 from tests.integration.conftest import start_serve
 
 pytestmark = pytest.mark.integration
@@ -113,7 +114,8 @@ def test_a_running_job_outlives_a_graceful_stop_and_reports_its_own_end(es_url: 
     settings, port, env = _server_setup(es_url, tmp_path)
     data_dir = settings.data_dir
     store = JobStore(make_client(settings), settings)
-    gate = tmp_path / "gate"
+    gate = gate_folder(tmp_path) / "gate"
+    env["ADES_SANDBOX_READ_ONLY"] = json.dumps([str(gate.parent)])  # the sandboxed tool waits for the gate
     server = start_serve(env, port, tmp_path / "server.log", "--workers", "1", "--job-workers", "1")
     try:
         base = f"http://127.0.0.1:{port}"

@@ -46,3 +46,11 @@ def test_a_job_started_on_another_host_is_left_while_a_live_worker_holds_it() ->
     assert verdict(False, False, True, elsewhere, HERE, _alive(7), held_elsewhere=False) is Verdict.FAIL
     # an executor that knows only this host cannot tell: the job is failed, so that none stays running forever
     assert verdict(False, False, True, elsewhere, HERE, _alive(7)) is Verdict.FAIL
+
+
+def test_a_beat_is_fresh_until_it_is_stale_after_seconds_old() -> None:
+    from ades.jobs.heartbeat import STALE_SECONDS, is_fresh
+
+    assert is_fresh(100.0, 100.0 + STALE_SECONDS - 0.1)
+    assert not is_fresh(100.0, 100.0 + STALE_SECONDS)
+    assert not is_fresh(None, 100.0)

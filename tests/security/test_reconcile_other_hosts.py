@@ -1,0 +1,93 @@
+"""A restarting server must not fail jobs that run on another host sharing its data dir (the issue's "wrong status"
+finding): it used to fail every job whose process record named another host as "worker lost" unless the Dask
+executor vouched for it, so a job still running elsewhere was failed, finished, and stayed failed. Now each job's
+process beats (ades.jobs.heartbeat) and reconciliation leaves a beating job alone, failing it only once the beat
+stops."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ades.config import Settings
+from ades.cwl import Package, load_package
+from ades.events.sinks import SinkConfig
+from ades.jobs.folder import ProcessRecord
+from ades.jobs.heartbeat import STALE_SECONDS
+from ades.jobs.lifecycle import JobTable
+from ades.jobs.local import LocalExecutor
+from ades.jobs.publisher import Publisher
+from ades.jobs.reconcile import HOST_LOST, Reconciler
+from ades.jobs.service import JobService
+from ades.models import StatusUpdate
+from ades.status import Status
+from ades.store import JobStore
+from tests import helpers
+from tests.helpers import GATE_CWL, gate_folder, processes_in, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gate() -> Package:
+    return load_package(GATE_CWL, "application/cwl")
+
+
+def test_a_restart_leaves_a_job_running_on_another_host_and_it_ends_succeeded(gate, settings: Settings,
+                                                                             job_store: JobStore, es, tmp_path):
+    opened = gate_folder(tmp_path) / "gate"
+    executor = LocalExecutor(n_workers=1, grace=2.0)
+    restarted = JobService(settings, job_store, "http://127.0.0.1:5000")
+    try:
+        spec = helpers.new_spec(gate, {"gate": str(opened)}, settings.data_dir, SinkConfig.from_settings(settings),
+                                job_store, readable=[opened.parent])
+        executor.submit(spec)
+        wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
+        process = spec.folder.process()
+        assert process is not None
+        spec.folder.record_process(process.model_copy(update={"host": "another-host"}))  # as if it ran there
+
+        report = restarted.reconcile()  # a server starting on the shared data dir, with the local executor
+        assert report is not None and spec.job_id in report.left and not report.lost, report
+        opened.touch()
+        assert executor.wait(spec.job_id, 60) == "succeeded"
+    finally:
+        restarted.close()
+        executor.close()
+    job_store.refresh()
+    assert job_store.get(spec.job_id)["status"] == "succeeded"
+
+
+def _running_elsewhere(settings: Settings, job_store: JobStore, gate, last_beat: float) -> str:
+    """A stored running job whose process record names another host and last beat at `last_beat`."""
+    spec = helpers.new_spec(gate, {"gate": "/nowhere"}, settings.data_dir, SinkConfig.from_settings(settings),
+                            job_store)
+    Publisher().publish(StatusUpdate(job_id=spec.job_id, status=Status.RUNNING), spec.sink)
+    spec.folder.make()
+    spec.folder.record_process(ProcessRecord(pid=1, pgid=1, host="another-host", started=last_beat))
+    os.utime(spec.folder.path / "process.json", (last_beat, last_beat))
+    return spec.job_id
+
+
+def test_a_job_elsewhere_fails_when_its_beat_stops_and_at_once_when_it_has_stopped(gate, settings: Settings,
+                                                                                  job_store: JobStore, es):
+    beating = _running_elsewhere(settings, job_store, gate, time.time())
+    silent = _running_elsewhere(settings, job_store, gate, time.time() - STALE_SECONDS - 1)
+    reconciler = Reconciler(job_store, settings.data_dir, lambda queued: None, Publisher(SinkConfig.from_settings(
+        settings)), JobTable(), grace=0.5)
+    reconciler.watch_seconds = 0.2
+    report = reconciler.run()
+    assert report.left == [beating] and report.lost == [silent], report
+
+    def status(job_id: str) -> str:
+        job_store.refresh()
+        return job_store.get(job_id)["status"]
+
+    wait_for(lambda: status(silent) == "failed", 30, "the silent job to fail")
+    assert status(beating) == "running"
+    stale = time.time() - STALE_SECONDS - 1
+    os.utime(settings.data_dir / "jobs" / beating / "process.json", (stale, stale))  # its host died
+    wait_for(lambda: status(beating) == "failed", 30, "the job whose beat stopped to fail")
+    assert job_store.get(beating)["message"] == HOST_LOST
