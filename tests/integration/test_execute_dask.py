@@ -5,6 +5,7 @@ or has it run again, and `ades services start --dask` brings a cluster up and do
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -312,6 +313,27 @@ def test_http_jobs_run_on_the_cluster_and_dismiss(dask_live):
     assert executor.wait(sleeping, 60) == "dismissed"
     wait_for(lambda: not processes_in(folder.path), 15, "the job's processes to be gone")
 
+
+WHO_AM_I = """\
+cwlVersion: v1.2
+class: CommandLineTool
+id: whoami
+baseCommand: [sh, -c, 'id -u; ls /proc | grep -c "^[0-9]"']
+inputs: []
+outputs:
+  out: stdout
+"""
+
+
+def test_tools_on_the_cluster_run_in_the_same_sandbox(dask_live):
+    """The sandbox is the launcher's, so a Dask worker confines a tool as a local worker does: the job user, a
+    process namespace of its own (the shell, ls and grep are all it sees)."""
+    assert dask_live.post("/processes", data=WHO_AM_I, headers={"Content-Type": "application/cwl"}).status_code == 201
+    job = dask_live.post("/processes/whoami/execution", headers={"Prefer": "respond-async"}, json={"inputs": {}})
+    assert dask_live.wait_status(job.json()["jobID"])["status"] == "successful"
+    uid, processes = dask_live.get(f"/jobs/{job.json()['jobID']}/results/out").text.split()
+    assert int(uid) == (pwd.getpwnam("ades-job").pw_uid if os.geteuid() == 0 else os.geteuid())
+    assert int(processes) <= 5
 
 def test_services_start_dask(tmp_path):
     """`ades services start --dask` on its own data dir and port: a scheduler, ADES_DASK_WORKERS workers, the two
