@@ -2,13 +2,20 @@
 
 Each gunicorn worker process builds its own app, hence its own LocalExecutor with its own warm job workers; a job
 can be cancelled only through the worker process that started it (see ades.api.context).
+
+Before anything listens, the settings are checked where a mistake would leave the server open: with auth off it
+listens on loopback only (every caller would act as `anonymous`), unless ADES_ALLOW_UNAUTHENTICATED_BIND says
+something in front of it authenticates.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import select
+import socket
 from typing import Any
 
 from gunicorn import util as gunicorn_util
@@ -17,6 +24,8 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from ades.api.errors import OGC_EXCEPTIONS
 from ades.config import Settings
+
+log = logging.getLogger(__name__)
 
 _GUNICORN_KINDS = {400: "invalid-parameter", 403: "forbidden", 414: "uri-too-long",
                    431: "request-header-fields-too-large", 500: "server-error", 501: "not-implemented"}
@@ -78,6 +87,40 @@ class BalancingWorker(ThreadWorker):  # type: ignore[misc]
         return super().handle_request(req, conn)
 
 
+class ServeRefused(RuntimeError):
+    """The settings would start a server that is not safe to run (the message says why and what to set)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name, resolved) reaches this machine's loopback interface only."""
+    host = host.strip().strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.partition("%")[0]).is_loopback for a in addresses)
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Refuse to listen beyond loopback with auth off: anyone who reaches the address would act as `anonymous`."""
+    if settings.auth_enabled or is_loopback(host):
+        return
+    if settings.allow_unauthenticated_bind:
+        log.warning("listening on %s with authentication OFF (ADES_ALLOW_UNAUTHENTICATED_BIND=true): everyone who "
+                    "reaches it acts as 'anonymous' with roles %s; only safe if something in front of this server "
+                    "authenticates every request", host, settings.anonymous_roles)
+        return
+    raise ServeRefused(
+        f"refusing to listen on {host or 'every interface'} with authentication off: anyone who reaches it would act "
+        "as 'anonymous'. Require bearer tokens (ADES_AUTH_TOKENS_FILE or ADES_AUTH_JWT_KEY), listen on 127.0.0.1, "
+        "or, only if something in front of the server authenticates every request, set "
+        "ADES_ALLOW_UNAUTHENTICATED_BIND=true")
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any], app_kwargs: dict[str, Any]) -> None:
         self.settings = settings
@@ -114,7 +157,8 @@ def serve(
     (sync execution blocks one); `job_workers`: warm cwltool workers per gunicorn worker (default CPU count);
     `timeout` must exceed the sync-execute budget (600 s) or gunicorn kills a worker waiting on a sync job;
     `keepalive_requests`: requests per keep-alive connection before the server closes it (BalancingWorker; default
-    KEEPALIVE_REQUESTS)."""
+    KEEPALIVE_REQUESTS). Raises ServeRefused (before anything listens) on settings that are not safe to run."""
+    check_bind(settings, host)
     public_url = public_url or os.environ.get("ADES_PUBLIC_URL") or f"http://{host}:{port}"
     options = {
         "bind": f"{host}:{port}",
@@ -130,4 +174,4 @@ def serve(
     gunicorn_util.write_error = _write_ogc_error
     # the workers are forked from here
     BalancingWorker.requests_per_connection = max(1, keepalive_requests or KEEPALIVE_REQUESTS)
-    _Gunicorn(settings, options, {"public_url": public_url, "workers": job_workers}).run()
+    _Gunicorn(settings, options, {"public_url": public_url, "workers": job_workers, "bind_host": host}).run()

@@ -1,7 +1,9 @@
 """Who is asking: optional bearer tokens, from a tokens file or as JWTs verified with a configured key.
 
 With neither `ADES_AUTH_TOKENS_FILE` nor `ADES_AUTH_JWT_KEY` set, the server is open: every request acts as the
-single user `anonymous`, who holds every role (the server says so in a log line when it starts). Otherwise every
+single user `anonymous`, with the roles of ADES_ANONYMOUS_ROLES (none by default: it may run processes and see its
+own jobs, not deploy nor see the jobs of others), and the server says so in a log line when it starts (`ades serve`
+then listens on loopback only, ades.serve). Otherwise every
 route but the public ones (landing page, conformance, OpenAPI, metrics) needs `Authorization: Bearer <token>`;
 a missing or bad token is a 401 OGC exception with `WWW-Authenticate: Bearer`.
 
@@ -65,9 +67,6 @@ class Principal(BaseModel):
 
     def can_see(self, job: Mapping[str, Any]) -> bool:
         return self.is_admin or job.get("user-id") == self.user
-
-
-ANONYMOUS = Principal(user=ANONYMOUS_USER, roles=frozenset({ADMIN, DEPLOYER}))
 
 
 class TokenEntry(BaseModel):
@@ -245,15 +244,17 @@ def roles_of(claims: Mapping[str, Any], claim: str) -> list[str]:
 
 # --- the authenticator ---------------------------------------------------------------------------------------
 class Authenticator:
-    def __init__(self, tokens: TokensFile | None = None, verifier: JwtVerifier | None = None) -> None:
+    def __init__(self, tokens: TokensFile | None = None, verifier: JwtVerifier | None = None,
+                 anonymous_roles: frozenset[str] = frozenset()) -> None:
         self.tokens = tokens
         self.verifier = verifier
+        self.anonymous = Principal(user=ANONYMOUS_USER, roles=anonymous_roles)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
         tokens = TokensFile(Path(settings.auth_tokens_file).expanduser()) if settings.auth_tokens_file else None
         verifier = JwtVerifier(settings) if settings.auth_jwt_key else None
-        return cls(tokens, verifier)
+        return cls(tokens, verifier, frozenset(settings.anonymous_roles))
 
     @property
     def enabled(self) -> bool:
@@ -261,8 +262,10 @@ class Authenticator:
 
     def describe(self) -> str:
         if not self.enabled:
+            roles = ", ".join(sorted(self.anonymous.roles)) or "no role"
             return (f"authentication is OFF: the server is open and every request acts as user {ANONYMOUS_USER!r} "
-                    "with every role (set ADES_AUTH_TOKENS_FILE or ADES_AUTH_JWT_KEY to require bearer tokens)")
+                    f"with {roles} (ADES_ANONYMOUS_ROLES; set ADES_AUTH_TOKENS_FILE or ADES_AUTH_JWT_KEY to require "
+                    "bearer tokens)")
         ways = []
         if self.tokens is not None:
             ways.append(f"tokens file {self.tokens.path} ({len(self.tokens)} tokens)")
@@ -273,7 +276,7 @@ class Authenticator:
 
     def authenticate_header(self, header: str | None) -> Principal:
         if not self.enabled:
-            return ANONYMOUS
+            return self.anonymous
         if not header:
             raise _unauthorized("this server needs a bearer token: send `Authorization: Bearer <token>`", None)
         scheme, _, token = header.strip().partition(" ")

@@ -27,7 +27,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR_TEXTS = {
-    400: "Invalid request (on any route: a malformed request, e.g. a header with control characters)",
+    400: "Invalid request (on any route: a malformed request, e.g. a header with control characters, or a Host that "
+         "is not one of the server's names)",
     401: "No or invalid bearer token (when the server requires them)",
     403: "Forbidden (a missing role) or immutable process", 404: "Not found", 409: "Conflict",
     413: "Request body larger than ADES_MAX_BODY_BYTES", 414: "Request line too long (gunicorn: over 4094 bytes)",
