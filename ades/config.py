@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -218,6 +218,16 @@ class Settings(BaseSettings):
         description="JWT claim holding the roles (a list or a space-separated string); dots reach into objects, "
         "e.g. realm_access.roles.",
     )
+    auth_jwt_max_age: float = Field(
+        default=86_400.0, gt=0,
+        description="Longest lifetime of a JWT in seconds: exp - iat (or exp - now when it has no iat) past it is "
+        "refused, so a leaked token does not work for ever; a JWT without exp is always refused.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token that may read /metrics and nothing else (for a Prometheus scraper); with auth "
+        "on, /metrics otherwise needs a user's token.",
+    )
 
     # --- Exposure (ades/serve.py, ades/api/hosts.py): who reaches the server at all ----------------------------
     allow_unauthenticated_bind: bool = Field(
@@ -243,6 +253,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ADES_AUTH_TOKENS_FILE=` must mean "no tokens file", not the current directory
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("cache_dir", "data_dir", mode="after")

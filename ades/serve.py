@@ -5,7 +5,8 @@ can be cancelled only through the worker process that started it (see ades.api.c
 
 Before anything listens, the settings are checked where a mistake would leave the server open: with auth off it
 listens on loopback only (every caller would act as `anonymous`), unless ADES_ALLOW_UNAUTHENTICATED_BIND says
-something in front of it authenticates.
+something in front of it authenticates; auth settings that cannot work (a missing tokens file, a short HMAC key)
+stop the start with the reason. The access log names no credential (RedactingLogger).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import os
 import select
 import socket
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
+from ades.api.auth import AuthConfigError, Authenticator
 from ades.api.errors import OGC_EXCEPTIONS
 from ades.config import Settings
 
@@ -85,6 +89,48 @@ class BalancingWorker(ThreadWorker):  # type: ignore[misc]
         if served >= self.requests_per_connection:
             req.force_close()
         return super().handle_request(req, conn)
+
+
+def elide_query(query: str) -> str:
+    """A query string with the names of its parameters only (`a=1&secret` -> `a=*&*`): a value may be a credential
+    whatever its name (`?access_token=`, `?key=`), so may an item without a name, and a log line must never hold one."""
+    if not query:
+        return ""
+    return "&".join(f"{name}=*" if sep else "*" for name, sep, _ in (p.partition("=") for p in query.split("&")))
+
+
+def redact_target(target: str) -> str:
+    """A request target (path and query) as the access log may show it."""
+    path, mark, query = target.partition("?")
+    return path + mark + elide_query(query)
+
+
+def redact_url(url: str) -> str:
+    """An absolute URL (a Referer) without user info or fragment, and with its query elided."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "-"
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=elide_query(parts.query),
+                                     fragment=""))
+
+
+class RedactingLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger, writing no credential in the access log: no Basic-auth user name (a client that sends its
+    token as Basic credentials would have it logged), no query values, no Referer user info or query, and no atom
+    for the Authorization, Cookie or credential headers should a format ask for one."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["u"] = "-"
+        atoms["r"] = (f"{environ.get('REQUEST_METHOD', '-')} {redact_target(str(environ.get('RAW_URI', '')))} "
+                      f"{environ.get('SERVER_PROTOCOL', '-')}")
+        atoms["q"] = elide_query(str(environ.get("QUERY_STRING") or ""))
+        atoms["f"] = redact_url(str(atoms.get("f") or "-")) if atoms.get("f") not in (None, "-") else "-"
+        for key in [k for k in atoms if k.startswith("{") and any(
+                word in k for word in ("authorization", "cookie", "token", "raw_uri", "query_string", "referer"))]:
+            atoms[key] = "-"
+        return atoms
 
 
 class ServeRefused(RuntimeError):
@@ -159,6 +205,10 @@ def serve(
     `keepalive_requests`: requests per keep-alive connection before the server closes it (BalancingWorker; default
     KEEPALIVE_REQUESTS). Raises ServeRefused (before anything listens) on settings that are not safe to run."""
     check_bind(settings, host)
+    try:  # here, not in a worker: a bad setting is then one clear line, not a worker that fails to boot
+        Authenticator.from_settings(settings)
+    except AuthConfigError as err:
+        raise ServeRefused(str(err)) from None
     public_url = public_url or os.environ.get("ADES_PUBLIC_URL") or f"http://{host}:{port}"
     options = {
         "bind": f"{host}:{port}",
@@ -169,6 +219,7 @@ def serve(
         "graceful_timeout": 30,
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
+        "logger_class": f"{__name__}.{RedactingLogger.__name__}",
     }
     # gunicorn's workers call util.write_error for the requests they refuse; there is no setting for its format
     gunicorn_util.write_error = _write_ogc_error

@@ -325,14 +325,15 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
         "paths": paths,
         "components": {"schemas": _schemas(settings), "responses": responses, "securitySchemes": {"bearer": {
             "type": "http", "scheme": "bearer",
-            "description": "a token from the server's tokens file, or a JWT it verifies; servers started without "
-                           "either are open (every request acts as `anonymous`)"}}},
+            "description": "a token from the server's tokens file, or a JWT it verifies (it must expire); servers "
+                           "started without either are open on loopback only (every request acts as `anonymous`); "
+                           "/metrics also takes the server's metrics token"}}},
         "security": [{"bearer": []}],
     }
 
 
-PUBLIC_PATHS = ("/", "/conformance", "/openapi", "/metrics")
-"""Served without a token (ades.api.auth.PUBLIC_BLUEPRINTS)."""
+PUBLIC_PATHS = ("/", "/conformance", "/openapi")
+"""Served without a token (ades.api.auth.PUBLIC_BLUEPRINTS); /metrics takes a user's token or ADES_METRICS_TOKEN."""
 _DEPLOY_OPERATIONS = ("deploy", "replace", "undeploy")
 
 
