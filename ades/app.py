@@ -22,6 +22,7 @@ from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
 from ades.cwl import PackageError, load_package
+from ades.jobs.folder import DataDir
 from ades.jobs.service import JobService
 from ades.store import JobStore, ProcessStore, StoreUnavailable, ensure_indexes, make_client
 
@@ -89,6 +90,9 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    for folder in DataDir(settings.data_dir).make_private():
+        log.warning("%s was open to other users: narrowed to %o (it holds users' jobs)", folder,
+                    folder.stat().st_mode & 0o777)
     client = make_client(settings)
     job_store = JobStore(client, settings)
     context = AdesContext(

@@ -220,6 +220,9 @@ def serve(
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
         "logger_class": f"{__name__}.{RedactingLogger.__name__}",
+        # gunicorn 25+ opens a control socket at one path per user: a second server replaced the first one's and
+        # deleted it on stop, and nothing here uses it (older gunicorn has no such setting, and no socket)
+        "control_socket_disable": True,
     }
     # gunicorn's workers call util.write_error for the requests they refuse; there is no setting for its format
     gunicorn_util.write_error = _write_ogc_error
