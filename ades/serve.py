@@ -115,10 +115,15 @@ def redact_url(url: str) -> str:
                                      fragment=""))
 
 
+_CREDENTIAL_ATOMS = tuple(f"{{{name}}}i" for name in ("authorization", "proxy-authorization", "cookie", "referer")) \
+    + tuple(f"{{{name}}}e" for name in ("http_authorization", "http_proxy_authorization", "http_cookie",
+                                        "http_referer", "raw_uri", "query_string"))
+
+
 class RedactingLogger(glogging.Logger):  # type: ignore[misc]
     """gunicorn's logger, writing no credential in the access log: no Basic-auth user name (a client that sends its
     token as Basic credentials would have it logged), no query values, no Referer user info or query, and no atom
-    for the Authorization, Cookie or credential headers should a format ask for one."""
+    for the Authorization, Cookie or Referer headers, nor the raw URI or query, should a format ask for one."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
@@ -126,10 +131,10 @@ class RedactingLogger(glogging.Logger):  # type: ignore[misc]
         atoms["r"] = (f"{environ.get('REQUEST_METHOD', '-')} {redact_target(str(environ.get('RAW_URI', '')))} "
                       f"{environ.get('SERVER_PROTOCOL', '-')}")
         atoms["q"] = elide_query(str(environ.get("QUERY_STRING") or ""))
-        atoms["f"] = redact_url(str(atoms.get("f") or "-")) if atoms.get("f") not in (None, "-") else "-"
-        for key in [k for k in atoms if k.startswith("{") and any(
-                word in k for word in ("authorization", "cookie", "token", "raw_uri", "query_string", "referer"))]:
-            atoms[key] = "-"
+        atoms["f"] = redact_url(str(atoms["f"])) if atoms.get("f") not in (None, "-") else "-"
+        for key in _CREDENTIAL_ATOMS:
+            if key in atoms:
+                atoms[key] = "-"
         return atoms
 
 
