@@ -26,4 +26,6 @@ USER ades
 WORKDIR /home/ades
 EXPOSE 5000
 ENTRYPOINT ["ades"]
+# Listening on every interface needs auth: give ADES_AUTH_TOKENS_FILE (a mounted secret) or ADES_AUTH_JWT_KEY at run
+# time, or `ades serve` refuses to start (docker-compose.yml and infra/ades.yaml do).
 CMD ["serve", "--host", "0.0.0.0", "--port", "5000"]

@@ -17,11 +17,12 @@ from flask import Flask, request
 from pygeoapi.api import API
 
 from ades import metrics
-from ades.api import auth, core, errors, jobs, processes, wpst
+from ades.api import auth, core, errors, hosts, jobs, processes, wpst
 from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
 from ades.cwl import PackageError, load_package
+from ades.jobs.folder import DataDir
 from ades.jobs.service import JobService
 from ades.store import JobStore, ProcessStore, StoreUnavailable, ensure_indexes, make_client
 
@@ -77,16 +78,21 @@ def create_app(
     workers: int | None = None,
     sync_timeout: float = 600.0,
     reconcile: bool = True,
+    bind_host: str | None = None,
 ) -> Flask:
     """The WSGI app. `public_url` is how clients reach the server (job links, result hrefs; env ADES_PUBLIC_URL,
     default http://127.0.0.1:5000); `file_roots` the directories file:// inputs may come from; `workers` the
-    number of warm job workers of this process's executor (default: CPU count)."""
+    number of warm job workers of this process's executor (default: CPU count); `bind_host` the address the server
+    listens on, a name requests may carry in `Host` (ades.api.hosts)."""
     public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
     app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"))
     # werkzeug refuses a larger body (413) as it reads it, Content-Length or chunked
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    for folder in DataDir(settings.data_dir).make_private():
+        log.warning("%s was open to other users: narrowed to %o (it holds users' jobs)", folder,
+                    folder.stat().st_mode & 0o777)
     client = make_client(settings)
     job_store = JobStore(client, settings)
     context = AdesContext(
@@ -102,7 +108,9 @@ def create_app(
     app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url, settings=settings))
 
     errors.register(app)
-    # first before_request: a request without a valid token stops here, before the store is touched
+    # the first before_request: a request for another host (DNS rebinding) stops here
+    hosts.install(app, hosts.HostPolicy.for_server(settings, public_url, bind_host))
+    # then one without a valid token, before the store is touched
     auth.install(app, settings)
     for blueprint in (core.bp, processes.bp, wpst.bp, jobs.bp):
         app.register_blueprint(blueprint)

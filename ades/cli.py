@@ -163,11 +163,15 @@ def cmd_execution(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ades.serve import serve
+    from ades.serve import ServeRefused, serve
 
-    serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-          job_workers=args.job_workers, public_url=args.public_url, access_log=not args.no_access_log,
-          keepalive_requests=args.keepalive_requests)
+    try:
+        serve(_settings(), host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+              job_workers=args.job_workers, public_url=args.public_url, access_log=not args.no_access_log,
+              keepalive_requests=args.keepalive_requests)
+    except ServeRefused as error:
+        print(f"ades: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -313,7 +317,10 @@ def _add_serve_command(commands: Commands) -> None:
         "run the OGC API Processes server under gunicorn",
         "Run the server (pygeoapi API + ades routes) under gunicorn. Status events go through SNS "
         "when AWS is configured (ADES_SNS_TOPIC_ARN, or the moto pipeline `ades services start` wrote to "
-        ".ades/services.env), else straight to Elasticsearch.",
+        ".ades/services.env), else straight to Elasticsearch. With auth off (no ADES_AUTH_TOKENS_FILE nor "
+        "ADES_AUTH_JWT_KEY) it listens on loopback only and refuses any other --host (exit 1) unless "
+        "ADES_ALLOW_UNAUTHENTICATED_BIND=true; requests naming another Host than the server's get 400 "
+        "(ADES_ALLOWED_HOSTS).",
     )
     _add_bind_address(serve, 5000, "port to bind (default 5000)")
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     es_url: str | None = Field(
         default=None,
         description="URL of an existing Elasticsearch cluster. When set, ades starts no local node and uses this one.",
+    )
+    es_url_secret_arn: str | None = Field(
+        default=None,
+        description="ARN of a Secrets Manager secret whose value is the cluster URL with its credentials, for the "
+        "status-consumer Lambda of infra/ades.yaml, which reads it at start when es_url is unset (so the "
+        "credentials are in no environment variable).",
     )
     es_host: str = Field(default="127.0.0.1", description="Address the local Elasticsearch node binds to.")
     es_port: int = Field(default=9200, ge=1, le=65535, description="HTTP port of the local Elasticsearch node.")
@@ -212,6 +218,35 @@ class Settings(BaseSettings):
         description="JWT claim holding the roles (a list or a space-separated string); dots reach into objects, "
         "e.g. realm_access.roles.",
     )
+    auth_jwt_max_age: float = Field(
+        default=86_400.0, gt=0,
+        description="Longest lifetime of a JWT in seconds: exp - iat (or exp - now when it has no iat) past it is "
+        "refused, so a leaked token does not work for ever; a JWT without exp is always refused.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token that may read /metrics and nothing else (for a Prometheus scraper); with auth "
+        "on, /metrics otherwise needs a user's token.",
+    )
+
+    # --- Exposure (ades/serve.py, ades/api/hosts.py): who reaches the server at all ----------------------------
+    allow_unauthenticated_bind: bool = Field(
+        default=False,
+        description="Let `ades serve` listen on an address other than loopback with auth off (every caller then acts "
+        "as `anonymous`): only when something in front of the server authenticates every request.",
+    )
+    anonymous_roles: list[str] = Field(
+        default_factory=list,
+        description="Roles of `anonymous`, whom every request acts as while auth is off, a JSON list (e.g. "
+        "[\"deployer\"]). None by default: anonymous runs processes and sees its own jobs, but neither deploys nor "
+        "sees anyone else's jobs.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="More names a request's Host header may carry, a JSON list, besides localhost, 127.0.0.1, ::1, "
+        "the bind address and the host of ADES_PUBLIC_URL (and any IP address when bound to all interfaces); any "
+        "other Host gets 400, which defeats DNS rebinding. [\"*\"]: any Host.",
+    )
 
     @field_validator("auth_tokens_file", "auth_jwt_key", "auth_jwt_audience", "auth_jwt_issuer", "job_timeout",
                      mode="before")
@@ -220,10 +255,20 @@ class Settings(BaseSettings):
         # `ADES_AUTH_TOKENS_FILE=` must mean "no tokens file", not the current directory
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cache_dir", "data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need a bearer token (a tokens file or a JWT key is set)."""
+        return self.auth_tokens_file is not None or self.auth_jwt_key is not None
 
     @property
     def elasticsearch_url(self) -> str:

@@ -51,6 +51,14 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError(f"the server did not answer at {url} within {timeout:.0f} s")
 
 
+def _demo_roles(settings: Settings) -> dict[str, str]:
+    """The demo deploys its workflow without a token: on its loopback server without auth, `anonymous` is a deployer
+    (a server of the operator's own, with auth or its own ADES_ANONYMOUS_ROLES, is left as configured)."""
+    if settings.auth_enabled or settings.anonymous_roles:
+        return {}
+    return {"ADES_ANONYMOUS_ROLES": json.dumps(["deployer"])}
+
+
 def run_demo(settings: Settings, port: int, out=print) -> int:
     from ades.services import service_module
 
@@ -68,7 +76,7 @@ def run_demo(settings: Settings, port: int, out=print) -> int:
     with log_path.open("ab") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "ades.cli", "serve", "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"ADES_PUBLIC_URL": base},
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"ADES_PUBLIC_URL": base, **_demo_roles(settings)},
         )
     try:
         _wait_http(f"{base}/conformance", server)

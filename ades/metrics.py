@@ -13,6 +13,9 @@ When status events go through SQS (`ADES_EVENT_SINK` resolves to sns and a queue
 backlog is `ades_consumer_lag_messages{queue="status"|"dead-letter", state="visible"|"in_flight"|"delayed"}`.
 `ades_store_up` / `ades_queue_up` say whether those sources answered: a scrape never fails because one is down.
 
+With auth on, a scrape needs a bearer token like every other route (counts of every user's jobs by process are not
+for anyone who reaches the port), or ADES_METRICS_TOKEN, which opens /metrics only (ades.api.auth).
+
 Counters here can go down if someone deletes job documents; Prometheus treats that as a counter reset.
 Each app has its own CollectorRegistry (never the process-global one): tests build many apps in one process.
 """

@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         elasticsearch.ensure_running(settings)
     work = Path(tempfile.mkdtemp(prefix="ades-bench-fuzz-"))
     base = f"http://127.0.0.1:{args.port}"
+    # the fuzzer deploys packages: on this loopback server without auth, anonymous must be a deployer
     env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": PREFIX, "ADES_PUBLIC_URL": base,
-                        "ADES_DATA_DIR": str(work / "ades")}
+                        "ADES_DATA_DIR": str(work / "ades"), "ADES_ANONYMOUS_ROLES": '["deployer"]'}
     server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(args.port),
                                "--workers", "2", "--threads", "8", "--job-workers", "1", "--no-access-log"],
                               env=env, stdout=open(work / "ades.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115

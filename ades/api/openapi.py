@@ -27,7 +27,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR_TEXTS = {
-    400: "Invalid request (on any route: a malformed request, e.g. a header with control characters)",
+    400: "Invalid request (on any route: a malformed request, e.g. a header with control characters, or a Host that "
+         "is not one of the server's names)",
     401: "No or invalid bearer token (when the server requires them)",
     403: "Forbidden (a missing role) or immutable process", 404: "Not found", 409: "Conflict",
     413: "Request body larger than ADES_MAX_BODY_BYTES", 414: "Request line too long (gunicorn: over 4094 bytes)",
@@ -324,14 +325,15 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
         "paths": paths,
         "components": {"schemas": _schemas(settings), "responses": responses, "securitySchemes": {"bearer": {
             "type": "http", "scheme": "bearer",
-            "description": "a token from the server's tokens file, or a JWT it verifies; servers started without "
-                           "either are open (every request acts as `anonymous`)"}}},
+            "description": "a token from the server's tokens file, or a JWT it verifies (it must expire); servers "
+                           "started without either are open on loopback only (every request acts as `anonymous`); "
+                           "/metrics also takes the server's metrics token"}}},
         "security": [{"bearer": []}],
     }
 
 
-PUBLIC_PATHS = ("/", "/conformance", "/openapi", "/metrics")
-"""Served without a token (ades.api.auth.PUBLIC_BLUEPRINTS)."""
+PUBLIC_PATHS = ("/", "/conformance", "/openapi")
+"""Served without a token (ades.api.auth.PUBLIC_BLUEPRINTS); /metrics takes a user's token or ADES_METRICS_TOKEN."""
 _DEPLOY_OPERATIONS = ("deploy", "replace", "undeploy")
 
 

@@ -16,6 +16,12 @@
     <data_dir>/reconcile.lock            held by the process that reconciles the data dir
     <data_dir>/quota/                    per-user ledgers of the submission quota (ades.jobs.quota)
     <data_dir>/<prefix>jobs.written      when this host last wrote new jobs (ades.store.freshness)
+
+Everything here is the server's user's alone: a job's folder holds its user's inputs, outputs and log, the journal
+every user's inputs. The data dir is made 0700 (an existing one loses group and other read and write; their search
+bit stays, which a local Elasticsearch run as another user may need to reach its files below), the folders made here
+0700 and the files 0600, whatever the umask. A sandboxed tool gets its own folders bound into its sandbox
+(ades.execute.sandbox), so it needs no way through these.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,36 @@ from ades.status import Status
 
 LOG_TAIL_LINES = 20
 RUN_FOLDERS = ("work", "tmp", "outputs")
+PRIVATE_FOLDERS = ("jobs", "queue", "quota", "cache")
+"""The data dir's folders that hold what users submitted: only the server's user may enter them."""
+
+
+def private_folder(path: Path) -> None:
+    """Make `path` (and any missing folder above it) a folder only its owner may enter."""
+    if not path.parent.is_dir():
+        private_folder(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+
+
+def write_private(path: Path, data: str | bytes, append: bool = False) -> None:
+    """Write (or append) to a file made 0600 when it is created."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    with os.fdopen(os.open(path, flags, 0o600), "ab" if append else "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def make_tree_private(root: Path) -> None:
+    """Files under `root` 0600 and folders 0700 (what a tool wrote, with the modes it chose); links are left alone."""
+    for folder, folders, files in os.walk(root):
+        for name in folders:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(folder, name), 0o700, follow_symlinks=False)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o600)
 
 
 class ProcessRecord(BaseModel):
@@ -94,7 +131,7 @@ class JobFolder:
         return self.path.is_dir()
 
     def make(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -104,10 +141,11 @@ class JobFolder:
         """Make the run folders, record who runs the job (this process, the leader of its group) and keep a copy
         of the workflow. The record is what makes the job count as started."""
         for name in RUN_FOLDERS:
-            (self.path / name).mkdir(parents=True, exist_ok=True)
+            private_folder(self.path / name)
+        write_private(self.log, "", append=True)  # made private before anything (cwltool, the tools) writes to it
         self.record_process(ProcessRecord.here())
         with contextlib.suppress(OSError):  # a missing workflow fails the job when it is loaded, with the reason
-            shutil.copyfile(workflow_file, self.path / "wrapped.cwl")
+            write_private(self.path / "wrapped.cwl", workflow_file.read_bytes())
 
     def clear_run(self) -> None:
         """Remove what an earlier attempt left in the run folders (a job run again after its worker was lost)."""
@@ -115,7 +153,7 @@ class JobFolder:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     def record_process(self, record: ProcessRecord) -> None:
-        (self.path / "process.json").write_text(record.model_dump_json(), encoding="utf-8")
+        write_private(self.path / "process.json", record.model_dump_json())
 
     def beat(self) -> None:
         os.utime(self.path / "process.json")
@@ -137,7 +175,9 @@ class JobFolder:
             return None
 
     def save_outputs(self, outputs: dict[str, Any]) -> None:
-        (self.path / "outputs.json").write_text(json.dumps(outputs, indent=1), encoding="utf-8")
+        """Keep cwltool's output object, and make the output files private (the tools chose their modes)."""
+        make_tree_private(self.outputs)
+        write_private(self.path / "outputs.json", json.dumps(outputs, indent=1))
 
     def saved_outputs(self) -> dict[str, Any] | None:
         """cwltool's output object as the run saved it; None when this host has no copy."""
@@ -164,8 +204,7 @@ class JobFolder:
 
     def append_log(self, text: str) -> None:
         self.make()
-        with open(self.log, "a", encoding="utf-8") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
+        write_private(self.log, text if text.endswith("\n") else text + "\n", append=True)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return tail(self.log, lines)
@@ -176,7 +215,7 @@ class JobFolder:
         start, a running one is reported dismissed, not failed, once its process group is gone."""
         self.make()
         record = {"requested": time.time(), "by": os.getpid()}
-        (self.path / "cancel-requested").write_text(json.dumps(record), encoding="utf-8")
+        write_private(self.path / "cancel-requested", json.dumps(record))
 
     def cancel_requested(self) -> bool:
         return (self.path / "cancel-requested").exists()
@@ -193,11 +232,10 @@ class JobFolder:
         return [folded[n] for n in sorted(folded)]
 
     def record_attempt(self, record: dict[str, Any]) -> None:
-        with open(self.path / "dask-attempts.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        write_private(self.path / "dask-attempts.jsonl", json.dumps(record) + "\n", append=True)
 
     def mark_ended(self, outcome: Status) -> None:
-        (self.path / "dask-ended").write_text(outcome.value, encoding="utf-8")
+        write_private(self.path / "dask-ended", outcome.value)
 
     def ended(self) -> Status | None:
         """The outcome a Dask task left, or None while the job has not ended there."""
@@ -213,6 +251,23 @@ class DataDir:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def make_private(self) -> list[Path]:
+        """Make the data dir (0700 when new) and the folders holding what users submitted private; the folders whose
+        modes had to be narrowed (an older data dir, or one made by hand)."""
+        narrowed = []
+        if not self.root.is_dir():
+            private_folder(self.root)
+        elif (mode := stat.S_IMODE(self.root.stat().st_mode)) & 0o066:
+            os.chmod(self.root, mode & ~0o066)
+            narrowed.append(self.root)
+        for name in PRIVATE_FOLDERS:
+            folder = self.root / name
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(folder.stat().st_mode) & 0o077:
+                    os.chmod(folder, 0o700)
+                    narrowed.append(folder)
+        return narrowed
 
     def job(self, job_id: str) -> JobFolder:
         return JobFolder(self.root, job_id)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ades.jobs.folder import DataDir, JobFolder
+from ades.jobs.folder import DataDir, JobFolder, private_folder
 from ades.jobs.scheduler import Statuses
 from ades.jobs.spec import QueuedJob
 from ades.status import Status
@@ -89,7 +89,7 @@ class Journal:
     def __init__(self, data_dir: Path, statuses: Statuses, rotate_bytes: int = ROTATE_BYTES) -> None:
         self.data_dir = Path(data_dir)
         self.directory = DataDir(self.data_dir).journals
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory)
         self.statuses = statuses
         self.rotate_bytes = rotate_bytes
         self._lock = threading.Lock()
@@ -100,7 +100,8 @@ class Journal:
         # host, pid and a clock: unique across restarts and hosts sharing the directory
         name = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
         path, pending = self.directory / f"{name}.jsonl", self.directory / f"{name}.new"
-        fd = os.open(pending, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        # 0600: the lines hold every user's inputs
+        fd = os.open(pending, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         # locked before it has the name reconciliation looks for, so it is never seen unlocked
         os.rename(pending, path)

@@ -1,7 +1,9 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine: every command is a real `ades` command
 line, every ADES_* name is a Settings field (with a value Settings accepts), every image is pinned, and the pieces
 that must agree (CORS origin and Elasticvue's port, Elasticvue's cluster URI and Elasticsearch's port, the shared
-volumes, the scheduler address) do. `docker compose config` runs too where Docker Compose exists."""
+volumes, the scheduler address) do. The server listens beyond loopback only with auth on (its tokens from a
+compose secret), and nothing else is published beyond the host's loopback. `docker compose config` runs too where
+Docker Compose exists."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import yaml
 
 from ades.cli import build_parser
 from ades.config import Settings
+from ades.serve import ServeRefused, check_bind
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -65,6 +68,16 @@ def test_the_image_runs_ades_as_a_non_root_user():
     assert set(re.findall(r"\bADES_[A-Z_]+", env)) <= SETTING_NAMES
 
 
+def test_the_image_will_not_serve_the_network_without_auth():
+    """Its default command listens on every interface; with no auth given at run time, `ades serve` refuses."""
+    args = build_parser().parse_args(json.loads(dockerfile_instructions("CMD")[-1]))
+    env = " ".join(dockerfile_instructions("ENV"))
+    assert "ADES_ALLOW_UNAUTHENTICATED_BIND" not in env and "ADES_AUTH_" not in env
+    with pytest.raises(ServeRefused):
+        check_bind(Settings(_env_file=None), args.host)
+    check_bind(Settings(_env_file=None, auth_tokens_file="/run/secrets/ades-tokens"), args.host)
+
+
 def test_every_command_is_a_real_ades_command_line():
     ours = ades_services()
     assert set(ours) == {"ades", "consumer", "dask-scheduler", "dask-worker"}
@@ -104,7 +117,8 @@ def test_every_image_is_pinned():
 def test_the_pieces_agree():
     s = services()
     # Elasticvue is served on 8080 and preconfigured with the cluster at the address the browser reaches.
-    assert "8080:8080" in s["elasticvue"]["ports"] and "9200:9200" in s["elasticsearch"]["ports"]
+    assert "127.0.0.1:8080:8080" in s["elasticvue"]["ports"]
+    assert "127.0.0.1:9200:9200" in s["elasticsearch"]["ports"]
     es_env = environment(s["elasticsearch"])
     assert es_env["http.cors.enabled"] == "true"
     assert es_env["http.cors.allow-origin"] == "http://localhost:8080"
@@ -125,6 +139,29 @@ def test_the_pieces_agree():
     assert s["dask-scheduler"]["command"][-1] == "8786"
     for name in ("elasticsearch", "elasticvue", "moto", "ades", "dask-scheduler"):
         assert s[name]["healthcheck"]["test"], f"{name} has no health check"
+
+
+def test_the_server_needs_a_token_and_only_it_is_published_beyond_loopback():
+    s = services()
+    server = s["ades"]
+    env = environment(server)
+    args = build_parser().parse_args([str(arg) for arg in server["command"]])
+    values = {k.removeprefix("ADES_").lower(): v for k, v in env.items() if k.startswith("ADES_")}
+    check_bind(Settings(_env_file=None, **values), args.host)  # auth on: it may listen on 0.0.0.0
+    without = {k: v for k, v in values.items() if not k.startswith("auth_")}
+    with pytest.raises(ServeRefused):
+        check_bind(Settings(_env_file=None, **without), args.host)
+    # the tokens file is a compose secret from the environment, copied in for the image's user, readable by it only
+    (secret,) = server["secrets"]
+    assert env["ADES_AUTH_TOKENS_FILE"] == f"/run/secrets/{secret['target']}"
+    assert compose()["secrets"][secret["source"]] == {"environment": "ADES_TOKENS_YAML"}
+    uid = re.search(r"useradd [^&]*--uid (\d+)", " ".join(dockerfile_instructions("RUN"))).group(1)
+    assert (secret["uid"], secret["gid"], secret["mode"]) == (uid, uid, "0o400")
+    assert not any("ADES_ALLOW_UNAUTHENTICATED_BIND" in environment(service) for service in s.values())
+    # everything else (Elasticsearch without security, moto, Elasticvue) on the host's loopback only
+    for name, service in s.items():
+        for mapping in service.get("ports", []):
+            assert name == "ades" or str(mapping).startswith("127.0.0.1:"), f"{name} publishes {mapping}"
 
 
 def test_docker_compose_config_accepts_the_file():

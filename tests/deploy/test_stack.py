@@ -33,8 +33,10 @@ from ades.events.consumer import process_event
 from ades.events.poller import to_lambda_event
 from ades.events.sinks import SnsSink
 from ades.models import Job, StatusUpdate
+from ades.serve import ServeRefused, check_bind
 from ades.status import Status
 from ades.store import JobStore
+from lambdas.status_consumer.handler import settings_with_secrets
 from tests.helpers import store_jobs
 
 pytestmark = pytest.mark.integration
@@ -42,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "ades.yaml"
 REGION = "us-east-1"
 ES_URL = "https://es.example.internal:9243"
-ES_CREDENTIALS = "ades:s3cret"
+ES_URL_WITH_CREDENTIALS = "https://ades:s3cret@es.example.internal:9243"
+JWT_KEY = "a-shared-secret-of-32-bytes-or-more-for-hs256"
 
 
 def cfn_lint() -> str:
@@ -97,6 +100,14 @@ def test_cfn_lint_catches_a_broken_wiring(tmp_path: Path):
     assert run.returncode != 0 and "NoSuchQueue" in run.stdout
 
 
+def test_the_server_cannot_be_created_without_auth():
+    (rule,) = template()["Rules"].values()
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AdesImage"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuthJwtKeySecretArn"}, ""]}]}
+    container = template()["Resources"]["AdesTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert "ADES_ALLOW_UNAUTHENTICATED_BIND" not in json.dumps(container)
+
+
 def test_the_default_subscription_resource_wires_the_topic_to_the_queue():
     resources = template()["Resources"]
     sub = resources["StatusSubscription"]
@@ -114,9 +125,11 @@ def test_the_default_subscription_resource_wires_the_topic_to_the_queue():
 
 
 class Stack:
-    def __init__(self, endpoint: str, name: str) -> None:
+    def __init__(self, endpoint: str, name: str, secrets: dict[str, str]) -> None:
         self.endpoint = endpoint
         self.name = name
+        self.secrets = secrets
+        """parameter name -> ARN of the Secrets Manager secret it names"""
         cf = aws("cloudformation", endpoint)
         described = cf.describe_stacks(StackName=name)["Stacks"][0]
         self.status = described["StackStatus"]
@@ -158,21 +171,28 @@ def _delete_ecs_leftovers(endpoint: str, stack_name: str) -> None:
 
 
 @contextmanager
-def created_stack(endpoint: str, zip_path: Path, extra: dict[str, str]) -> Iterator[Stack]:
-    """A stack of unique name (and code bucket) in moto, deleted afterwards whatever happened."""
-    s3, cf = aws("s3", endpoint), aws("cloudformation", endpoint)
+def created_stack(endpoint: str, zip_path: Path, extra: dict[str, str],
+                  secrets: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A stack of unique name (and code bucket) in moto, deleted afterwards whatever happened. `secrets`: parameter
+    name -> value of a Secrets Manager secret made for it (by default the cluster URL with its credentials)."""
+    s3, cf, sm = aws("s3", endpoint), aws("cloudformation", endpoint), aws("secretsmanager", endpoint)
     unique = f"ades-deploy-test-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=unique)
     s3.upload_file(str(zip_path), unique, "ades/status-consumer.zip")
-    parameters = {"ElasticsearchUrl": ES_URL, "ElasticsearchCredentials": ES_CREDENTIALS, "IndexPrefix": "deploy-",
+    secrets = {"ElasticsearchSecretArn": ES_URL_WITH_CREDENTIALS} if secrets is None else secrets
+    arns = {name: sm.create_secret(Name=f"{unique}/{name}", SecretString=value)["ARN"]
+            for name, value in secrets.items()}
+    parameters = {"ElasticsearchUrl": ES_URL, "IndexPrefix": "deploy-",
                   "ConsumerCodeBucket": unique, "ConsumerCodeKey": "ades/status-consumer.zip",
                   "InlineSubscription": "true", "MaxReceiveCount": "3", "QueueVisibilityTimeout": "300",
-                  "ConsumerBatchSize": "7", **extra}
+                  "ConsumerBatchSize": "7", **arns, **extra}
     try:
         cf.create_stack(StackName=unique, TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
                         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
-        yield Stack(endpoint, unique)
+        yield Stack(endpoint, unique, arns)
     finally:
+        for arn in arns.values():
+            sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
         cf.delete_stack(StackName=unique)
         _delete_ecs_leftovers(endpoint, unique)
         for item in s3.list_objects_v2(Bucket=unique).get("Contents", []):
@@ -224,21 +244,32 @@ def test_the_event_source_mapping_feeds_the_queue_to_the_function_with_batch_ite
     assert config["Handler"] == "status_consumer.handler.handler"
     assert config["Runtime"] == "python3.11"
     assert config["Role"].endswith(f":role/{stack.physical['ConsumerRole']}")
-    assert config["Environment"]["Variables"] == {"ADES_ES_URL": "https://ades:s3cret@es.example.internal:9243",
-                                                  "ADES_INDEX_PREFIX": "deploy-"}
+    # the cluster's credentials stay in Secrets Manager: the function is told where, not what
+    assert config["Environment"]["Variables"] == {
+        "ADES_ES_URL_SECRET_ARN": stack.secrets["ElasticsearchSecretArn"], "ADES_INDEX_PREFIX": "deploy-"}
+    assert "s3cret" not in json.dumps(lam.get_function(FunctionName=function), default=str)
     assert set(config["Environment"]["Variables"]) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
     # The function's code is the zip lambdas/build.py made (uploaded to the stack's bucket).
     assert config["CodeSha256"] == base64.b64encode(hashlib.sha256(lambda_zip.read_bytes()).digest()).decode()
 
 
-def test_the_consumer_role_may_only_read_its_queue_and_write_its_logs(stack: Stack):
+def test_the_consumer_reads_the_cluster_url_from_its_secret(stack: Stack):
+    variables = {"es_url_secret_arn": stack.secrets["ElasticsearchSecretArn"], "aws_endpoint_url": stack.endpoint}
+    settings = settings_with_secrets(Settings(_env_file=None, **variables))
+    assert settings.elasticsearch_url == ES_URL_WITH_CREDENTIALS
+
+
+def test_the_consumer_role_may_only_read_its_queue_its_secret_and_write_its_logs(stack: Stack):
     statements = stack.role_statements("ConsumerRole")
-    grants = {(action, s["Resource"]) for s in statements for action in s["Action"]}
+    grants = {(action, s["Resource"]) for s in statements
+              for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     queue_arn = stack.queue_arn(stack.outputs["StatusQueueUrl"])
+    secret_arn = stack.secrets["ElasticsearchSecretArn"]
     log_group = stack.physical["ConsumerLogGroup"]
     assert {a for a, r in grants if r == queue_arn} == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
                                                          "sqs:GetQueueAttributes"}
-    assert {a for a, r in grants if r != queue_arn} == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert {a for a, r in grants if r == secret_arn} == {"secretsmanager:GetSecretValue"}
+    assert {a for a, r in grants if r not in (queue_arn, secret_arn)} == {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert all(log_group in r for a, r in grants if a.startswith("logs:"))
     assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
 
@@ -293,8 +324,9 @@ def test_with_an_image_the_server_runs_on_fargate_publishing_to_the_topic(moto_u
     vpc, subnet = network
     image = "ades:0.1.0"
     extra = {"AdesImage": image, "VpcId": vpc, "SubnetIds": subnet, "AllowedCidr": "10.42.0.0/16",
-             "AdesPublicUrl": "https://ades.example.internal"}
-    with created_stack(moto_url, lambda_zip, extra) as stack:
+             "AdesPublicUrl": "https://ades.example.internal", "AuthJwtAudience": "ades"}
+    secrets = {"ElasticsearchSecretArn": ES_URL_WITH_CREDENTIALS, "AuthJwtKeySecretArn": JWT_KEY}
+    with created_stack(moto_url, lambda_zip, extra, secrets) as stack:
         assert stack.status == "CREATE_COMPLETE"
         topic = stack.outputs["StatusTopicArn"]
         ecs = stack.client("ecs")
@@ -310,8 +342,24 @@ def test_with_an_image_the_server_runs_on_fargate_publishing_to_the_topic(moto_u
         env = {e["name"]: e["value"] for e in container["environment"]}
         assert env["ADES_SNS_TOPIC_ARN"] == topic
         assert env["ADES_EVENT_SINK"] == "sns"
-        assert env["ADES_ES_URL"] == "https://ades:s3cret@es.example.internal:9243"
-        assert set(env) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
+        assert env["ADES_AUTH_JWT_AUDIENCE"] == "ades"
+        # the secrets: ECS reads them from Secrets Manager when the task starts, the definition only names them
+        injected = {e["name"]: e["valueFrom"] for e in container["secrets"]}
+        assert injected == {"ADES_ES_URL": stack.secrets["ElasticsearchSecretArn"],
+                            "ADES_AUTH_JWT_KEY": stack.secrets["AuthJwtKeySecretArn"]}
+        assert "ADES_ES_URL" not in env and "ADES_AUTH_JWT_KEY" not in env
+        assert "s3cret" not in json.dumps(definition, default=str) and JWT_KEY not in json.dumps(definition)
+        assert set(env) | set(injected) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
+        # what the task starts with: auth on, so `ades serve --host 0.0.0.0` is allowed to listen there
+        args = build_parser().parse_args(container["command"])
+        values = {name.removeprefix("ADES_").lower(): value for name, value in env.items()}
+        check_bind(Settings(_env_file=None, **values, auth_jwt_key=JWT_KEY), args.host)
+        with pytest.raises(ServeRefused):
+            check_bind(Settings(_env_file=None, **values), args.host)
+        statements = stack.role_statements("AdesExecutionRole")
+        readable = {r for s in statements if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])
+                    for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
+        assert readable == set(stack.secrets.values())
 
         # moto keeps no task role on the task definition, so the role is read from IAM by its logical id.
         (statement,) = stack.role_statements("AdesTaskRole")

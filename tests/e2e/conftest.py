@@ -66,7 +66,14 @@ def drop_test_indexes(settings: Settings) -> None:
     client.close()
 
 
-def serve_app(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2) -> Iterator[LiveServer]:
+def serve_app(settings: Settings, file_roots: list[Path] | None = None, workers: int = 2,
+              anonymous_deploys: bool = True) -> Iterator[LiveServer]:
+    """A live server on `settings`. Without auth nobody may deploy by default (ADES_ANONYMOUS_ROLES is empty), yet
+    most tests deploy the packages they run: `anonymous_deploys` gives `anonymous` the deployer role on a server
+    without auth, as an operator would with ADES_ANONYMOUS_ROLES=["deployer"]; the security tests pass False to
+    meet the server as it ships."""
+    if anonymous_deploys and not (settings.auth_enabled or settings.anonymous_roles):
+        settings = settings.model_copy(update={"anonymous_roles": ["deployer"]})
     holder: dict[str, Callable[..., Any]] = {}
     # port 0 first, the app second: the app needs to know its public URL (job links, result hrefs)
     server: BaseWSGIServer = make_server("127.0.0.1", 0, lambda env, start: holder["app"](env, start), threaded=True)

@@ -161,15 +161,17 @@ def test_no_or_bad_token_is_401_and_writes_nothing(secured: LiveServer) -> None:
 
 
 def test_public_routes_need_no_token(secured: LiveServer) -> None:
-    for path in ("/", "/conformance", "/openapi", "/metrics"):
+    for path in ("/", "/conformance", "/openapi"):
         assert secured.get(path).status_code == 200, path
+    assert_401(secured.get("/metrics"), error=None)  # counts of every user's jobs: a token (tests/security)
     document = secured.get("/openapi").json()
     assert document["components"]["securitySchemes"]["bearer"] == {
         "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"]["bearer"][
             "description"]}
     assert "401" in document["paths"]["/jobs"]["get"]["responses"]
     assert "403" in document["paths"]["/processes"]["post"]["responses"]
-    assert document["paths"]["/metrics"]["get"]["security"] == []
+    assert document["paths"]["/conformance"]["get"]["security"] == []
+    assert "security" not in document["paths"]["/metrics"]["get"]
     # an unknown route is a 404 (nothing behind it to protect), not a 401
     assert_problem(secured.get("/no/such/route"), 404, "not-found")
 
@@ -332,8 +334,8 @@ def test_tokens_file_changes_apply_without_restart(secured: LiveServer, tokens_f
     tokens_file.write_text(yaml.safe_dump({**TOKENS, "erin-token": {"user": "erin", "roles": ["admin"]}}),
                            encoding="utf-8")
     assert secured.get("/jobs", headers=erin).status_code == 200
-    tokens_file.write_text("this: [is not: a tokens file", encoding="utf-8")  # a broken edit keeps the last tokens
-    assert secured.get("/jobs", headers=erin).status_code == 200
+    tokens_file.write_text("this: [is not: a tokens file", encoding="utf-8")  # a broken edit fails closed
+    assert_problem(secured.get("/jobs", headers=erin), 503, "service-unavailable")  # (tests/security/test_auth.py)
     tokens_file.write_text(yaml.safe_dump(TOKENS), encoding="utf-8")
     assert_401(secured.get("/jobs", headers=erin))
     assert secured.get("/jobs", headers=ALICE).status_code == 200

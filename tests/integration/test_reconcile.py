@@ -51,7 +51,8 @@ def _server_setup(es_url: str, tmp_path: Path) -> tuple[Settings, int, dict[str,
     settings = Settings(es_url=es_url, index_prefix=prefix, data_dir=data_dir, event_sink="direct")
     port = free_port()
     env = {**os.environ, "ADES_ES_URL": es_url, "ADES_INDEX_PREFIX": prefix, "ADES_DATA_DIR": str(data_dir),
-           "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+           "ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "ADES_ANONYMOUS_ROLES": '["deployer"]'}  # the gate package is deployed without auth
     return settings, port, env
 
 

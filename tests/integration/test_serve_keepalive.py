@@ -121,7 +121,7 @@ def test_pipelined_requests_are_all_answered_in_order(server) -> None:
     # the request thread that keeps its connection finds the second and third requests already read (buffered)
     port, _ = server
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        sock.sendall(b"".join(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
                               for path in ("/conformance?f=json", "/processes/nope?f=json", "/conformance?f=json")))
         assert _answers(sock, 3) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 404 NOT FOUND", b"HTTP/1.1 200 OK"]
 
@@ -134,7 +134,7 @@ def test_more_connections_than_threads_are_all_served(server) -> None:
     try:
         for _ in range(PER_CONNECTION - 1):
             for sock in socks:
-                sock.sendall(b"GET /conformance?f=json HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.sendall(f"GET /conformance?f=json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
             assert [_answers(sock, 1)[0] for sock in socks] == [b"HTTP/1.1 200 OK"] * len(socks)
     finally:
         for sock in socks:
