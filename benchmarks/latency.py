@@ -3,8 +3,8 @@ run from the shell on the same CWL in the same run. Writes benchmarks/results/la
 
 The server runs under gunicorn (`ades serve`, 1 worker) with warm job workers and the direct event sink (status
 straight to Elasticsearch), so the figure is the server's own overhead; the SNS path adds the consumer's poll. It is
-measured twice, with the job sandbox on (ADES_SANDBOX=bwrap, the default) and off (none): the difference is what
-confining a tool costs.
+measured with the job sandbox on (ADES_SANDBOX=bwrap, the default) and off (none), on two servers side by side,
+one job on each in turn: the difference is what confining a tool costs.
 
 Usage: python benchmarks/latency.py [--runs 20] [--port 5091] [--out FILE]
 Talks only to 127.0.0.1.
@@ -12,6 +12,7 @@ Talks only to 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,37 +71,50 @@ def server_jobs(base: str, runs: int) -> list[float]:
     return samples
 
 
-def measured_server(port: int, runs: int, sandbox: str) -> list[float]:
-    """Submit→successful of `runs` echo jobs through a fresh server whose tools run with ADES_SANDBOX=`sandbox`."""
+@contextlib.contextmanager
+def serving(port: int, sandbox: str, data_dir: str) -> Iterator[str]:
+    """A fresh `ades serve` on 127.0.0.1:`port` whose tools run with ADES_SANDBOX=`sandbox`, warmed up; its URL."""
     base = f"http://127.0.0.1:{port}"
-    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-latency-",
+    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-latency-", "ADES_DATA_DIR": data_dir,
                         "ADES_PUBLIC_URL": base, "ADES_SANDBOX": sandbox}
-    with tempfile.TemporaryDirectory() as data_dir:
-        env["ADES_DATA_DIR"] = data_dir
-        server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port),
-                                   "--workers", "1", "--job-workers", "2"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    _get(f"{base}/processes")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the benchmark server did not start") from None
-                    time.sleep(0.3)
-            server_jobs(base, 3)  # warm-up: workers load cwltool and the echo tool
-            return server_jobs(base, runs)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port),
+                               "--workers", "1", "--job-workers", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _get(f"{base}/processes")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.3)
+        server_jobs(base, 3)  # warm-up: workers load cwltool and the echo tool
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def sandbox_on_and_off(port: int, runs: int) -> tuple[list[float], list[float]]:
+    """Submit→successful with the sandbox on and off, from two servers running side by side, one job on each in
+    turn (which one goes first alternates): both see the same host at the same moments."""
+    on: list[float] = []
+    off: list[float] = []
+    with (tempfile.TemporaryDirectory() as on_dir, tempfile.TemporaryDirectory() as off_dir,
+          serving(port, "bwrap", on_dir) as confined, serving(port + 1, "none", off_dir) as unconfined):
+        for i in range(runs):
+            pairs = [(confined, on), (unconfined, off)]
+            for base, samples in pairs if i % 2 == 0 else pairs[::-1]:
+                samples += server_jobs(base, 1)
+    return on, off
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, "latency")
     parser.add_argument("--runs", type=int, default=20, help="jobs per path (default 20)")
-    parser.add_argument("--port", type=int, default=5091, help="port of the benchmark server")
+    parser.add_argument("--port", type=int, default=5091, help="port of the benchmark server (the next one too)")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -107,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         from ades.services import elasticsearch
 
         elasticsearch.ensure_running(settings)
-    sandboxed = measured_server(args.port, args.runs, "bwrap")
-    unconfined = measured_server(args.port, args.runs, "none")
+    sandboxed, unconfined = sandbox_on_and_off(args.port, args.runs)
     bare = bare_cwltool(args.runs)
     figures = {
         "started": datetime.now(UTC).isoformat(),
