@@ -174,3 +174,15 @@ def test_docker_compose_config_accepts_the_file():
     run = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True,
                          text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+
+
+def test_the_services_that_run_jobs_can_sandbox_them():
+    """Job tools run in bubblewrap: the image installs it, and the containers that run jobs (Dask workers here) may
+    make the user namespaces it needs (Docker's default seccomp and AppArmor profiles refuse them)."""
+    installed = " ".join(dockerfile_instructions("RUN"))
+    assert "bubblewrap" in installed
+    runners = {name: s for name, s in ades_services().items() if s.get("command", [])[:2] == ["dask", "worker"]}
+    assert runners
+    for name, service in runners.items():
+        assert environment(service).get("ADES_SANDBOX", "bwrap") == "bwrap", name
+        assert {"seccomp=unconfined", "apparmor=unconfined"} <= set(service.get("security_opt", [])), name
