@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ades.fetch import MAX_REDIRECTS, Fetcher, FetchError, FetchPolicy, Refused, safe_name, why_not_public
+from ades.fetch import MAX_REDIRECTS, Fetcher, FetchError, FetchPolicy, Refused, Target, safe_name, why_not_public
 
 LOCAL = FetchPolicy(allow=["127.0.0.1/32"])
 
@@ -101,6 +101,12 @@ class _Site:
                     self.send_response(307)
                     self.send_header("Location", self.path.split("?", 1)[1])
                     self.end_headers()
+                elif self.path == "/host":
+                    body = self.headers["Host"].encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 elif self.path == "/short":
                     self.send_response(200)
                     self.send_header("Content-Length", "100")
@@ -185,3 +191,15 @@ def test_a_download_that_breaks_off_or_stalls_fails(site: _Site) -> None:
 def test_http_errors_are_reported(site: _Site) -> None:
     with pytest.raises(FetchError, match="answered 404"):
         Fetcher(LOCAL).fetch_bytes(f"{site.url}/missing")
+
+
+def test_the_connection_goes_to_the_checked_address_not_to_a_second_lookup(site: _Site) -> None:
+    """What defeats DNS rebinding: the name is never resolved again after the check. Here the check's answer for a
+    name that resolves nowhere is the test server's address; the fetch reaches it, asking for the name."""
+    port = int(site.url.rsplit(":", 1)[1])
+
+    class Checked(Fetcher):
+        def check(self, url: str) -> Target:
+            return Target(url, "http", "rebound.invalid", port, "/host", ("127.0.0.1",))
+
+    assert Checked().fetch_bytes("http://rebound.invalid/host") == f"rebound.invalid:{port}".encode()
