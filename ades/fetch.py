@@ -115,7 +115,10 @@ class Fetcher:
         """The URL's target, once its scheme, host and every address its host resolves to are acceptable.
         Raises Refused (an address not reached) or FetchError (not a usable http(s) URL, a name that does not
         resolve)."""
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError as err:  # a broken [IPv6] host
+            raise FetchError(f"{url}: {err}") from None
         if parts.scheme not in ("http", "https"):
             raise FetchError(f"{url}: only http:// and https:// URLs are fetched")
         try:
@@ -129,7 +132,9 @@ class Fetcher:
         except UnicodeError:
             raise FetchError(f"{url}: {host!r} is not a usable host name") from None
         port = port or (443 if parts.scheme == "https" else 80)
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        # what is not ASCII is sent %-encoded (an HTTP request line is ASCII); escapes already there stay
+        path = urllib.parse.quote(urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                                  safe="/?&=%:@!$'()*+,;~")
         return Target(url, parts.scheme, host, port, path, self._addresses(url, host, port))
 
     def _addresses(self, url: str, host: str, port: int) -> tuple[str, ...]:
@@ -262,7 +267,7 @@ def _request(target: Target, deadline: float) -> tuple[http.client.HTTPConnectio
     except TimeoutError:
         connection.close()
         raise FetchError(f"{target.url}: took longer than the time allowed (ADES_FETCH_TIMEOUT)") from None
-    except (OSError, http.client.HTTPException) as err:
+    except (OSError, http.client.HTTPException, ValueError) as err:
         connection.close()
         raise FetchError(f"{target.url}: {err}") from None
 

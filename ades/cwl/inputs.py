@@ -241,7 +241,10 @@ def _reference(value: Any, kind: str, param: Param, reach: _Reach) -> dict[str, 
 
 
 def _check_href(href: str, kind: str, reach: _Reach) -> str:
-    parts = urllib.parse.urlsplit(href)
+    try:
+        parts = urllib.parse.urlsplit(href)
+    except ValueError as err:  # a broken [IPv6] host
+        raise _Problem(f"{href!r} is not a usable URL: {err}") from None
     if parts.scheme in ("http", "https"):
         if not parts.netloc:
             raise _Problem(f"{href!r} is not a usable URL")

@@ -89,6 +89,7 @@ def test_record(package, root):
         ({"foo": 1}, "unknown input 'foo'"),
         ({"ades_job_id": "x"}, "unknown input 'ades_job_id'"),
         ({"image": "ftp://host/a.tif"}, "input 'image': expected a file://, http:// or https:// URL"),
+        ({"image": "http://[::1"}, "input 'image': 'http://[::1' is not a usable URL: Invalid IPv6 URL"),
     ],
 )
 def test_errors_name_the_input_and_the_problem(package, root, inputs, message):

@@ -69,10 +69,16 @@ def test_the_allow_list_takes_networks_addresses_and_names() -> None:
 
 @pytest.mark.parametrize(("url", "problem"), [("ftp://example.org/x", "only http:// and https://"),
                                               ("file:///etc/passwd", "only http:// and https://"),
-                                              ("http:///x", "no host"), ("http://h:99999/", "out of range")])
+                                              ("http:///x", "no host"), ("http://h:99999/", "out of range"),
+                                              ("http://[::1/", "Invalid IPv6 URL")])
 def test_unusable_urls(url: str, problem: str) -> None:
     with pytest.raises(FetchError, match=problem):
         Fetcher().check(url)
+
+
+def test_the_request_path_is_ascii() -> None:
+    target = Fetcher(LOCAL).check("http://127.0.0.1/b\u00e4nder/a%20b.tif?x=\u00e9&y=1")
+    assert target.path == "/b%C3%A4nder/a%20b.tif?x=%C3%A9&y=1"
 
 
 def test_safe_names() -> None:
