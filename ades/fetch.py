@@ -160,11 +160,9 @@ class Fetcher:
 
     # --- fetching -------------------------------------------------------------------------------------------
     def fetch_bytes(self, url: str, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
-        """The body at `url` (redirects followed, each one checked). Raises FetchError."""
-        chunks = []
-        for chunk in self._body(url, max_bytes, timeout):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The body at `url` (redirects followed, each one checked), within `max_bytes` and `timeout` seconds (by
+        default the policy's). Raises FetchError."""
+        return b"".join(self._body(url, _Budget.of(self.policy, max_bytes, timeout)))
 
     def fetch_to(self, url: str, directory: Path, name: str | None = None) -> Path:
         """Fetch `url` into a new file in `directory` (made if missing), named `name` or after the URL's last
@@ -175,7 +173,7 @@ class Fetcher:
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                for chunk in self._body(url, None, None):
+                for chunk in self._body(url, _Budget.of(self.policy, None, None)):
                     out.write(chunk)
             os.replace(partial, target)
         finally:
@@ -183,9 +181,7 @@ class Fetcher:
                 partial.unlink()
         return target
 
-    def _body(self, url: str, max_bytes: int | None, timeout: float | None) -> Iterator[bytes]:
-        limit = max_bytes or self.policy.max_bytes
-        deadline = time.monotonic() + (timeout or self.policy.timeout)
+    def _body(self, url: str, budget: _Budget) -> Iterator[bytes]:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -194,7 +190,7 @@ class Fetcher:
                 if current == url:
                     raise
                 raise type(err)(f"{url}: redirected to {err}") from None
-            connection, response = _request(target, deadline)
+            connection, response = _request(target, budget)
             try:
                 if response.status in REDIRECTS and response.getheader("Location"):
                     current = urllib.parse.urljoin(current, response.getheader("Location", ""))
@@ -202,10 +198,9 @@ class Fetcher:
                 if not 200 <= response.status < 300:
                     raise FetchError(f"{_shown(url, current)}answered {response.status} {response.reason}")
                 declared = response.getheader("Content-Length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise FetchError(f"{_shown(url, current)}is {declared} bytes, more than the {limit} bytes "
-                                     "allowed (ADES_FETCH_MAX_BYTES)")
-                yield from _read(response, connection, limit, deadline, url)
+                if declared and declared.isdigit() and int(declared) > budget.max_bytes:
+                    raise FetchError(f"{_shown(url, current)}is {declared} bytes, {budget.too_large()}")
+                yield from _read(response, connection, budget, url)
                 if response.length:  # the server closed before the end it announced
                     raise FetchError(f"{url}: the download broke off ({response.length} bytes missing)")
                 return
@@ -218,11 +213,34 @@ def _shown(url: str, current: str) -> str:
     return f"{url}: " if current == url else f"{url}: redirected to {current}, which "
 
 
-def _remaining(deadline: float, url: str) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise FetchError(f"{url}: took longer than the time allowed (ADES_FETCH_TIMEOUT)")
-    return left
+@dataclass(frozen=True)
+class _Budget:
+    """The bytes and the time one fetch may take, redirects included; `settings`: they are the policy's (the
+    operator's settings), which a refusal then names."""
+
+    max_bytes: int
+    seconds: float
+    deadline: float
+    settings: bool
+
+    @classmethod
+    def of(cls, policy: FetchPolicy, max_bytes: int | None, timeout: float | None) -> _Budget:
+        seconds = timeout or policy.timeout
+        return cls(max_bytes or policy.max_bytes, seconds, time.monotonic() + seconds,
+                   max_bytes is None and timeout is None)
+
+    def too_large(self) -> str:
+        return f"more than the {self.max_bytes} bytes allowed" + (" (ADES_FETCH_MAX_BYTES)" if self.settings else "")
+
+    def too_slow(self, url: str) -> FetchError:
+        named = " (ADES_FETCH_TIMEOUT)" if self.settings else ""
+        return FetchError(f"{url}: took longer than the {self.seconds:g} s allowed{named}")
+
+    def left(self, url: str) -> float:
+        seconds = self.deadline - time.monotonic()
+        if seconds <= 0:
+            raise self.too_slow(url)
+        return seconds
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -258,37 +276,37 @@ def _connect(target: Target, timeout: float | None) -> socket.socket:
     raise error or OSError("no address")
 
 
-def _request(target: Target, deadline: float) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+def _request(target: Target, budget: _Budget) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
-    connection = kind(target, _remaining(deadline, target.url))
+    connection = kind(target, budget.left(target.url))
     try:
         connection.request("GET", target.path, headers={"User-Agent": "ades", "Accept-Encoding": "identity"})
         return connection, connection.getresponse()
     except TimeoutError:
         connection.close()
-        raise FetchError(f"{target.url}: took longer than the time allowed (ADES_FETCH_TIMEOUT)") from None
+        raise budget.too_slow(target.url) from None
     except (OSError, http.client.HTTPException, ValueError) as err:
         connection.close()
         raise FetchError(f"{target.url}: {err}") from None
 
 
-def _read(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, limit: int,
-          deadline: float, url: str) -> Iterator[bytes]:
+def _read(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, budget: _Budget,
+          url: str) -> Iterator[bytes]:
     total = 0
     while True:
         if connection.sock is not None:
-            connection.sock.settimeout(_remaining(deadline, url))
+            connection.sock.settimeout(budget.left(url))
         try:
             chunk = response.read1(CHUNK_BYTES)
         except TimeoutError:
-            raise FetchError(f"{url}: took longer than the time allowed (ADES_FETCH_TIMEOUT)") from None
+            raise budget.too_slow(url) from None
         except (OSError, http.client.HTTPException) as err:
             raise FetchError(f"{url}: the download broke off: {err}") from None
         if not chunk:
             return
         total += len(chunk)
-        if total > limit:
-            raise FetchError(f"{url}: more than the {limit} bytes allowed (ADES_FETCH_MAX_BYTES)")
+        if total > budget.max_bytes:
+            raise FetchError(f"{url}: {budget.too_large()}")
         yield chunk
 
 

@@ -299,7 +299,7 @@ def test_a_redirect_to_a_refused_address_is_refused(server: LiveServer, internet
 
 
 @pytest.mark.parametrize(("path", "reason"), [("/big", f"more than the {MAX_BYTES} bytes allowed"),
-                                              ("/stall", "took longer than the time allowed")])
+                                              ("/stall", "took longer than the 3 s allowed (ADES_FETCH_TIMEOUT)")])
 def test_downloads_are_capped_in_bytes_and_time(server: LiveServer, internet: Internet, path: str,
                                                 reason: str) -> None:
     internet.release.clear()

@@ -189,9 +189,15 @@ def test_a_download_that_breaks_off_or_stalls_fails(site: _Site) -> None:
     with pytest.raises(FetchError, match="broke off"):
         Fetcher(LOCAL).fetch_bytes(f"{site.url}/short")
     site.release.clear()
-    with pytest.raises(FetchError, match="took longer than the time allowed"):
+    with pytest.raises(FetchError, match=r"took longer than the 0.5 s allowed \(ADES_FETCH_TIMEOUT\)"):
         Fetcher(FetchPolicy(allow=["127.0.0.1"], timeout=0.5)).fetch_bytes(f"{site.url}/slow")
     site.release.set()
+
+
+def test_a_callers_own_caps_are_not_told_as_settings(site: _Site) -> None:
+    site.files["/ten"] = b"0123456789"
+    with pytest.raises(FetchError, match=r"more than the 5 bytes allowed$"):
+        Fetcher(LOCAL).fetch_bytes(f"{site.url}/ten", max_bytes=5)
 
 
 def test_http_errors_are_reported(site: _Site) -> None:
