@@ -22,6 +22,7 @@ from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
 from ades.cwl import PackageError, load_package
+from ades.fetch import Fetcher, FetchPolicy
 from ades.jobs.folder import DataDir
 from ades.jobs.service import JobService
 from ades.store import JobStore, ProcessStore, StoreUnavailable, ensure_indexes, make_client
@@ -81,18 +82,19 @@ def create_app(
     bind_host: str | None = None,
 ) -> Flask:
     """The WSGI app. `public_url` is how clients reach the server (job links, result hrefs; env ADES_PUBLIC_URL,
-    default http://127.0.0.1:5000); `file_roots` the directories file:// inputs may come from; `workers` the
-    number of warm job workers of this process's executor (default: CPU count); `bind_host` the address the server
-    listens on, a name requests may carry in `Host` (ades.api.hosts)."""
+    default http://127.0.0.1:5000); `file_roots` more directories file:// inputs may come from (beside
+    ADES_INPUT_ROOTS); `workers` the number of warm job workers of this process's executor (default: CPU count);
+    `bind_host` the address the server listens on, a name requests may carry in `Host` (ades.api.hosts)."""
     public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
+    if file_roots:
+        # one list of roots, which the job service also hands to each run (what cwltool may stage from)
+        settings = settings.model_copy(update={"input_roots": [*settings.input_roots, *map(Path, file_roots)]})
     app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"))
     # werkzeug refuses a larger body (413) as it reads it, Content-Length or chunked
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    for folder in DataDir(settings.data_dir).make_private():
-        log.warning("%s was open to other users: narrowed to %o (it holds users' jobs)", folder,
-                    folder.stat().st_mode & 0o777)
+    _narrow_data_dir(settings)
     client = make_client(settings)
     job_store = JobStore(client, settings)
     context = AdesContext(
@@ -101,8 +103,9 @@ def create_app(
         process_store=ProcessStore(client, settings),
         jobs=JobService(settings, job_store, public_url, workers),
         base_url=public_url,
-        file_roots=[Path(r) for r in file_roots or []],
+        file_roots=list(settings.input_roots),
         sync_timeout=sync_timeout,
+        fetcher=Fetcher(FetchPolicy.from_settings(settings)),
     )
     app.extensions["ades"] = context
     app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url, settings=settings))
@@ -149,6 +152,12 @@ def create_app(
                 raise StoreUnavailable(f"could not prepare the indexes: {err}") from err
 
     return app
+
+
+def _narrow_data_dir(settings: Settings) -> None:
+    for folder in DataDir(settings.data_dir).make_private():
+        log.warning("%s was open to other users: narrowed to %o (it holds users' jobs)", folder,
+                    folder.stat().st_mode & 0o777)
 
 
 def _reconcile_when_ready(context: AdesContext) -> None:

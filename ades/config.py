@@ -153,6 +153,26 @@ class Settings(BaseSettings):
         description="More host paths sandboxed tools may read (tools installed outside /usr and /opt), a JSON list.",
     )
 
+    # --- Reaching out (ades/fetch.py): http(s) inputs, executionUnit hrefs, $include/$import; file:// inputs ----
+    input_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories file:// inputs, a deploy's file:// executionUnit href and its $include/$import may "
+        "be read from, a JSON list; empty: every file:// reference is refused.",
+    )
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="Host names, addresses or networks (CIDR, e.g. 10.1.0.0/16) that http(s) fetches may reach "
+        "although they are loopback, private, link-local or cloud-metadata addresses (refused otherwise), a JSON list.",
+    )
+    fetch_max_bytes: int = Field(
+        default=4 * 1024**3, ge=1,
+        description="Largest download of one http(s) input (a job whose input is larger fails with the reason).",
+    )
+    fetch_timeout: float = Field(
+        default=600.0, gt=0,
+        description="Seconds one http(s) input may take to download, redirects included (past it the job fails).",
+    )
+
     # --- Request limits (each refused with a 4xx OGC exception; nothing is written) ----------------------------
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024,

@@ -15,6 +15,7 @@ from flask import current_app
 
 from ades.config import Settings
 from ades.cwl import Package, PackageError, load_package
+from ades.fetch import Fetcher
 from ades.jobs.service import JobService
 from ades.store import JobStore, ProcessStore
 from ades.store.processes import DeployedProcess
@@ -32,6 +33,7 @@ class AdesContext:
     base_url: str
     file_roots: list[Path] = field(default_factory=list)
     sync_timeout: float = 600.0
+    fetcher: Fetcher = field(default_factory=Fetcher)
     _packages: dict[str, Package] = field(default_factory=dict)
 
     def close(self) -> None:

@@ -61,7 +61,8 @@ def _load_body(c: AdesContext) -> tuple[Any, float]:
                       "Unsupported media type")
     started = time.perf_counter()
     try:
-        package = load_package(read_body(request), media, request.args.get("w"), allowed_roots=c.file_roots)
+        package = load_package(read_body(request), media, request.args.get("w"), allowed_roots=c.file_roots,
+                               fetcher=c.fetcher)
     except PackageError as err:
         raise problem(400, "invalid-package", str(err), "Invalid application package") from None
     return package, (time.perf_counter() - started) * 1000

@@ -196,7 +196,7 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     written; TooManyQueued (503) writes nothing either."""
     package = ctx.package_of(process)
     try:
-        job_order = to_job_order(package, inputs, ctx.file_roots)
+        job_order = to_job_order(package, inputs, ctx.file_roots, ctx.fetcher)
     except InputError as err:
         raise ApiProblem(400, "invalid-input", str(err), "Invalid input") from None
     depends_on, delay = _check_scheduling(ctx, scheduling)

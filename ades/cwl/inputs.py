@@ -4,8 +4,12 @@ Accepted forms: plain values; `{"value": v}` (OGC qualified value); for File/Dir
 `{"href": url}`; lists for arrays (a single value for an array input counts as a list of one). Numbers and booleans
 may also come as strings, because the WPS-T array form carries every `data` as text.
 
-`file://` references must resolve (symlinks followed) inside the configured roots; http(s) ones go to cwltool as they
-are. The job order never holds the hidden `ades_*` inputs: the runner adds those.
+Every File and Directory the inputs hold is checked, wherever it is: an input of a File or Directory type, and any
+`{"class": "File" | "Directory", ...}` object inside an input typed `Any` (or a record field, or an array item of
+such a type), with its `secondaryFiles` and `listing`. A `file://` location (or `path`) must resolve, symlinks
+followed, inside the configured input roots; an http(s) one must pass the fetcher's address checks (ades.fetch),
+when the caller gives a fetcher. The run fetches http(s) inputs into the job folder before cwltool starts
+(ades.execute.staging). The job order never holds the hidden `ades_*` inputs: the runner adds those.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ades.cwl.package import HIDDEN_INPUTS, Package, Param
+from ades.fetch import Fetcher, FetchError
 
 _INTS = ("int", "long")
 _FLOATS = ("float", "double")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
+_REFERENCES = ("File", "Directory")
 
 
 class InputError(ValueError):
@@ -37,8 +43,20 @@ class _Problem(ValueError):
     """A conversion failure deep inside one input's value; becomes an InputError naming the input."""
 
 
-def to_job_order(package: Package, inputs: dict[str, Any], file_roots: list[Path]) -> dict[str, Any]:
-    roots = [root.resolve() for root in file_roots]
+class _Reach:
+    """Where references may lead: the input roots (resolved), and the fetcher that checks http(s) URLs (None: the
+    URL's form only; the run checks its addresses again when it fetches)."""
+
+    def __init__(self, file_roots: list[Path], fetcher: Fetcher | None) -> None:
+        self.roots = [root.resolve() for root in file_roots]
+        self.fetcher = fetcher
+
+
+def to_job_order(package: Package, inputs: dict[str, Any], file_roots: list[Path],
+                 fetcher: Fetcher | None = None) -> dict[str, Any]:
+    """The cwltool job order of `inputs`, or InputError naming the input and what is wrong with it. `fetcher`
+    checks the addresses of http(s) references (a name is resolved)."""
+    reach = _Reach(file_roots, fetcher)
     for name in inputs:
         if name not in package.inputs or name in HIDDEN_INPUTS:
             raise InputError(name, "unknown input", f"unknown input {name!r}; expected {_expected(package)}")
@@ -52,7 +70,7 @@ def to_job_order(package: Package, inputs: dict[str, Any], file_roots: list[Path
                 raise InputError(param.id, "missing", f"missing required input {param.id!r}")
             continue
         try:
-            order[param.id] = _convert(value, param.type, param, roots)
+            order[param.id] = _convert(value, param.type, param, reach)
         except _Problem as err:
             raise InputError(param.id, str(err)) from None
     return order
@@ -92,7 +110,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _convert(value: Any, t: Any, param: Param, roots: list[Path]) -> Any:
+def _convert(value: Any, t: Any, param: Param, reach: _Reach) -> Any:
     value = _unwrap(value)
     if isinstance(t, list):
         if value is None and "null" in t:
@@ -100,14 +118,14 @@ def _convert(value: Any, t: Any, param: Param, roots: list[Path]) -> Any:
         problems = []
         for member in (m for m in t if m != "null"):
             try:
-                return _convert(value, member, param, roots)
+                return _convert(value, member, param, reach)
             except _Problem as err:
                 problems.append(str(err))
         raise _Problem(" or ".join(dict.fromkeys(problems)) if problems else f"got {_show(value)}")
     if value is None and t != "null":
         raise _Problem("a value is required (got null)")
     if isinstance(t, dict):
-        return _convert_complex(value, t, param, roots)
+        return _convert_complex(value, t, param, reach)
     match t:
         case "string":
             if isinstance(value, str):
@@ -120,23 +138,23 @@ def _convert(value: Any, t: Any, param: Param, roots: list[Path]) -> Any:
         case "boolean":
             return _boolean(value)
         case "File" | "Directory":
-            return _reference(value, t, param, roots)
+            return _reference(value, t, param, reach)
         case "null":
             if value is None:
                 return None
             raise _Problem(f"expected null, got {_show(value)}")
         case _:
-            return value  # Any, or a type cwltool accepted and will check itself
+            return _nested(value, reach)  # Any, or a type cwltool accepted and will check itself
 
 
-def _convert_complex(value: Any, t: dict[str, Any], param: Param, roots: list[Path]) -> Any:
+def _convert_complex(value: Any, t: dict[str, Any], param: Param, reach: _Reach) -> Any:
     kind = t.get("type")
     if kind == "array":
         values = value if isinstance(value, list) else [value]
         result = []
         for i, item in enumerate(values):
             try:
-                result.append(_convert(item, t["items"], param, roots))
+                result.append(_convert(item, t["items"], param, reach))
             except _Problem as err:
                 raise _Problem(f"item {i}: {err}") from None
         return result
@@ -158,11 +176,11 @@ def _convert_complex(value: Any, t: dict[str, Any], param: Param, roots: list[Pa
                     continue
                 raise _Problem(f"missing field {name!r}")
             try:
-                result[name] = _convert(value[name], field["type"], param, roots)
+                result[name] = _convert(value[name], field["type"], param, reach)
             except _Problem as err:
                 raise _Problem(f"field {name!r}: {err}") from None
         return result
-    return value
+    return _nested(value, reach)
 
 
 def _integer(value: Any) -> int:
@@ -205,7 +223,7 @@ def _boolean(value: Any) -> bool:
     raise _Problem(f"expected true or false, got {_show(value)}")
 
 
-def _reference(value: Any, kind: str, param: Param, roots: list[Path]) -> dict[str, Any]:
+def _reference(value: Any, kind: str, param: Param, reach: _Reach) -> dict[str, Any]:
     if isinstance(value, dict) and isinstance(value.get("href"), str):
         href = value["href"]
     elif isinstance(value, dict) and value.get("class") == kind and isinstance(value.get("location"), str):
@@ -214,7 +232,7 @@ def _reference(value: Any, kind: str, param: Param, roots: list[Path]) -> dict[s
         href = value
     else:
         raise _Problem(f"expected a {kind} reference (a URL or {{'href': URL}}), got {_show(value)}")
-    location = _check_href(href.strip(), kind, roots)
+    location = _check_href(href.strip(), kind, reach)
     result: dict[str, Any] = {"class": kind, "location": location}
     if kind == "File" and len(param.format) == 1:
         # lets format checks in the user's tools pass: the client chose this input for the declared format
@@ -222,11 +240,22 @@ def _reference(value: Any, kind: str, param: Param, roots: list[Path]) -> dict[s
     return result
 
 
-def _check_href(href: str, kind: str, roots: list[Path]) -> str:
-    parts = urllib.parse.urlsplit(href)
+def _check_href(href: str, kind: str, reach: _Reach) -> str:
+    try:
+        parts = urllib.parse.urlsplit(href)
+    except ValueError as err:  # a broken [IPv6] host
+        raise _Problem(f"{href!r} is not a usable URL: {err}") from None
     if parts.scheme in ("http", "https"):
         if not parts.netloc:
             raise _Problem(f"{href!r} is not a usable URL")
+        if kind == "Directory":
+            raise _Problem(f"{href!r}: a Directory cannot be fetched over http(s); give its files, or a file:// "
+                           "Directory inside the input roots")
+        if reach.fetcher is not None:
+            try:
+                reach.fetcher.check(href)
+            except FetchError as err:
+                raise _Problem(str(err)) from None
         return href
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
@@ -239,10 +268,68 @@ def _check_href(href: str, kind: str, roots: list[Path]) -> str:
     if ".." in Path(raw).parts:
         raise _Problem(f"{href!r} must not contain '..'")
     path = Path(raw).resolve()
-    if not any(path.is_relative_to(root) for root in roots):
+    if not any(path.is_relative_to(root) for root in reach.roots):
         raise _Problem(f"{href!r} is outside the directories this server reads input files from")
     if kind == "File" and not path.is_file():
         raise _Problem(f"{href!r}: no such file")
     if kind == "Directory" and not path.is_dir():
         raise _Problem(f"{href!r}: no such directory")
     return path.as_uri()
+
+
+def _nested(value: Any, reach: _Reach) -> Any:
+    """A value of type Any (or one cwltool checks itself) with every File and Directory object in it checked as a
+    File- or Directory-typed input is: cwltool stages any such object it meets, whatever the declared type."""
+    if isinstance(value, list):
+        result = []
+        for i, item in enumerate(value):
+            try:
+                result.append(_nested(item, reach))
+            except _Problem as err:
+                raise _Problem(f"item {i}: {err}") from None
+        return result
+    if isinstance(value, dict):
+        if value.get("class") in _REFERENCES:
+            return _object(value, reach)
+        checked = {}
+        for key, item in value.items():
+            try:
+                checked[key] = _nested(item, reach)
+            except _Problem as err:
+                raise _Problem(f"field {key!r}: {err}") from None
+        return checked
+    return value
+
+
+def _object(value: dict[str, Any], reach: _Reach) -> dict[str, Any]:
+    """A File or Directory object: its location (or `path`) checked, and so are its secondaryFiles and listing. A
+    File may instead be a literal (`contents`), a Directory a literal `listing`. A `dirname` goes: cwltool would
+    stage the file there, anywhere on the host."""
+    kind = value["class"]
+    result = {k: v for k, v in value.items() if k not in ("location", "path", "dirname", "secondaryFiles", "listing")}
+    hrefs = [value[key] for key in ("location", "path") if key in value]
+    if any(not isinstance(h, str) for h in hrefs) or len(set(hrefs)) > 1:
+        raise _Problem(f"a {kind}'s `location` (or `path`) must be one URL, got {_show(hrefs)}")
+    if hrefs:
+        result["location"] = _check_href(hrefs[0].strip(), kind, reach)
+    elif kind == "File" and not isinstance(value.get("contents"), str):
+        raise _Problem(f"a File needs a `location` (a URL) or `contents`, got {_show(value)}")
+    basename = value.get("basename")
+    if basename is not None and (not isinstance(basename, str) or "/" in basename or basename in ("", ".", "..")):
+        raise _Problem(f"a {kind}'s basename must be a plain file name, got {_show(basename)}")
+    for key, allowed in (("secondaryFiles", True), ("listing", kind == "Directory")):
+        if key not in value:
+            continue
+        items = value[key]
+        if not allowed or not isinstance(items, list):
+            raise _Problem(f"`{key}` of a {kind} must be a list of File or Directory objects")
+        checked = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or item.get("class") not in _REFERENCES:
+                raise _Problem(f"{key} item {i}: expected a File or Directory object, got {_show(item)}")
+            try:
+                checked.append(_object(item, reach))
+            except _Problem as err:
+                raise _Problem(f"{key} item {i}: {err}") from None
+        result[key] = checked
+    return result

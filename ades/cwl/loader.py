@@ -3,7 +3,9 @@
 Loading is where cwltool spends its start-up time (the CWL schemas are parsed on the first load, about half a second;
 later loads of a small document take ~10 ms), so the base loading context is built once per process and copied.
 The fetcher refuses remote URLs: validation must work offline and fast, and OGC 20-089 packages routinely carry
-`$schemas: [http://schema.org/...rdf]`, which cwltool would otherwise download (a few MB) on every load.
+`$schemas: [http://schema.org/...rdf]`, which cwltool would otherwise download (a few MB) on every load. The remote
+documents a package `$include`s or `$import`s are fetched beforehand through ades.fetch (ades.cwl.parse) and handed
+to the load. Local files are read only inside the load's roots: a package must not `$include` the server's files.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import functools
 import logging
 import re
 import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +34,44 @@ class CwlLoadError(ValueError):
 
 
 class OfflineFetcher(DefaultFetcher):
-    """Reads local files only; a remote reference fails at once instead of waiting on the network."""
+    """Reads local files inside `roots` only (none: any, for documents ades wrote itself), and remote documents only
+    from `remote` (fetched beforehand); anything else fails at once instead of waiting on the network."""
+
+    def __init__(self, cache: Any, session: Any, *, roots: Sequence[Path] | None = None,
+                 remote: Mapping[str, str] | None = None) -> None:
+        super().__init__(cache, session)
+        self.roots = None if roots is None else [Path(root).resolve() for root in roots]
+        self.remote = dict(remote or {})
+
+    def _outside(self, url: str) -> bool:
+        if self.roots is None:
+            return False
+        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)).resolve()
+        return not any(path.is_relative_to(root) for root in self.roots)
 
     def fetch_text(self, url: str, content_types: list[str] | None = None) -> str:
+        if url in self.remote:
+            return self.remote[url]
         if not url.startswith("file:"):
             raise ValidationException(f"remote reference {url} is not fetched (ades loads CWL offline)")
+        if self._outside(url):
+            raise ValidationException(f"{url} is outside the directories packages may be read from")
         return super().fetch_text(url, content_types)
 
     def check_exists(self, url: str) -> bool:
-        if not url.startswith("file:"):
+        if url in self.remote:
+            return True
+        if not url.startswith("file:") or self._outside(url):
             return False
         return super().check_exists(url)
+
+
+def confined_context(roots: Sequence[Path], remote: Mapping[str, str] | None = None) -> Any:
+    """A copy of the base loading context whose loads read local files inside `roots` only, and of remote documents
+    only those in `remote`."""
+    context = base_loading_context().copy()
+    context.fetcher_constructor = functools.partial(OfflineFetcher, roots=list(roots), remote=remote)
+    return context
 
 
 @functools.cache
@@ -90,22 +122,26 @@ def load_process(uri: str, context: Any | None = None) -> Any:
         raise CwlLoadError(f"{type(err).__name__}: {err}") from err
 
 
-def load_text(text: str, fragment: str | None, name: str = "package.cwl") -> Any:
+def load_text(text: str, fragment: str | None, name: str = "package.cwl", roots: Sequence[Path] = (),
+              remote: Mapping[str, str] | None = None) -> Any:
     """Validate CWL given as text: it is written to a temporary file so line numbers in errors match the author's
-    file, and the file name in messages is `name`."""
+    file, and the file name in messages is `name`. It may read local files beside it and inside `roots`, and the
+    remote documents in `remote`."""
     with tempfile.TemporaryDirectory(prefix="ades-cwl-") as tmp:
         path = Path(tmp) / name
         path.write_text(text, encoding="utf-8")
         uri = path.as_uri() + (f"#{fragment}" if fragment else "")
         try:
-            return load_process(uri)
+            return load_process(uri, confined_context([Path(tmp), *roots], remote))
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), tmp)) from err
 
 
-def pack_file(path: Path, fragment: str | None = None) -> dict[str, Any]:
-    """A self-contained copy of a CWL file whose steps `run:` other files (what `cwltool --pack` prints): the
-    result deploys without the files beside it. Ids may be rewritten (the top process becomes `main`)."""
+def pack_file(path: Path, fragment: str | None = None, roots: Sequence[Path] = (),
+              remote: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A self-contained copy of a CWL file whose steps `run:` other files, or that `$include`s or `$import`s them
+    (what `cwltool --pack` prints): the result deploys without the files beside it. Ids may be rewritten (the top
+    process becomes `main`). Local files are read inside `roots` only, remote ones from `remote` only."""
     import json
 
     from cwltool.errors import WorkflowException
@@ -114,7 +150,7 @@ def pack_file(path: Path, fragment: str | None = None) -> dict[str, Any]:
 
     uri = path.as_uri() + (f"#{fragment}" if fragment else "")
     try:
-        context, document, uri = fetch_document(uri, base_loading_context().copy())
+        context, document, uri = fetch_document(uri, confined_context(roots or [path.parent], remote))
         context, uri = resolve_and_validate_document(context, document, uri)
         packed = pack(context, uri)
     except (ValidationException, WorkflowException) as err:

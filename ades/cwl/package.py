@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from ades.cwl.parse import (
     parse_cwl_text,
     parse_json_object,
     read_execution_unit,
+    remote_includes,
     too_deep,
 )
+from ades.fetch import Fetcher
 from ades.models import ID_PATTERN
 
 HIDDEN_INPUTS = ("ades_job_id", "ades_sink")
@@ -106,13 +109,17 @@ def load_package(
     workflow_id: str | None = None,
     *,
     allowed_roots: list[Path] | None = None,
+    fetcher: Fetcher | None = None,
 ) -> Package:
     """Parse, validate (with cwltool, offline) and describe an application package.
 
     `workflow_id` picks the process when a `$graph` holds several Workflows. `allowed_roots` are the directories a
-    `file://` executionUnit href may point into (none by default: file hrefs are refused). The version comes from
-    `s:softwareVersion` (`s: https://schema.org/`) and is "1.0.0" when the CWL does not give one.
+    `file://` executionUnit href, `$include` or `$import` may point into (none by default: they are refused);
+    `fetcher` fetches http(s) ones (by default under the default policy: public addresses only). The version comes
+    from `s:softwareVersion` (`s: https://schema.org/`) and is "1.0.0" when the CWL does not give one.
     """
+    roots = allowed_roots or []
+    fetcher = fetcher or Fetcher()
     kind = media_type.split(";")[0].strip().lower()
     text: str | None = None
     source: Path | None = None
@@ -123,7 +130,7 @@ def load_package(
             raise PackageError("processDescription must be a JSON object")
         if workflow_id is None and isinstance(description.get("id"), str):
             workflow_id = description["id"]
-        doc, text, source = read_execution_unit(ogc.get("executionUnit"), allowed_roots or [])
+        doc, text, source = read_execution_unit(ogc.get("executionUnit"), roots, fetcher)
     elif kind in _YAML_TYPES | _JSON_TYPES:
         description = {}
         if isinstance(data, dict):
@@ -139,12 +146,19 @@ def load_package(
             f"unsupported media type {media_type!r}; use application/cwl+yaml, application/cwl+json or "
             "application/ogcapppkg+json"
         )
-    return _build(doc, text, source, workflow_id, description)
+    return _build(doc, text, source, workflow_id, description, _Reach(roots, fetcher))
 
 
-def _build(
-    doc: dict[str, Any], text: str | None, source: Path | None, workflow_id: str | None, description: dict[str, Any]
-) -> Package:
+class _Reach:
+    """What a package's references may reach: local files inside `roots`, remote ones through `fetcher`."""
+
+    def __init__(self, roots: list[Path], fetcher: Fetcher) -> None:
+        self.roots = roots
+        self.fetcher = fetcher
+
+
+def _build(doc: dict[str, Any], text: str | None, source: Path | None, workflow_id: str | None,
+           description: dict[str, Any], reach: _Reach) -> Package:
     if json_depth(doc) > MAX_PACKAGE_DEPTH:
         raise too_deep()
     main_ref = select_main(doc, workflow_id)
@@ -164,13 +178,14 @@ def _build(
             raise PackageError(f"{process_id}.{field}: must be a map or a list of parameters, got "
                                f"{type(main.get(field)).__name__}")
 
-    if source is not None and _has_external_refs(doc):
-        # Steps `run:` files beside the package: pack them in so the stored document stands alone.
-        try:
-            doc = pack_file(source, main_ref)
-        except CwlLoadError as err:
-            raise PackageError(f"cwltool rejected the CWL: {err}") from err
+    remote: dict[str, str] = {}
+    if _has_external_refs(doc):
+        # Steps `run:` files beside the package, or it includes documents: pack them in so the stored document
+        # stands alone (and nobody's later load reads them again).
+        remote = remote_includes(doc, reach.fetcher)
+        doc = _packed(doc, text, source, main_ref, reach.roots, remote)
         main_ref = select_main(doc, "main" if "$graph" in doc else None)
+        main = main_object(doc, main_ref)  # its label and doc as included
         text = None
     doc = _json_safe(doc)
     tool = _validate(doc, text, main_ref)
@@ -195,6 +210,19 @@ def _build(
         inputs={p.id: p for p in inputs},
         outputs={p.id: p for p in outputs},
     )
+
+
+def _packed(doc: dict[str, Any], text: str | None, source: Path | None, main_ref: str | None, roots: list[Path],
+            remote: dict[str, str]) -> dict[str, Any]:
+    try:
+        if source is not None:
+            return pack_file(source, main_ref, roots, remote)
+        with tempfile.TemporaryDirectory(prefix="ades-cwl-") as tmp:
+            path = Path(tmp) / "package.cwl"
+            path.write_text(text if text is not None else json.dumps(doc, indent=1), encoding="utf-8")
+            return pack_file(path, main_ref, [Path(tmp), *roots], remote)
+    except CwlLoadError as err:
+        raise PackageError(f"cwltool rejected the CWL: {err}") from err
 
 
 # --- choosing the main process ---------------------------------------------------------------------------------
@@ -248,7 +276,7 @@ def main_object(doc: dict[str, Any], main_ref: str | None) -> dict[str, Any]:
 
 def _has_external_refs(node: Any) -> bool:
     if isinstance(node, dict):
-        if "$import" in node or "$include" in node:
+        if "$import" in node or "$include" in node or "$mixin" in node:
             return True
         run = node.get("run")
         if isinstance(run, str) and not run.startswith("#"):

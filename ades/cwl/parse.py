@@ -1,14 +1,16 @@
 """Reading what a client sends as an application package into a CWL document (a plain dict).
 
 CWL text is YAML 1.2 or JSON; an OGC `executionUnit` holds the CWL inline or by `href` (file:// inside allowed
-directories, or http(s)). Size and nesting are bounded here, before cwltool (which recurses per level) sees it.
+directories, or http(s) through ades.fetch). The remote documents a package `$include`s or `$import`s are fetched
+here too, through the same fetcher, for cwltool to find. Size and nesting are bounded here, before cwltool (which
+recurses per level) sees it.
 PackageError is defined here, at the bottom of the package-loading modules, so every one of them can raise it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -17,8 +19,11 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from ades.fetch import Fetcher, FetchError
+
 HREF_TIMEOUT = 15.0
 MAX_PACKAGE_BYTES = 5 * 1024 * 1024
+MAX_REMOTE_INCLUDES = 32
 MAX_PACKAGE_DEPTH = 64
 """Deepest nesting of a package: CWL documents are a dozen levels deep, and cwltool's loaders recurse per level."""
 
@@ -81,7 +86,8 @@ def parse_json_object(data: str | bytes | dict[str, Any], what: str) -> dict[str
     return value
 
 
-def read_execution_unit(unit: Any, roots: list[Path]) -> tuple[dict[str, Any], str | None, Path | None]:
+def read_execution_unit(unit: Any, roots: list[Path], fetcher: Fetcher) -> tuple[dict[str, Any], str | None,
+                                                                                  Path | None]:
     """(document, its text when known, its local path when it came from a file) of an OGC executionUnit."""
     if isinstance(unit, list) and len(unit) == 1:
         unit = unit[0]
@@ -90,7 +96,7 @@ def read_execution_unit(unit: Any, roots: list[Path]) -> tuple[dict[str, Any], s
     if not isinstance(unit, dict):
         raise PackageError("executionUnit must be an object: {'value': <CWL>, 'mediaType': ...} or {'href': ...}")
     if "href" in unit:
-        return _fetch_href(str(unit["href"]), roots)
+        return _fetch_href(str(unit["href"]), roots, fetcher)
     if "value" in unit:
         value = unit["value"]
         if isinstance(value, dict):
@@ -103,7 +109,7 @@ def read_execution_unit(unit: Any, roots: list[Path]) -> tuple[dict[str, Any], s
     raise PackageError("executionUnit needs `value` (inline CWL) or `href` (a reference to it)")
 
 
-def _fetch_href(href: str, roots: list[Path]) -> tuple[dict[str, Any], str | None, Path | None]:
+def _fetch_href(href: str, roots: list[Path], fetcher: Fetcher) -> tuple[dict[str, Any], str | None, Path | None]:
     parts = urllib.parse.urlsplit(href)
     if parts.scheme == "file":
         path = Path(urllib.request.url2pathname(parts.path)).resolve()
@@ -116,12 +122,54 @@ def _fetch_href(href: str, roots: list[Path]) -> tuple[dict[str, Any], str | Non
         return parse_cwl_text(text), text, path
     if parts.scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(href, timeout=HREF_TIMEOUT) as response:
-                body = response.read(MAX_PACKAGE_BYTES + 1)
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise PackageError(f"cannot fetch executionUnit href {href}: {err}") from err
-        if len(body) > MAX_PACKAGE_BYTES:
-            raise PackageError(f"executionUnit href {href} is larger than {MAX_PACKAGE_BYTES} bytes")
+            body = fetcher.fetch_bytes(href, MAX_PACKAGE_BYTES, HREF_TIMEOUT)
+        except FetchError as err:
+            raise PackageError(f"cannot fetch executionUnit href {err}") from None
         text = body.decode("utf-8", errors="replace")
         return parse_cwl_text(text), text, None
     raise PackageError(f"executionUnit href {href!r}: only file:// (inside allowed directories) and http(s) work")
+
+
+def remote_includes(doc: Any, fetcher: Fetcher) -> dict[str, str]:
+    """The text of every http(s) document `doc` `$include`s or `$import`s by an absolute URL, and of those the
+    imported ones name in turn (relative to them), fetched through `fetcher`. Raises PackageError."""
+    found: dict[str, str] = {}
+    pending: list[tuple[Any, str | None]] = [(doc, None)]
+    total = 0
+    while pending:
+        node, base = pending.pop()
+        for url, imported in _references(node, base):
+            if url in found:
+                continue
+            if len(found) >= MAX_REMOTE_INCLUDES:
+                raise PackageError(f"the package includes more than {MAX_REMOTE_INCLUDES} remote documents")
+            try:
+                body = fetcher.fetch_bytes(url, max(MAX_PACKAGE_BYTES - total, 1), HREF_TIMEOUT)
+            except FetchError as err:
+                raise PackageError(f"cannot fetch $include/$import {err}") from None
+            total += len(body)
+            found[url] = body.decode("utf-8", errors="replace")
+            if imported:  # an $include is text; an $import is a document, whose own directives count too
+                # a broken one: cwltool says what is wrong with it, and where it is imported
+                with contextlib.suppress(YAMLError, RecursionError):
+                    pending.append((YAML(typ="safe", pure=True).load(found[url]), url))
+    return found
+
+
+def _references(node: Any, base: str | None) -> list[tuple[str, bool]]:
+    """(absolute http(s) URL, whether it is imported) of each $include/$import directive in `node`; relative ones
+    are resolved against `base`, the URL of the document when it is remote, and are local files otherwise."""
+    urls, stack = [], [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in ("$include", "$import"):
+                ref = item.get(key)
+                if isinstance(ref, str):
+                    url = urllib.parse.urljoin(base, ref) if base else ref
+                    if urllib.parse.urlsplit(url).scheme in ("http", "https"):
+                        urls.append((url.split("#")[0], key == "$import"))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return urls

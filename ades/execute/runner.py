@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ades.cwl.loader import CwlLoadError, base_loading_context, clean_message, load_process
+from ades.cwl.loader import CwlLoadError, clean_message, confined_context, load_process
 from ades.execute import inprocess
 from ades.execute.sandbox import Confinement
+from ades.execute.staging import Staging, path_mapper
 from ades.execute.wrapper import WRAPPER_ID
 
 MAX_STD_FILE_BYTES = 64 * 1024
@@ -55,9 +56,9 @@ class _DropWrapperWarnings(logging.Filter):
 _TOOLS: dict[str, Any] = {}
 
 
-@functools.cache
-def _run_loading_context() -> Any:
-    context = base_loading_context().copy()
+def _run_loading_context(workflow_file: Path) -> Any:
+    # the wrapped document stands alone (ades packed it): a load reads nothing else of the host
+    context = confined_context([workflow_file.parent])
     context.construct_tool_object = inprocess.make_tool
     return context
 
@@ -81,7 +82,7 @@ def load_wrapped(workflow_file: Path, cache_key: str | None) -> Any:
         quiet = _DropWrapperWarnings()
         cwl_logger.addFilter(quiet)
         try:
-            tool = load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", _run_loading_context())
+            tool = load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", _run_loading_context(workflow_file))
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), workflow_file.parent)) from err
         finally:
@@ -181,7 +182,7 @@ def _environment(confined: bool) -> list[str]:
     return ["PATH", *(name for name in os.environ if name.startswith(_PRESERVED_PREFIXES))]
 
 
-def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None) -> Any:
+def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None, staging: Staging | None) -> Any:
     from cwltool.context import RuntimeContext
 
     context = RuntimeContext(
@@ -202,6 +203,8 @@ def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None
         }
     )
     context.ades_confinement = confinement  # read by the tools' jobs (ades.execute.sandbox)
+    if staging is not None:
+        context.path_mapper = path_mapper(staging)  # cwltool's own would download http(s) files itself, to /tmp
     return context
 
 
@@ -220,17 +223,19 @@ def with_paths(value: Any) -> Any:
 
 
 def run_workflow(tool: Any, job_order: dict[str, Any], dirs: RunDirs, stream: Any, publish: inprocess.Publisher,
-                 confinement: Confinement | None = None) -> tuple[dict[str, Any] | None, str]:
+                 confinement: Confinement | None = None,
+                 staging: Staging | None = None) -> tuple[dict[str, Any] | None, str]:
     """Run a loaded workflow to its end: (cwltool's output object with local paths, or None; cwltool's status,
     `success` or `error: <why>`). Update-job steps go to `publish`; tools run confined by `confinement` (None:
-    as the worker's user, seeing what it sees)."""
+    as the worker's user, seeing what it sees); the files cwltool stages follow `staging` (None: cwltool's own
+    rules, for trusted callers only)."""
     from cwltool.errors import WorkflowException
     from cwltool.executors import SingleJobExecutor
 
     cwl_logger = logging.getLogger("cwltool")
     previous = inprocess.set_publisher(publish)
     try:
-        outputs, status = SingleJobExecutor()(tool, job_order, _runtime_context(dirs, stream, confinement),
+        outputs, status = SingleJobExecutor()(tool, job_order, _runtime_context(dirs, stream, confinement, staging),
                                               cwl_logger)
     except WorkflowException as err:
         outputs, status = None, f"error: {clean_message(str(err))}"

@@ -3,6 +3,7 @@
     <data_dir>/jobs/<job id>/            a job's folder (JobFolder)
         job.log                          cwltool's messages and what the tools print
         work/  tmp/  outputs/            cwltool's step folders, temporary files and final outputs
+        inputs/                          http(s) inputs, fetched by ades.fetch before cwltool starts
         outputs.json                     cwltool's output object, written before `succeeded` is published
         wrapped.cwl                      the workflow that ran, for people reading the folder
         process.json                     who runs the job (host, pid, process group), written as it starts and
@@ -127,6 +128,11 @@ class JobFolder:
     def outputs(self) -> Path:
         return self.path / "outputs"
 
+    @property
+    def inputs(self) -> Path:
+        """Made when the first http(s) input is fetched: most jobs have none."""
+        return self.path / "inputs"
+
     def exists(self) -> bool:
         return self.path.is_dir()
 
@@ -149,7 +155,7 @@ class JobFolder:
 
     def clear_run(self) -> None:
         """Remove what an earlier attempt left in the run folders (a job run again after its worker was lost)."""
-        for name in RUN_FOLDERS:
+        for name in (*RUN_FOLDERS, "inputs"):
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     def record_process(self, record: ProcessRecord) -> None:

@@ -20,6 +20,8 @@ from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
 from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
 from ades.execute.sandbox import NoSandbox, confine
+from ades.execute.staging import Staging, StagingError, stage_job_order
+from ades.fetch import Fetcher
 from ades.jobs.heartbeat import beats
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import RunSpec
@@ -109,10 +111,17 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         except NoSandbox as err:
             stream.write(f"ades: {err}\n")
             return failed(str(err))
-        job_order = {**spec.job_order, "ades_job_id": spec.job_id,
+        owner = (confinement.uid, confinement.gid) if confinement is not None and confinement.uid is not None else None
+        staging = Staging(Fetcher(spec.fetch), folder.inputs, [folder.path, *spec.input_roots], owner)
+        try:
+            job_order = stage_job_order(spec.job_order, staging)
+        except StagingError as err:
+            stream.write(f"ades: an input cannot be fetched: {err}\n")
+            return failed(f"an input cannot be fetched: {err}")
+        job_order = {**job_order, "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
-        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement)
+        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement, staging)
         stream.write(f"ades: cwltool finished with status {status} after {time.perf_counter() - started:.2f} s\n")
         if outputs is not None and store_outputs is not None:
             try:

@@ -20,6 +20,7 @@ from ades.config import Settings
 from ades.cwl.package import Package
 from ades.events.sinks import SinkConfig
 from ades.execute.sandbox import Sandbox
+from ades.fetch import FetchPolicy
 from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission
@@ -131,9 +132,14 @@ class JobService:
         return Sandbox(kind=s.sandbox, user=s.job_user, network=s.job_network == "declared",
                        read_only=s.sandbox_read_only)
 
+    @functools.cached_property
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy.from_settings(self.settings)
+
     def run_spec(self, package: Package, job_id: str, job_order: dict[str, Any]) -> RunSpec:
         return RunSpec.for_package(package, job_id, job_order, self.data.root, self.sink_config, self.base_url,
-                                   self.storage_config, self.settings.job_timeout, self.sandbox)
+                                   self.storage_config, self.settings.job_timeout, self.sandbox, self.fetch_policy,
+                                   self.settings.input_roots)
 
     def submit(self, package: Package, job: Job, job_order: dict[str, Any]) -> None:
         """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises TooManyQueued (nothing

@@ -17,6 +17,7 @@ from ades.cwl.package import Package
 from ades.events.sinks import SinkConfig
 from ades.execute.sandbox import Sandbox
 from ades.execute.wrapper import wrap
+from ades.fetch import FetchPolicy
 from ades.jobs.folder import DataDir, JobFolder
 from ades.models import ID_PATTERN
 from ades.storage import StorageConfig
@@ -40,6 +41,10 @@ class RunSpec(BaseModel):
         default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
         "with the wrapper's results URLs")
     sandbox: Sandbox = Field(default_factory=Sandbox, description="how the job's tools are confined")
+    fetch: FetchPolicy = Field(default_factory=FetchPolicy, description="what the job's http(s) files may be "
+                               "fetched from, and how much (ADES_FETCH_*)")
+    input_roots: list[Path] = Field(default_factory=list, description="directories the job's local files may come "
+                                    "from, beside its own folder (ADES_INPUT_ROOTS)")
 
     @property
     def folder(self) -> JobFolder:
@@ -48,10 +53,11 @@ class RunSpec(BaseModel):
     @classmethod
     def for_package(cls, package: Package, job_id: str, job_order: dict[str, Any], data_dir: Path,
                     sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
-                    max_seconds: float | None = None, sandbox: Sandbox | None = None) -> RunSpec:
+                    max_seconds: float | None = None, sandbox: Sandbox | None = None,
+                    fetch: FetchPolicy | None = None, input_roots: list[Path] | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
                    job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage,
-                   sandbox=sandbox or Sandbox())
+                   sandbox=sandbox or Sandbox(), fetch=fetch or FetchPolicy(), input_roots=input_roots or [])
 
 
 class QueuedJob(BaseModel):

@@ -31,6 +31,7 @@ inputs:
         fields:
           a: int
           b: string?
+  anything: Any?
   ades_job_id: string?
 outputs:
   out: stdout
@@ -88,6 +89,7 @@ def test_record(package, root):
         ({"foo": 1}, "unknown input 'foo'"),
         ({"ades_job_id": "x"}, "unknown input 'ades_job_id'"),
         ({"image": "ftp://host/a.tif"}, "input 'image': expected a file://, http:// or https:// URL"),
+        ({"image": "http://[::1"}, "input 'image': 'http://[::1' is not a usable URL: Invalid IPv6 URL"),
     ],
 )
 def test_errors_name_the_input_and_the_problem(package, root, inputs, message):
@@ -128,3 +130,47 @@ def test_wpst_array_form():
     }
     with pytest.raises(InputError, match="has no `data`"):
         wpst_inputs_to_map([{"id": "x"}])
+
+
+def test_files_inside_any_are_checked_wherever_they_are(package, root, tmp_path):
+    (tmp_path / "secret.tif").write_bytes(b"x")
+    secret = {"class": "File", "location": (tmp_path / "secret.tif").as_uri()}
+    inside = (root / "a.tif").as_uri()
+    for value, where in [
+        (secret, ""),
+        ({"class": "File", "path": str(tmp_path / "secret.tif")}, ""),
+        ({"class": "Directory", "location": tmp_path.as_uri()}, ""),
+        ([1, {"x": [secret]}], "item 1: field 'x': item 0: "),
+        ({"class": "File", "location": inside, "secondaryFiles": [secret]}, "secondaryFiles item 0: "),
+        ({"class": "Directory", "basename": "d", "listing": [secret]}, "listing item 0: "),
+    ]:
+        with pytest.raises(InputError) as err:
+            job(package, root, anything=value)
+        assert str(err.value).startswith(f"input 'anything': {where}") and "outside the directories" in str(err.value)
+
+
+def test_files_inside_any_that_pass_are_normalized(package, root):
+    located = job(package, root, anything={"class": "File", "path": str(root / "a.tif"), "dirname": "/etc",
+                                           "format": "x"})
+    assert located["anything"] == {"class": "File", "location": (root / "a.tif").as_uri(), "format": "x"}
+    literal = {"class": "File", "basename": "a.txt", "contents": "hi"}
+    assert job(package, root, anything={"list": [literal]})["anything"] == {"list": [literal]}
+    assert job(package, root, anything={"plain": "file:///etc/passwd"})["anything"] == {"plain": "file:///etc/passwd"}
+    for bad, problem in [({"class": "File", "basename": "../x", "contents": ""}, "plain file name"),
+                         ({"class": "File"}, "needs a `location`"),
+                         ({"class": "File", "location": "x", "path": "y"}, "must be one URL"),
+                         ({"class": "File", "location": (root / "a.tif").as_uri(), "listing": []},
+                          "`listing` of a File"),
+                         ({"class": "Directory", "location": "https://example.org/d/"}, "cannot be fetched")]:
+        with pytest.raises(InputError, match=problem):
+            job(package, root, anything=bad)
+
+
+def test_http_references_are_checked_by_the_fetcher(package, root):
+    from ades.fetch import Fetcher
+
+    with pytest.raises(InputError, match=r"input 'images': item 0: http://169.254.169.254/x: .*cloud metadata"):
+        to_job_order(package, {"message": "hi", "images": ["http://169.254.169.254/x"]}, [root], Fetcher())
+    with pytest.raises(InputError, match=r"input 'anything': .*loopback"):
+        to_job_order(package, {"message": "hi", "anything": {"class": "File", "location": "http://127.0.0.1/"}},
+                     [root], Fetcher())

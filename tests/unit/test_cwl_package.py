@@ -149,19 +149,26 @@ def test_other_href_schemes_are_refused():
         load_package({"executionUnit": {"href": "ftp://127.0.0.1/x.cwl"}}, "application/ogcapppkg+json")
 
 
-def test_http_href_is_fetched(tmp_path):
+def test_http_href_is_fetched_from_allowed_addresses_only(tmp_path):
     import http.server
     import threading
+
+    from ades.fetch import Fetcher, FetchPolicy
 
     (tmp_path / "hello.cwl").write_text(TOOL)
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    allowing = Fetcher(FetchPolicy(allow=["127.0.0.1/32"]))  # the test server plays a public host
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hello.cwl"
-        assert load_package({"executionUnit": {"href": url}}, "application/ogcapppkg+json").id == "hello"
-        with pytest.raises(PackageError, match="cannot fetch"):
-            load_package({"executionUnit": {"href": url + ".missing"}}, "application/ogcapppkg+json")
+        unit = {"executionUnit": {"href": url}}
+        assert load_package(unit, "application/ogcapppkg+json", fetcher=allowing).id == "hello"
+        with pytest.raises(PackageError, match=r"cannot fetch.*404"):
+            load_package({"executionUnit": {"href": url + ".missing"}}, "application/ogcapppkg+json",
+                         fetcher=allowing)
+        with pytest.raises(PackageError, match=r"127.0.0.1 is a loopback address"):
+            load_package(unit, "application/ogcapppkg+json")  # the default policy
     finally:
         server.shutdown()
 
