@@ -86,9 +86,7 @@ def create_app(
     ADES_INPUT_ROOTS); `workers` the number of warm job workers of this process's executor (default: CPU count);
     `bind_host` the address the server listens on, a name requests may carry in `Host` (ades.api.hosts)."""
     public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
-    if file_roots:
-        # one list of roots, which the job service also hands to each run (what cwltool may stage from)
-        settings = settings.model_copy(update={"input_roots": [*settings.input_roots, *map(Path, file_roots)]})
+    settings = _with_roots(settings, file_roots or [])
     app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"))
     # werkzeug refuses a larger body (413) as it reads it, Content-Length or chunked
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -152,6 +150,13 @@ def create_app(
                 raise StoreUnavailable(f"could not prepare the indexes: {err}") from err
 
     return app
+
+
+def _with_roots(settings: Settings, file_roots: list[Path]) -> Settings:
+    """One list of input roots, which the job service also hands to each run (what cwltool may stage from)."""
+    if not file_roots:
+        return settings
+    return settings.model_copy(update={"input_roots": [*settings.input_roots, *map(Path, file_roots)]})
 
 
 def _narrow_data_dir(settings: Settings) -> None:
