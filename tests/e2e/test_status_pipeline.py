@@ -38,8 +38,9 @@ def _doc(live: LiveServer, job_id: str) -> dict:
 
 def test_status_arrives_only_through_the_queue(sns_live: LiveServer):
     live = sns_live
-    # The example `run:`s update-job.cwl beside it; packed (as `cwltool --pack` would) it deploys on its own.
-    packed = pack_file(EXAMPLES / "progress" / "progress.cwl")
+    # The example `run:`s ../../update-job.cwl; packed (as `cwltool --pack` would, reading inside the folder its
+    # author names) it deploys on its own.
+    packed = pack_file(EXAMPLES / "progress" / "progress.cwl", roots=[EXAMPLES.parent])
     res = live.post("/processes", data=json.dumps(packed), headers={"Content-Type": "application/cwl+json"})
     assert res.status_code == 201, res.text
     described = live.get(res.headers["Location"].replace(live.url, "")).json()
