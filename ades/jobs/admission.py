@@ -1,4 +1,5 @@
-"""Back-pressure: a cap on queued jobs. Past it, a submission is refused (TooManyQueued) and nothing is written.
+"""Back-pressure: a cap on queued jobs, and a floor of free disk space. Past either, a submission is refused
+(TooManyQueued, LowDisk) and nothing is written.
 
 Queued means `submitted` in the store, counted across every server sharing it. Counting on each submission would
 cost a search per submission, so the count is taken at most once per `ttl` seconds, and this process's own
@@ -10,15 +11,23 @@ the jobs indexed within the last refresh interval (`lag`, the index's 1 s): admi
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 RETRY_AFTER_SECONDS = 5
 
 
 class Refused(Exception):
-    """A submission this host will not take now; nothing was written. `retry_after`: seconds to wait."""
+    """A submission this host will not take now; nothing was written. `retry_after`: seconds to wait. `status`,
+    `kind` and `title` are the API's answer: 429 when this one client asked for more than its share (other users
+    are still served), 503 when the server itself cannot take jobs."""
+
+    status = 429
+    kind = "too-many-jobs"
+    title = "Too many jobs"
 
     def __init__(self, detail: str, retry_after: int = RETRY_AFTER_SECONDS) -> None:
         super().__init__(detail)
@@ -28,6 +37,37 @@ class Refused(Exception):
 
 class TooManyQueued(Refused):
     """The whole service has as many queued jobs as it takes (the server is busy)."""
+
+    status = 503
+    kind = "server-busy"
+    title = "Too many queued jobs"
+
+
+class LowDisk(Refused):
+    """The data dir's disk has less free space than new jobs need."""
+
+    status = 503
+    kind = "insufficient-storage"
+    title = "Not enough free disk space"
+
+
+def free_bytes(path: Path) -> int:
+    """Free space (for an unprivileged writer) of the file system holding `path` or its nearest existing parent."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def check_disk(path: Path, minimum: int) -> None:
+    """Raise LowDisk when the disk of `path` has less than `minimum` bytes free (0: no check)."""
+    if minimum <= 0:
+        return
+    free = free_bytes(path)
+    if free < minimum:
+        raise LowDisk(f"the disk of the data dir {path} has {free:,} bytes free, under the {minimum:,} new jobs need "
+                      "(ADES_MIN_FREE_DISK_BYTES): nothing was submitted; try again once space is freed",
+                      retry_after=60)
 
 
 class Admission:

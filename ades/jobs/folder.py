@@ -14,6 +14,7 @@
     <data_dir>/execution.paused          the pause switch (ades.jobs.pause)
     <data_dir>/reconcile.lock            held by the process that reconciles the data dir
     <data_dir>/quota/                    per-user ledgers of the submission quota (ades.jobs.quota)
+    <data_dir>/quota/sync/               per-user places of synchronous executes, locked while taken
     <data_dir>/<prefix>jobs.written      when this host last wrote new jobs (ades.store.freshness)
 """
 
@@ -230,6 +231,10 @@ class DataDir:
     @property
     def quota(self) -> Path:
         return self.root / "quota"
+
+    @property
+    def sync_slots(self) -> Path:
+        return self.quota / "sync"
 
     def write_marks(self, index_prefix: str) -> Path:
         return self.root / f"{index_prefix}jobs.written"

@@ -40,6 +40,8 @@ class RunSpec(BaseModel):
         default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
         "with the wrapper's results URLs")
     sandbox: Sandbox = Field(default_factory=Sandbox, description="how the job's tools are confined")
+    user_id: str | None = Field(default=None, description="who submitted the job: queued jobs start in turns "
+                                "across users (ades.jobs.fairshare); None: the one user of an open server")
 
     @property
     def folder(self) -> JobFolder:
@@ -48,10 +50,11 @@ class RunSpec(BaseModel):
     @classmethod
     def for_package(cls, package: Package, job_id: str, job_order: dict[str, Any], data_dir: Path,
                     sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
-                    max_seconds: float | None = None, sandbox: Sandbox | None = None) -> RunSpec:
+                    max_seconds: float | None = None, sandbox: Sandbox | None = None,
+                    user_id: str | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
                    job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage,
-                   sandbox=sandbox or Sandbox())
+                   sandbox=sandbox or Sandbox(), user_id=user_id)
 
 
 class QueuedJob(BaseModel):
