@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     es_start_timeout: float = Field(default=180.0, gt=0, description="Seconds to wait for the node to be yellow.")
     es_request_timeout: float = Field(default=30.0, gt=0, description="Seconds before an ES request gives up.")
     es_max_retries: int = Field(default=3, ge=0, description="Retries of a failed ES request (with backoff).")
+    es_bulk_max_bytes: int = Field(
+        default=16 * 1024**2, ge=1024**2,
+        description="Largest bulk request that stores accepted jobs (the group commit), in bytes; a batch larger is "
+        "sent in several, a job larger goes alone. Under the node's http.max_content_length (100 MB) with room to "
+        "spare: a bulk is held in the node's heap while it is indexed.",
+    )
     index_prefix: str = Field(
         default="",
         pattern=r"^[a-z0-9_.-]*$",

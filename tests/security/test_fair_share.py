@@ -5,6 +5,8 @@
 - Synchronous executes held a request thread each, as many as a user sent: now past a per-user cap (on by default
   with auth) a request that may be answered asynchronously gets a job (201 + Location), and one that may not gets
   429.
+- Submissions near the body limit that came together were one bulk request too large for Elasticsearch, and all
+  failed: now a group commit is sent in bulks capped by bytes.
 - Jobs filled the data dir's disk, which the local Elasticsearch shares: now new jobs get 503 while the disk is
   short of free space.
 """
@@ -32,11 +34,12 @@ from tests.helpers import GATE_CWL, assert_problem, journaled_jobs, store_jobs, 
 
 pytestmark = pytest.mark.integration
 
-TOKENS = {"alice-token": {"user": "alice"}, "bob-token": {"user": "bob"},
+TOKENS = {"alice-token": {"user": "alice"}, "bob-token": {"user": "bob"}, "carol-token": {"user": "carol"},
           "dave-token": {"user": "dave", "roles": ["deployer"]}}
-ALICE, BOB, DAVE = ({"Authorization": f"Bearer {name}-token"} for name in ("alice", "bob", "dave"))
+ALICE, BOB, CAROL, DAVE = ({"Authorization": f"Bearer {name}-token"} for name in ("alice", "bob", "carol", "dave"))
 ASYNC = {"Prefer": "respond-async"}
 BACKLOG = 10
+LARGE = 12
 
 
 @pytest.fixture(scope="module")
@@ -156,19 +159,37 @@ def test_no_new_job_while_the_data_disk_is_short_of_space(short_of_disk: LiveSer
 def test_with_auth_a_user_has_a_cap_on_unfinished_jobs_without_setting_one(server: LiveServer) -> None:
     cap = server.settings.running_jobs_cap
     assert server.settings.max_running_jobs_per_user is None and cap == DEFAULT_RUNNING_JOBS_PER_USER
-    # bob's earlier jobs, unfinished (as a submission stores them, without a thousand requests)
-    earlier = [Job(process_id="echo", process_version="1.0.0", inputs={"message": f"{i}"}, user_id="bob")
+    # carol's earlier jobs, unfinished (as submissions store them, without a thousand requests; before her first
+    # request, which counts them)
+    earlier = [Job(process_id="echo", process_version="1.0.0", inputs={"message": f"{i}"}, user_id="carol")
                for i in range(cap - 1)]
     store_jobs(server.context.job_store, earlier)
-    assert _later(server, BOB).status_code == 201
+    assert _later(server, CAROL).status_code == 201
     before = journaled_jobs(server.settings.data_dir)
-    detail = assert_problem(_later(server, BOB), 429, "too-many-jobs")["detail"]
+    detail = assert_problem(_later(server, CAROL), 429, "too-many-jobs")["detail"]
     assert f"limit is {cap}" in detail and "ADES_MAX_RUNNING_JOBS_PER_USER" in detail, detail
     assert journaled_jobs(server.settings.data_dir) == before
-    assert _later(server, ALICE).status_code == 201  # another user is not held back by bob's jobs
+    assert _later(server, ALICE).status_code == 201  # another user is not held back by carol's jobs
 
 
 def _later(server: LiveServer, user: dict[str, str]) -> requests.Response:
     # a delayed job stays `submitted` (unfinished) without running anything
     return server.post("/processes/echo/execution", json={"inputs": {"message": "later"}, "delay": 600},
                        headers={**user, **ASYNC})
+
+
+def test_concurrent_large_submissions_are_all_stored(server: LiveServer) -> None:
+    """A group commit holds every submission that came meanwhile: 12 of nearly 10 MiB each (the body limit) in one
+    bulk request were over Elasticsearch's 100 MB request limit (413), or its heap's (429), and the whole batch
+    failed."""
+    message = "x" * (server.settings.max_body_bytes - 4096)
+
+    def submit(i: int) -> requests.Response:
+        return server.post("/processes/echo/execution", json={"inputs": {"message": message}, "labels": [f"big {i}"],
+                                                               "delay": 600}, headers={**ALICE, **ASYNC})
+
+    with ThreadPoolExecutor(LARGE) as pool:
+        answers = list(pool.map(submit, range(LARGE)))
+    assert [answer.status_code for answer in answers] == [201] * LARGE, [a.text[:300] for a in answers]
+    for answer in answers:
+        assert server.get(f"/jobs/{answer.json()['jobID']}", headers=ALICE).json()["labels"]
