@@ -194,6 +194,12 @@ class Settings(BaseSettings):
         description="Shares of users in the order queued jobs start, a JSON object (user id -> share; others have "
         "1): users with jobs queued take turns, a user of share 2 getting two turns to another's one.",
     )
+    max_output_bytes: int = Field(
+        default=10 * 1024**3, ge=0,
+        description="The most one job may write into its folder (outputs, working and temporary files, log), in "
+        "bytes: watched while it runs and checked at its end; past it the job is stopped and fails with the "
+        "reason, and its outputs are removed. 0: no cap.",
+    )
     min_free_disk_bytes: int = Field(
         default=1024**3, ge=0,
         description="Free space the data dir's disk must keep, in bytes: below it new jobs get 503 with Retry-After "

@@ -63,6 +63,27 @@ def inside(root: Path, candidate: str | Path) -> Path | None:
     return path
 
 
+def tree_bytes(root: Path) -> int:
+    """The sizes of the regular files under `root` added up (symbolic links not followed; what vanishes while it
+    is counted is not counted)."""
+    total = 0
+    folders = [root]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
 class JobFolder:
     """`<data_dir>/jobs/<job id>/`. Made by the worker that runs the job (a submission only journals it)."""
 
@@ -110,9 +131,14 @@ class JobFolder:
             shutil.copyfile(workflow_file, self.path / "wrapped.cwl")
 
     def clear_run(self) -> None:
-        """Remove what an earlier attempt left in the run folders (a job run again after its worker was lost)."""
+        """Remove what a run left in the run folders: an earlier attempt's (a job run again after its worker was
+        lost), or one that wrote more than it may."""
         for name in RUN_FOLDERS:
             shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def written_bytes(self) -> int:
+        """What the job has written so far: every file of its folder (log, working and temporary files, outputs)."""
+        return tree_bytes(self.path)
 
     def record_process(self, record: ProcessRecord) -> None:
         (self.path / "process.json").write_text(record.model_dump_json(), encoding="utf-8")

@@ -141,7 +141,8 @@ class JobService:
     def run_spec(self, package: Package, job_id: str, job_order: dict[str, Any],
                  user_id: str | None = None) -> RunSpec:
         return RunSpec.for_package(package, job_id, job_order, self.data.root, self.sink_config, self.base_url,
-                                   self.storage_config, self.settings.job_timeout, self.sandbox, user_id)
+                                   self.storage_config, self.settings.job_timeout, self.sandbox, user_id,
+                                   self.settings.max_output_bytes)
 
     def submit(self, package: Package, job: Job, job_order: dict[str, Any]) -> None:
         """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises LowDisk or TooManyQueued

@@ -36,6 +36,9 @@ class RunSpec(BaseModel):
     cache_key: str | None = Field(default=None, description="`id:version`; loaded tools are reused per key")
     max_seconds: float | None = Field(default=None, gt=0, description="run-time limit; past it the job is killed "
                                       "and fails with the reason (ADES_JOB_TIMEOUT)")
+    max_output_bytes: int | None = Field(default=None, gt=0, description="the most the job may write into its "
+                                         "folder (outputs, working and temporary files, log); past it the job is "
+                                         "stopped and fails with the reason (ADES_MAX_OUTPUT_BYTES)")
     storage: StorageConfig | None = Field(
         default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
         "with the wrapper's results URLs")
@@ -51,10 +54,10 @@ class RunSpec(BaseModel):
     def for_package(cls, package: Package, job_id: str, job_order: dict[str, Any], data_dir: Path,
                     sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
                     max_seconds: float | None = None, sandbox: Sandbox | None = None,
-                    user_id: str | None = None) -> RunSpec:
+                    user_id: str | None = None, max_output_bytes: int | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
                    job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage,
-                   sandbox=sandbox or Sandbox(), user_id=user_id)
+                   sandbox=sandbox or Sandbox(), user_id=user_id, max_output_bytes=max_output_bytes or None)
 
 
 class QueuedJob(BaseModel):

@@ -7,6 +7,8 @@
   429.
 - Submissions near the body limit that came together were one bulk request too large for Elasticsearch, and all
   failed: now a group commit is sent in bulks capped by bytes.
+- A job could write as much as the disk takes: now past a per-job cap (ADES_MAX_OUTPUT_BYTES) it fails with the
+  reason, stopped while it runs.
 - Jobs filled the data dir's disk, which the local Elasticsearch shares: now new jobs get 503 while the disk is
   short of free space.
 """
@@ -26,6 +28,7 @@ import yaml
 
 from ades.config import DEFAULT_RUNNING_JOBS_PER_USER, Settings
 from ades.jobs.admission import free_bytes
+from ades.jobs.folder import JobFolder
 from ades.jobs.lifecycle import HostState
 from ades.jobs.pause import pause, resume
 from ades.models import Job
@@ -39,6 +42,23 @@ TOKENS = {"alice-token": {"user": "alice"}, "bob-token": {"user": "bob"}, "carol
 ALICE, BOB, CAROL, DAVE = ({"Authorization": f"Bearer {name}-token"} for name in ("alice", "bob", "carol", "dave"))
 ASYNC = {"Prefer": "respond-async"}
 BACKLOG = 10
+WRITER = """\
+cwlVersion: v1.2
+class: CommandLineTool
+id: writer
+doc: Writes `size` bytes into an output file, then, if `forever` is "yes", goes on writing a megabyte every 50 ms.
+baseCommand: [sh, -c]
+arguments:
+  - 'head -c "$0" /dev/zero > big.bin; while [ "$1" = yes ]; do head -c 1000000 /dev/zero >> big.bin; sleep 0.05;
+     done'
+  - $(inputs.size)
+  - $(inputs.forever)
+inputs:
+  size: int
+  forever: string
+outputs:
+  big: {type: File, outputBinding: {glob: big.bin}}
+"""
 LARGE = 12
 
 
@@ -193,3 +213,34 @@ def test_concurrent_large_submissions_are_all_stored(server: LiveServer) -> None
     assert [answer.status_code for answer in answers] == [201] * LARGE, [a.text[:300] for a in answers]
     for answer in answers:
         assert server.get(f"/jobs/{answer.json()['jobID']}", headers=ALICE).json()["labels"]
+
+
+@pytest.fixture(scope="module")
+def capped(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("capped")
+    settings = Settings(es_url=es_url, index_prefix=f"sec-out-{uuid.uuid4().hex[:8]}-", data_dir=root / "data",
+                        event_sink="direct", max_output_bytes=2_000_000, job_timeout=120)
+    for live in serve_app(settings, workers=1):
+        deployed = live.post("/processes", data=WRITER, headers={"Content-Type": "application/cwl+yaml"})
+        assert deployed.status_code == 201, deployed.text
+        yield live
+
+
+@pytest.mark.parametrize(("megabytes", "forever", "what"), [(1, False, None), (5, False, "it failed"),
+                                                             (1, True, "it was stopped")])
+def test_a_job_writing_more_than_its_cap_fails_with_the_reason(capped: LiveServer, megabytes: int, forever: bool,
+                                                               what: str | None) -> None:
+    inputs = {"size": megabytes * 1_000_000, "forever": "yes" if forever else "no"}
+    answer = capped.post("/processes/writer/execution", json={"inputs": inputs}, headers=ASYNC)
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["jobID"]
+    info = capped.wait_status(job_id, timeout=60)
+    folder = JobFolder(capped.settings.data_dir, job_id)
+    if what is None:  # under the cap
+        assert info["status"] == "successful", info
+        assert (folder.outputs / "big.bin").stat().st_size == 1_000_000
+        return
+    assert info["status"] == "failed", info
+    assert f"over the limit of 2,000,000 bytes per job (ADES_MAX_OUTPUT_BYTES); {what}" in info["message"], info
+    assert folder.written_bytes() < 2_000_000  # its files are gone, its log stays
+    assert f"(ADES_MAX_OUTPUT_BYTES); {what}" in capped.get(f"/jobs/{job_id}/logs").text
