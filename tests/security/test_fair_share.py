@@ -9,8 +9,8 @@
   failed: now a group commit is sent in bulks capped by bytes.
 - A job could write as much as the disk takes: now past a per-job cap (ADES_MAX_OUTPUT_BYTES) it fails with the
   reason, stopped while it runs.
-- Jobs filled the data dir's disk, which the local Elasticsearch shares: now new jobs get 503 while the disk is
-  short of free space.
+- Jobs filled the data dir's disk, which the local Elasticsearch shares with its disk watermarks off: now new jobs
+  get 503 while the disk is short of free space, and the local node keeps its watermarks on.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ades.jobs.folder import JobFolder
 from ades.jobs.lifecycle import HostState
 from ades.jobs.pause import pause, resume
 from ades.models import Job
+from ades.services import elasticsearch
 from tests.e2e.conftest import LiveServer, serve_app
 from tests.helpers import GATE_CWL, assert_problem, journaled_jobs, store_jobs, wait_for
 
@@ -244,3 +245,17 @@ def test_a_job_writing_more_than_its_cap_fails_with_the_reason(capped: LiveServe
     assert f"over the limit of 2,000,000 bytes per job (ADES_MAX_OUTPUT_BYTES); {what}" in info["message"], info
     assert folder.written_bytes() < 2_000_000  # its files are gone, its log stays
     assert f"(ADES_MAX_OUTPUT_BYTES); {what}" in capped.get(f"/jobs/{job_id}/logs").text
+
+
+def test_the_local_elasticsearch_runs_with_its_disk_watermarks_on(spare_node: Settings) -> None:
+    """The node `ades services start` runs shares its disk with the jobs: with its watermarks off, a full disk
+    corrupts its indices instead of turning them read-only first."""
+    url = elasticsearch.ensure_running(spare_node)
+    config = (elasticsearch.node_paths(spare_node).config / "elasticsearch.yml").read_text()
+    assert "cluster.routing.allocation.disk.threshold_enabled: true" in config
+    nodes = requests.get(f"{url}/_nodes/settings?flat_settings=true", timeout=30).json()["nodes"]
+    [node] = nodes.values()
+    assert node["settings"]["cluster.routing.allocation.disk.threshold_enabled"] == "true"
+    defaults = requests.get(f"{url}/_cluster/settings?include_defaults=true&flat_settings=true",
+                            timeout=30).json()["defaults"]
+    assert defaults["cluster.routing.allocation.disk.watermark.flood_stage"] == "95%"
