@@ -6,6 +6,11 @@ cost a search per submission, so the count is taken at most once per `ttl` secon
 admissions that the count may not see yet are added to it. Submissions do not refresh the index, so a count misses
 the jobs indexed within the last refresh interval (`lag`, the index's 1 s): admissions newer than the count minus
 `lag` are added. The cap can be overshot by what other processes admitted within `ttl` + `lag`, no more.
+
+The disk: jobs write their inputs, logs and outputs into the data dir, and a full disk fails every job (and, when
+the local Elasticsearch keeps its data there, the store: its flood-stage watermark then blocks writes). So below
+ADES_MIN_FREE_DISK_BYTES free, new jobs are refused until space is freed. The free space is read at most once a
+second: a statvfs cost 5 us here, a few per mille of a submission's CPU, and submissions come by the thousand.
 """
 
 from __future__ import annotations
@@ -59,15 +64,31 @@ def free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
-def check_disk(path: Path, minimum: int) -> None:
-    """Raise LowDisk when the disk of `path` has less than `minimum` bytes free (0: no check)."""
-    if minimum <= 0:
-        return
-    free = free_bytes(path)
-    if free < minimum:
-        raise LowDisk(f"the disk of the data dir {path} has {free:,} bytes free, under the {minimum:,} new jobs need "
-                      "(ADES_MIN_FREE_DISK_BYTES): nothing was submitted; try again once space is freed",
-                      retry_after=60)
+class DiskFloor:
+    """`check()` raises LowDisk while the disk of `path` has less than `minimum` bytes free (0: never); the free
+    space is read at most once per `ttl` seconds."""
+
+    def __init__(self, path: Path, minimum: int, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 read: Callable[[Path], int] = free_bytes) -> None:
+        self.path = path
+        self.minimum = minimum
+        self.ttl = ttl
+        self.clock = clock
+        self.read = read
+        self._read_at = float("-inf")
+        self._free = 0
+
+    def check(self) -> None:
+        if self.minimum <= 0:
+            return
+        now = self.clock()
+        if now - self._read_at >= self.ttl:  # two threads may both read: harmless
+            self._free = self.read(self.path)
+            self._read_at = now
+        if self._free < self.minimum:
+            raise LowDisk(f"the disk of the data dir {self.path} has {self._free:,} bytes free, under the "
+                          f"{self.minimum:,} new jobs need (ADES_MIN_FREE_DISK_BYTES): nothing was submitted; try "
+                          "again once space is freed", retry_after=60)
 
 
 class Admission:

@@ -23,7 +23,7 @@ from ades.events.sinks import SinkConfig
 from ades.execute.sandbox import Sandbox
 from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
-from ades.jobs.admission import Admission, check_disk
+from ades.jobs.admission import Admission, DiskFloor
 from ades.jobs.executor import DEFAULT_GRACE, Executor
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.journal import Journal
@@ -93,6 +93,10 @@ class JobService:
         return Admission(lambda: self.store.count([Status.SUBMITTED]), self.settings.max_queued_jobs)
 
     @functools.cached_property
+    def disk_floor(self) -> DiskFloor:
+        return DiskFloor(self.data.root, self.settings.min_free_disk_bytes)
+
+    @functools.cached_property
     def quota(self) -> UserQuota:
         """Per-user cap on unfinished jobs, shared by this host's server processes."""
         return UserQuota(self._unfinished_of, self.settings.running_jobs_cap, self.data.quota)
@@ -150,7 +154,7 @@ class JobService:
         spec = self.run_spec(package, job.id, job_order, job.user_id)
         queued = QueuedJob(spec=spec, depends_on=job.depends_on, delay=job.delay)
         self.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
-        check_disk(self.data.root, self.settings.min_free_disk_bytes)
+        self.disk_floor.check()
         self.admission.admit()
         # journaled, indexed, then scheduled, by the group commit's writer for its whole batch: a job indexed as
         # `submitted` can always be re-queued after a crash. If indexing fails its journal line stays, inert: only
