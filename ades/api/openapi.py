@@ -223,6 +223,10 @@ def _process_paths() -> dict[str, Any]:
         "/processes/{processId}/execution": {
             "parameters": [PROCESS_REF],
             "post": {"operationId": "execute", "summary": "execute (sync unless `Prefer: respond-async`)",
+                     "description": "Synchronous unless `Prefer: respond-async` (or mode async, dependsOn, delay). "
+                     "A user's synchronous executes at once are capped (ADES_MAX_SYNC_EXECUTES_PER_USER): past the "
+                     "cap the request gets a job (201 with Location) as if it had asked respond-async, unless it asks "
+                     "mode sync or response raw (then 429).",
                      "parameters": [{"name": "Prefer", "in": "header", "required": False,
                                      "schema": {"type": "string"}}],
                      "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute")}}},
