@@ -8,6 +8,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_RUNNING_JOBS_PER_USER = 1000
+"""Unfinished jobs per user when auth is configured and max_running_jobs_per_user is unset: a tenth of
+max_queued_jobs' default, so no one user fills the queue every user shares."""
+DEFAULT_SYNC_EXECUTES_PER_USER = 2
+"""Synchronous executes per user at once when auth is configured and max_sync_executes_per_user is unset: a
+few of the 16 request threads `ades serve` runs by default (2 processes of 8), across which the places are
+counted."""
+
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ades"
@@ -54,6 +62,12 @@ class Settings(BaseSettings):
     es_start_timeout: float = Field(default=180.0, gt=0, description="Seconds to wait for the node to be yellow.")
     es_request_timeout: float = Field(default=30.0, gt=0, description="Seconds before an ES request gives up.")
     es_max_retries: int = Field(default=3, ge=0, description="Retries of a failed ES request (with backoff).")
+    es_bulk_max_bytes: int = Field(
+        default=16 * 1024**2, ge=1024**2,
+        description="Largest bulk request that stores accepted jobs (the group commit), in bytes; a batch larger is "
+        "sent in several, a job larger goes alone. Under the node's http.max_content_length (100 MB) with room to "
+        "spare: a bulk is held in the node's heap while it is indexed.",
+    )
     index_prefix: str = Field(
         default="",
         pattern=r"^[a-z0-9_.-]*$",
@@ -188,11 +202,34 @@ class Settings(BaseSettings):
         description="Most jobs one GET /jobs page returns: a larger `limit` is refused with 400 (ES caps a page at "
         "10,000).",
     )
-    max_running_jobs_per_user: int = Field(
-        default=0, ge=0,
+    max_running_jobs_per_user: int | None = Field(
+        default=None, ge=0,
         description="Most unfinished (submitted or running) jobs one user may have; past it execute answers 429 with "
-        "Retry-After and writes nothing. 0: no cap (without auth everyone is the one user `anonymous`, so the cap "
-        "would be a second global cap beside max_queued_jobs).",
+        "Retry-After and writes nothing. 0: no cap. Unset: 1000 with auth configured, else none (without auth "
+        "everyone is the one user `anonymous`, so the cap would be a second global cap beside max_queued_jobs).",
+    )
+    max_sync_executes_per_user: int | None = Field(
+        default=None, ge=0,
+        description="Most synchronous executes (each holds a request thread until its job ends) one user may have "
+        "at once on a host; past it a request that may be answered asynchronously gets a job (201 with Location, "
+        "as with Prefer: respond-async), others (mode sync, response raw) get 429. 0: no cap. Unset: 2 with auth "
+        "configured, else none.",
+    )
+    user_shares: dict[str, float] = Field(
+        default_factory=dict,
+        description="Shares of users in the order queued jobs start, a JSON object (user id -> share; others have "
+        "1): users with jobs queued take turns, a user of share 2 getting two turns to another's one.",
+    )
+    max_output_bytes: int = Field(
+        default=10 * 1024**3, ge=0,
+        description="The most one job may write into its folder (outputs, working and temporary files, log), in "
+        "bytes: watched while it runs and checked at its end; past it the job is stopped and fails with the "
+        "reason, and its outputs are removed. 0: no cap.",
+    )
+    min_free_disk_bytes: int = Field(
+        default=1024**3, ge=0,
+        description="Free space the data dir's disk must keep, in bytes: below it new jobs get 503 with Retry-After "
+        "(jobs write their files there, and the local Elasticsearch its data). 0: no check.",
     )
 
     # --- Files ---------------------------------------------------------------------------------------------
@@ -269,7 +306,7 @@ class Settings(BaseSettings):
     )
 
     @field_validator("auth_tokens_file", "auth_jwt_key", "auth_jwt_audience", "auth_jwt_issuer", "job_timeout",
-                     mode="before")
+                     "max_running_jobs_per_user", "max_sync_executes_per_user", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ADES_AUTH_TOKENS_FILE=` must mean "no tokens file", not the current directory
@@ -279,6 +316,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("user_shares", mode="after")
+    @classmethod
+    def _positive_shares(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [user for user, share in value.items() if not share > 0]
+        if bad:
+            raise ValueError(f"the share of {', '.join(map(repr, bad))} must be a number above 0")
+        return value
 
     @field_validator("cache_dir", "data_dir", mode="after")
     @classmethod
@@ -294,6 +339,25 @@ class Settings(BaseSettings):
     def elasticsearch_url(self) -> str:
         """The cluster ades talks to: the external one if given, else the local node."""
         return self.es_url or f"http://{self.es_host}:{self.es_port}"
+
+    @property
+    def auth_configured(self) -> bool:
+        """Whether requests carry users of their own (a tokens file or a JWT key), not everyone `anonymous`."""
+        return self.auth_tokens_file is not None or self.auth_jwt_key is not None
+
+    @property
+    def running_jobs_cap(self) -> int:
+        """max_running_jobs_per_user in force (0: none): its default is on with auth."""
+        if self.max_running_jobs_per_user is not None:
+            return self.max_running_jobs_per_user
+        return DEFAULT_RUNNING_JOBS_PER_USER if self.auth_configured else 0
+
+    @property
+    def sync_executes_cap(self) -> int:
+        """max_sync_executes_per_user in force (0: none): its default is on with auth."""
+        if self.max_sync_executes_per_user is not None:
+            return self.max_sync_executes_per_user
+        return DEFAULT_SYNC_EXECUTES_PER_USER if self.auth_configured else 0
 
     @property
     def dask_scheduler_address(self) -> str:

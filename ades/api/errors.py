@@ -14,7 +14,7 @@ from elasticsearch import TransportError
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ades.jobs.admission import Refused, TooManyQueued
+from ades.jobs.admission import Refused
 from ades.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(Refused)
     def _refused(err: Refused) -> Response:
         # the whole service is full (503), or this one user has their share and others are still served (429)
-        status, kind, title = ((503, "server-busy", "Too many queued jobs") if isinstance(err, TooManyQueued)
-                               else (429, "too-many-jobs", "Too many jobs"))
-        return problem_response(status, kind, err.detail, title, {"Retry-After": str(err.retry_after)})
+        return problem_response(err.status, err.kind, err.detail, err.title, {"Retry-After": str(err.retry_after)})
 
     @app.errorhandler(StoreUnavailable)
     def _store(err: StoreUnavailable) -> Response:

@@ -33,9 +33,10 @@ ERROR_TEXTS = {
     403: "Forbidden (a missing role) or immutable process", 404: "Not found", 409: "Conflict",
     413: "Request body larger than ADES_MAX_BODY_BYTES", 414: "Request line too long (gunicorn: over 4094 bytes)",
     415: "Unsupported media type",
-    429: "Too many unfinished jobs of this user (ADES_MAX_RUNNING_JOBS_PER_USER; see Retry-After)",
+    429: "Too many unfinished jobs of this user (ADES_MAX_RUNNING_JOBS_PER_USER), or too many synchronous executes "
+         "of this user for one that must wait (ADES_MAX_SYNC_EXECUTES_PER_USER); see Retry-After",
     431: "Request headers too large", 500: "Server error or failed execution",
-    503: "Store unavailable, or too many queued jobs (see Retry-After)",
+    503: "Store unavailable, too many queued jobs, or too little free disk for new jobs (see Retry-After)",
 }
 HTTP_ERRORS = (400, 414, 431)
 """What the HTTP server in front (gunicorn) may answer on any route before the app sees the request."""
@@ -223,6 +224,10 @@ def _process_paths() -> dict[str, Any]:
         "/processes/{processId}/execution": {
             "parameters": [PROCESS_REF],
             "post": {"operationId": "execute", "summary": "execute (sync unless `Prefer: respond-async`)",
+                     "description": "Synchronous unless `Prefer: respond-async` (or mode async, dependsOn, delay). "
+                     "A user's synchronous executes at once are capped (ADES_MAX_SYNC_EXECUTES_PER_USER): past the "
+                     "cap the request gets a job (201 with Location) as if it had asked respond-async, unless it asks "
+                     "mode sync or response raw (then 429).",
                      "parameters": [{"name": "Prefer", "in": "header", "required": False,
                                      "schema": {"type": "string"}}],
                      "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute")}}},

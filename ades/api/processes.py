@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from ades.api.errors import ApiProblem, problem
 from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
 from ades.api.views import process_description, process_summary, results_document, status_info
 from ades.cwl import PackageError, describe, load_package
+from ades.jobs.quota import TooManySyncExecutes
 from ades.status import Status
 from ades.store import ProcessExists, ProcessNotFound
 from ades.store.processes import DeployedProcess, split_ref
@@ -167,17 +169,34 @@ def execute(ref: str) -> Response:
     process = get_process(c, ref)
     body = parse_body(OgcExecute, json_body(request), c.settings)
     prefer = request.headers.get("Prefer", "").lower()
+    user = current_principal().user
     # a job that waits for other jobs or a delay cannot answer synchronously
-    is_async = "respond-async" in prefer or body.mode == "async" or bool(body.dependsOn) or body.delay > 0
-    with c.jobs.quota.hold(current_principal().user):
-        job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
-    location = c.url(f"/jobs/{job.id}")
-    if is_async:
-        response = jsonify(status_info(job.to_document(), c.base_url))
-        response.status_code = 201
-        response.headers.update({"Location": location, "Preference-Applied": "respond-async"})
-        return response
-    return _sync_answer(c, job.id, body, location)
+    asked_async = "respond-async" in prefer or body.mode == "async" or bool(body.dependsOn) or body.delay > 0
+    # a synchronous execute holds a request thread until its job ends: a user has only so many places for them
+    place = contextlib.nullcontext(True) if asked_async else c.jobs.sync_slots.hold(user)
+    with place as placed:
+        if not placed and (body.mode == "sync" or body.response == "raw"):
+            raise _too_many_sync(user, c.settings.sync_executes_cap)
+        is_async = asked_async or not placed  # past the cap, a job instead of a held thread
+        with c.jobs.quota.hold(user):
+            job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
+        location = c.url(f"/jobs/{job.id}")
+        if is_async:
+            response = jsonify(status_info(job.to_document(), c.base_url))
+            response.status_code = 201
+            response.headers["Location"] = location
+            if asked_async:
+                response.headers["Preference-Applied"] = "respond-async"
+            return response
+        return _sync_answer(c, job.id, body, location)
+
+
+def _too_many_sync(user: str, cap: int) -> TooManySyncExecutes:
+    return TooManySyncExecutes(
+        f"user {user!r} has {cap} synchronous executes waiting for their jobs, the limit per user "
+        "(ADES_MAX_SYNC_EXECUTES_PER_USER), and this request asks for an answer only a synchronous execute gives "
+        "(mode sync, or response raw): nothing was submitted; send it with Prefer: respond-async to get a job, "
+        "or try again once one has ended")
 
 
 def _sync_answer(c: AdesContext, job_id: str, body: OgcExecute, location: str) -> Response:

@@ -2,7 +2,9 @@
 
 Every Elasticsearch request has a fixed cost larger than indexing one small document, so each request thread hands
 its job to one writer thread and waits; the writer stores whatever has gathered meanwhile at once. Alone, a request
-pays one round trip; under load the batch grows by itself (no timer, no added latency). A request returns once its
+pays one round trip; under load the batch grows by itself (no timer, no added latency), up to MAX_BATCH jobs, sent
+in bulk requests of at most ADES_ES_BULK_MAX_BYTES each (ades.store.jobs: ~11 jobs of 10 MiB were one request over
+the node's 100 MB limit, and failed together). A request returns once its
 job is durably stored (ES acknowledges a bulk after its translog is synced), so a realtime get finds it at once.
 There is no refresh per bulk: listings see new jobs after the index's next refresh, or at once on this host
 (ades.store.freshness).

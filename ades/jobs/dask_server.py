@@ -4,17 +4,26 @@ Each job is one task (ades.jobs.dask_worker.run_task) keyed `ades-job-<id>`; its
 table, and the future's end is the job's end here (whether it started is the worker's to know). Cancel requests the
 job's cancel in its folder, then asks every worker to stop the job if it holds it; a job still queued in the
 scheduler is dropped, and a task that starts after the request dismisses itself.
+
+Queued jobs start in a fair order across users: each task's Dask priority is its job's start tag, negated
+(ades.jobs.fairshare; Dask runs higher priorities first, and equal ones in submission order). The scheduler does
+the ordering, across every server process that sends it jobs. This side does not see a task start, only end, so
+its virtual time follows the tags of the jobs that ended: a little behind the jobs running, which puts a newly
+active user's job just ahead of the backlog.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ades.jobs.dask_worker import cancel_here, run_task, running_here
 from ades.jobs.executor import DEFAULT_GRACE
+from ades.jobs.fairshare import FairShare
 from ades.jobs.folder import JobFolder
 from ades.jobs.lifecycle import HostState, JobTable, TransitionRefused
 from ades.jobs.publisher import Publisher
@@ -26,10 +35,11 @@ KEY_PREFIX = "ades-job-"
 
 class DaskExecutor:
     """The Executor protocol on a Dask cluster. `data_dir` lets `cancel` reach jobs another server process
-    submitted."""
+    submitted; `shares`: user -> share of the fair order (1 for others)."""
 
     def __init__(self, scheduler: str, data_dir: Path | None = None, *, table: JobTable | None = None,
-                 retry_lost: bool = False, grace: float = DEFAULT_GRACE, connect_timeout: float = 10.0) -> None:
+                 retry_lost: bool = False, grace: float = DEFAULT_GRACE, connect_timeout: float = 10.0,
+                 shares: Mapping[str, float] | None = None) -> None:
         from distributed import Client
 
         self.table = table or JobTable()
@@ -37,6 +47,9 @@ class DaskExecutor:
         self.grace = grace
         self.data_dir = data_dir
         self.publisher = Publisher()
+        self._share = FairShare(shares)
+        self._tags: dict[str, float] = {}
+        self._lock = threading.Lock()
         try:
             self.client = Client(scheduler, set_as_default=False, timeout=connect_timeout)
         except (OSError, TimeoutError) as err:
@@ -47,8 +60,10 @@ class DaskExecutor:
     def submit(self, spec: RunSpec) -> None:
         if self._closed:
             raise RuntimeError("the executor is closed")
+        with self._lock:
+            tag = self._tags[spec.job_id] = self._share.tag(spec.user_id or "")
         future = self.client.submit(run_task, spec.model_dump_json(), self.retry_lost, key=KEY_PREFIX + spec.job_id,
-                                    pure=False)
+                                    pure=False, priority=-tag)
         self.table.transition(spec.job_id, HostState.QUEUED, "handed to the Dask scheduler", payload=spec,
                               handle=future)
         future.add_done_callback(self._done)
@@ -95,6 +110,10 @@ class DaskExecutor:
     def _done(self, future: Any) -> None:
         # Dask calls this in its callback thread, once per job, however the task ended
         job = self.table.get(str(future.key).removeprefix(KEY_PREFIX))
+        with self._lock:
+            tag = self._tags.pop(job.job_id, None)
+            if tag is not None:
+                self._share.advance(tag)
         if job.state is not HostState.QUEUED:
             return
         outcome = self._outcome(future, job.payload)

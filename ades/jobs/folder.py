@@ -16,6 +16,7 @@
     <data_dir>/execution.paused          the pause switch (ades.jobs.pause)
     <data_dir>/reconcile.lock            held by the process that reconciles the data dir
     <data_dir>/quota/                    per-user ledgers of the submission quota (ades.jobs.quota)
+    <data_dir>/quota/sync/               per-user places of synchronous executes, locked while taken
     <data_dir>/<prefix>jobs.written      when this host last wrote new jobs (ades.store.freshness)
 
 Everything here is the server's user's alone: a job's folder holds its user's inputs, outputs and log, the journal
@@ -101,6 +102,27 @@ def inside(root: Path, candidate: str | Path) -> Path | None:
     return path
 
 
+def tree_bytes(root: Path) -> int:
+    """The sizes of the regular files under `root` added up (symbolic links not followed; what vanishes while it
+    is counted is not counted)."""
+    total = 0
+    folders = [root]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
 class JobFolder:
     """`<data_dir>/jobs/<job id>/`. Made by the worker that runs the job (a submission only journals it)."""
 
@@ -154,9 +176,14 @@ class JobFolder:
             write_private(self.path / "wrapped.cwl", workflow_file.read_bytes())
 
     def clear_run(self) -> None:
-        """Remove what an earlier attempt left in the run folders (a job run again after its worker was lost)."""
+        """Remove what a run left in the run folders and its fetched inputs: an earlier attempt's (a job run again
+        after its worker was lost), or one that wrote more than it may."""
         for name in (*RUN_FOLDERS, "inputs"):
             shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def written_bytes(self) -> int:
+        """What the job has written so far: every file of its folder (log, working and temporary files, outputs)."""
+        return tree_bytes(self.path)
 
     def record_process(self, record: ProcessRecord) -> None:
         write_private(self.path / "process.json", record.model_dump_json())
@@ -302,5 +329,10 @@ class DataDir:
     @property
     def quota(self) -> Path:
         return self.root / "quota"
+
+    @property
+    def sync_slots(self) -> Path:
+        return self.quota / "sync"
+
     def write_marks(self, index_prefix: str) -> Path:
         return self.root / f"{index_prefix}jobs.written"

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from importlib import resources
@@ -27,11 +28,13 @@ from ades.cwl.loader import CwlLoadError, load_process
 from ades.execute.runner import load_wrapped
 from ades.jobs import groups
 from ades.jobs.publisher import Publisher
-from ades.jobs.run import RunResult, run_job
+from ades.jobs.run import RunResult, over_output_limit, run_job
 from ades.jobs.spec import RunSpec
 from ades.status import Status
 
 log = logging.getLogger(__name__)
+WATCH_SECONDS = 1.0
+"""How often a running job's folder is measured against ADES_MAX_OUTPUT_BYTES (a scan of its files)."""
 
 
 def warm_up() -> None:
@@ -113,33 +116,70 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
     on_started(pid)
     if folder.cancel_requested():
         groups.kill(pid)  # the cancel came while the child was being started, before anyone knew its group
-    timed_out = threading.Event()
-    timer = None
-    if spec.max_seconds:
-        def expire() -> None:
-            timed_out.set()
-            groups.kill(pid)
-
-        timer = threading.Timer(spec.max_seconds, expire)
-        timer.daemon = True
-        timer.start()
+    limits = Limits(spec, pid)
     try:
         _, status = os.waitpid(pid, 0)
     finally:
-        if timer is not None:
-            timer.cancel()
-    return _outcome(spec, publisher, pid, status, timed_out.is_set())
+        limits.close()
+    return _outcome(spec, publisher, pid, status, limits)
 
 
-def _outcome(spec: RunSpec, publisher: Publisher, pgid: int, status: int, timed_out: bool) -> Status:
+class Limits:
+    """Stops a running job's process group past its run time (ADES_JOB_TIMEOUT) or past the bytes it may write
+    (ADES_MAX_OUTPUT_BYTES, measured every WATCH_SECONDS: a job must not fill the disk every job and the local
+    Elasticsearch share before it ends). `stopped` says why it stopped the job, if it did; `overgrown`, whether the
+    job's run files should go (they are what filled the disk)."""
+
+    def __init__(self, spec: RunSpec, pgid: int) -> None:
+        self.spec = spec
+        self.pgid = pgid
+        self.stopped: str | None = None
+        self.overgrown = False
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        if spec.max_seconds or spec.max_output_bytes:
+            threading.Thread(target=self._watch, name=f"ades-limits-{spec.job_id[:8]}", daemon=True).start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._done.set()  # the group may be gone and its id reused: no kill after this
+
+    def _watch(self) -> None:
+        spec = self.spec
+        deadline = time.monotonic() + spec.max_seconds if spec.max_seconds else None
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if spec.max_output_bytes:
+                wait = WATCH_SECONDS if wait is None else min(wait, WATCH_SECONDS)
+            if self._done.wait(wait):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                self._stop(f"the job ran longer than its limit of {spec.max_seconds:g} s (ADES_JOB_TIMEOUT) and was "
+                           "stopped")
+                return
+            if spec.max_output_bytes and (written := spec.folder.written_bytes()) > spec.max_output_bytes:
+                self._stop(over_output_limit(written, spec.max_output_bytes, "was stopped"), overgrown=True)
+                return
+
+    def _stop(self, reason: str, overgrown: bool = False) -> None:
+        with self._lock:
+            if not self._done.is_set():
+                self.stopped = reason
+                self.overgrown = overgrown
+                groups.kill(self.pgid)
+
+
+def _outcome(spec: RunSpec, publisher: Publisher, pgid: int, status: int, limits: Limits) -> Status:
     died = death_message(status)
-    if spec.folder.cancel_requested() or timed_out or died:
+    if spec.folder.cancel_requested() or limits.stopped or died:
         groups.kill(pgid)  # whatever the job left behind in its group
     if spec.folder.cancel_requested():
         return publisher.dismissed(spec.job_id, "dismissed on request", spec.sink)
-    if timed_out:
-        reason = f"the job ran longer than its limit of {spec.max_seconds:g} s (ADES_JOB_TIMEOUT) and was stopped"
-        publisher.failed(spec.folder, reason, spec.sink)
+    if limits.stopped:
+        if limits.overgrown:
+            spec.folder.clear_run()
+        spec.folder.append_log(f"ades: {limits.stopped}")
+        publisher.failed(spec.folder, limits.stopped, spec.sink)
         return Status.FAILED
     if died:
         publisher.failed(spec.folder, died, spec.sink)

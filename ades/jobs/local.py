@@ -1,5 +1,9 @@
 """LocalExecutor: N warm worker processes on this machine, each running one job at a time through the launcher.
 
+Which queued job a free worker runs next is the parent's to decide, in a fair order across users
+(ades.jobs.fairshare): the workers' queue holds at most one job per worker, the rest wait in the parent's fair
+queue, and each job's end lets the next one go.
+
 Workers are started once, warm (cwltool imported and its CWL schemas loaded, ades.jobs.launcher.warm_up), and take
 jobs from a queue. They are forked from multiprocessing's forkserver, a clean single-threaded process (not a copy of
 a server that holds threads and sockets) that warmed itself up once (ades.jobs.warm), so a new executor's workers
@@ -20,10 +24,12 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ades.jobs import groups
 from ades.jobs.executor import DEFAULT_GRACE
+from ades.jobs.fairshare import FairQueue
 from ades.jobs.launcher import run_one, warm_up
 from ades.jobs.lifecycle import HostState, JobTable, TransitionRefused
 from ades.jobs.pause import hold
@@ -55,10 +61,11 @@ def worker_main(jobs: Any, events: Any, stopping: Any, nice: int = 0) -> None:
 
 
 class LocalExecutor:
-    """Runs jobs in `n_workers` warm processes (default: one per CPU)."""
+    """Runs jobs in `n_workers` warm processes (default: one per CPU), in a fair order across users weighted by
+    `shares` (user -> share, 1 for others)."""
 
     def __init__(self, n_workers: int | None = None, *, table: JobTable | None = None, grace: float = DEFAULT_GRACE,
-                 start_method: str = "forkserver", nice: int = 0) -> None:
+                 start_method: str = "forkserver", nice: int = 0, shares: Mapping[str, float] | None = None) -> None:
         context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             context.set_forkserver_preload([FORKSERVER_PRELOAD])
@@ -68,6 +75,10 @@ class LocalExecutor:
         self._events = context.Queue()
         self._stopping = context.Event()
         self._closed = False
+        self._fair: FairQueue[str] = FairQueue(shares)
+        self._handed = 0
+        """jobs in the workers' queue or in a worker, not ended yet"""
+        self._lock = threading.Lock()
         self.workers = [
             context.Process(target=worker_main, args=(self._jobs, self._events, self._stopping, nice),
                             daemon=True, name=f"ades-worker-{i}")
@@ -84,7 +95,9 @@ class LocalExecutor:
             raise RuntimeError("the executor is closed")
         self.table.transition(spec.job_id, HostState.QUEUED, "handed to the local executor", payload=spec,
                               handle=self)
-        self._jobs.put(spec.model_dump_json())
+        with self._lock:
+            self._fair.push(spec.user_id or "", spec.model_dump_json())
+            self._hand_on()
 
     def cancel(self, job_id: str) -> bool:
         job = self.table.get(job_id)
@@ -101,7 +114,9 @@ class LocalExecutor:
         """Cancel the running jobs, let the queued ones go (they stay journaled), stop the workers."""
         if self._closed:
             return
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            self._fair = FairQueue()  # their table entries are released below
         for job in self.table.in_state(HostState.STARTED):
             if job.handle is self:
                 self.cancel(job.job_id)
@@ -128,7 +143,7 @@ class LocalExecutor:
 
     def backlog(self) -> bool:
         """Whether jobs wait in the queue for a free worker."""
-        return not self._jobs.empty()
+        return len(self._fair) > 0 or not self._jobs.empty()
 
     def running(self) -> dict[str, int]:
         """job id -> process group of the job, for the jobs running now."""
@@ -136,6 +151,13 @@ class LocalExecutor:
                 if job.handle is self and job.pgid}
 
     # --- internals ---
+    def _hand_on(self) -> None:
+        """Give the workers the next jobs in fair order, as many as there are workers without one (under _lock).
+        No more: a job in the workers' queue can no longer be overtaken."""
+        while not self._closed and self._handed < len(self.workers) and self._fair:
+            self._jobs.put(self._fair.pop())
+            self._handed += 1
+
     def _ended(self, job_id: str) -> bool:
         return self.table.state(job_id) is HostState.ENDED
 
@@ -157,6 +179,9 @@ class LocalExecutor:
                     self.table.transition(job_id, HostState.STARTED, "a worker started its process group",
                                           pgid=int(value))
                 else:
+                    with self._lock:
+                        self._handed -= 1
+                        self._hand_on()
                     self.table.transition(job_id, HostState.ENDED, "its worker saw it end", outcome=Status(value))
             except TransitionRefused as err:  # a bug; the listener must go on for the other jobs
                 log.error("job %s: %s", job_id, err)

@@ -66,6 +66,12 @@ class Reporter:
                             **fields)
 
 
+def over_output_limit(written: int, limit: int, what: str) -> str:
+    """Why a job that wrote `written` bytes into its folder failed (`what` was done to it)."""
+    return (f"the job wrote {written:,} bytes into its folder, over the limit of {limit:,} bytes per job "
+            f"(ADES_MAX_OUTPUT_BYTES); it {what} and its files were removed (its log stays)")
+
+
 def _unrunnable(spec: RunSpec) -> str | None:
     """Why the workflow cannot run here at all, or None."""
     try:
@@ -123,6 +129,12 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
         outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement, staging)
         stream.write(f"ades: cwltool finished with status {status} after {time.perf_counter() - started:.2f} s\n")
+        if spec.max_output_bytes and (written := folder.written_bytes()) > spec.max_output_bytes:
+            # the launcher's watch measures only every second: what a job wrote since is checked here
+            why = over_output_limit(written, spec.max_output_bytes, "failed")
+            stream.write(f"ades: {why}\n")
+            folder.clear_run()
+            return failed(why)
         if outputs is not None and store_outputs is not None:
             try:
                 urls = store_outputs(spec.job_id, outputs, folder.outputs)

@@ -4,7 +4,8 @@ One per server process (under gunicorn, one per worker): its table of held jobs,
 submissions, the scheduler of waiting jobs and the executor (made on first use: importing cwltool and starting
 warm workers costs seconds, and a read-only server never needs them).
 
-    submit:   admission (queue cap) -> group commit: journal, index `submitted`, JOURNALED -> scheduler -> executor
+    submit:   admission (free disk, queue cap) -> group commit: journal, index `submitted`, JOURNALED -> scheduler
+              -> executor (in a fair order across users)
     cancel:   cancel requested in the job's folder -> stopped where it runs -> `dismissed` in the store
     wait:     the job's outcome once it has ended here (the server's synchronous execute)
     restart:  reconciliation re-queues, adopts or fails what a previous run left unfinished
@@ -23,13 +24,13 @@ from ades.execute.sandbox import Sandbox
 from ades.fetch import FetchPolicy
 from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
-from ades.jobs.admission import Admission
+from ades.jobs.admission import Admission, DiskFloor
 from ades.jobs.executor import DEFAULT_GRACE, Executor
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.journal import Journal
 from ades.jobs.lifecycle import HostState, JobTable
 from ades.jobs.publisher import Publisher
-from ades.jobs.quota import UserQuota
+from ades.jobs.quota import SyncSlots, UserQuota
 from ades.jobs.reconcile import Reconciler, Report, claim
 from ades.jobs.scheduler import JobScheduler
 from ades.jobs.spec import QueuedJob, RunSpec
@@ -93,9 +94,18 @@ class JobService:
         return Admission(lambda: self.store.count([Status.SUBMITTED]), self.settings.max_queued_jobs)
 
     @functools.cached_property
+    def disk_floor(self) -> DiskFloor:
+        return DiskFloor(self.data.root, self.settings.min_free_disk_bytes)
+
+    @functools.cached_property
     def quota(self) -> UserQuota:
         """Per-user cap on unfinished jobs, shared by this host's server processes."""
-        return UserQuota(self._unfinished_of, self.settings.max_running_jobs_per_user, self.data.quota)
+        return UserQuota(self._unfinished_of, self.settings.running_jobs_cap, self.data.quota)
+
+    @functools.cached_property
+    def sync_slots(self) -> SyncSlots:
+        """Per-user cap on synchronous executes at once, shared by this host's server processes."""
+        return SyncSlots(self.settings.sync_executes_cap, self.data.sync_slots)
 
     @functools.cached_property
     def scheduler(self) -> JobScheduler:
@@ -113,10 +123,11 @@ class JobService:
             from ades.jobs.dask_server import DaskExecutor
 
             return DaskExecutor(self.settings.dask_scheduler_address, self.data.root, table=self.table,
-                                retry_lost=self.settings.dask_retry_lost)
+                                retry_lost=self.settings.dask_retry_lost, shares=self.settings.user_shares)
         from ades.jobs.local import LocalExecutor
 
-        return LocalExecutor(self.workers, table=self.table, nice=self.settings.job_nice)
+        return LocalExecutor(self.workers, table=self.table, nice=self.settings.job_nice,
+                             shares=self.settings.user_shares)
 
     def _unfinished_of(self, user: str) -> int:
         self.store.refresh()
@@ -136,16 +147,20 @@ class JobService:
     def fetch_policy(self) -> FetchPolicy:
         return FetchPolicy.from_settings(self.settings)
 
-    def run_spec(self, package: Package, job_id: str, job_order: dict[str, Any]) -> RunSpec:
+    def run_spec(self, package: Package, job_id: str, job_order: dict[str, Any],
+                 user_id: str | None = None) -> RunSpec:
+        s = self.settings
         return RunSpec.for_package(package, job_id, job_order, self.data.root, self.sink_config, self.base_url,
-                                   self.storage_config, self.settings.job_timeout, self.sandbox, self.fetch_policy,
-                                   self.settings.input_roots)
+                                   self.storage_config, s.job_timeout, sandbox=self.sandbox, fetch=self.fetch_policy,
+                                   input_roots=s.input_roots, user_id=user_id, max_output_bytes=s.max_output_bytes)
 
     def submit(self, package: Package, job: Job, job_order: dict[str, Any]) -> None:
-        """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises TooManyQueued (nothing
-        written), StoreUnavailable or JobExists."""
-        queued = QueuedJob(spec=self.run_spec(package, job.id, job_order), depends_on=job.depends_on, delay=job.delay)
+        """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises LowDisk or TooManyQueued
+        (nothing written), StoreUnavailable or JobExists."""
+        spec = self.run_spec(package, job.id, job_order, job.user_id)
+        queued = QueuedJob(spec=spec, depends_on=job.depends_on, delay=job.delay)
         self.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
+        self.disk_floor.check()
         self.admission.admit()
         # journaled, indexed, then scheduled, by the group commit's writer for its whole batch: a job indexed as
         # `submitted` can always be re-queued after a crash. If indexing fails its journal line stays, inert: only

@@ -37,6 +37,9 @@ class RunSpec(BaseModel):
     cache_key: str | None = Field(default=None, description="`id:version`; loaded tools are reused per key")
     max_seconds: float | None = Field(default=None, gt=0, description="run-time limit; past it the job is killed "
                                       "and fails with the reason (ADES_JOB_TIMEOUT)")
+    max_output_bytes: int | None = Field(default=None, gt=0, description="the most the job may write into its "
+                                         "folder (outputs, working and temporary files, log); past it the job is "
+                                         "stopped and fails with the reason (ADES_MAX_OUTPUT_BYTES)")
     storage: StorageConfig | None = Field(
         default=None, description="where outputs go once the workflow succeeded; None: they stay in the job folder, "
         "with the wrapper's results URLs")
@@ -45,6 +48,8 @@ class RunSpec(BaseModel):
                                "fetched from, and how much (ADES_FETCH_*)")
     input_roots: list[Path] = Field(default_factory=list, description="directories the job's local files may come "
                                     "from, beside its own folder (ADES_INPUT_ROOTS)")
+    user_id: str | None = Field(default=None, description="who submitted the job: queued jobs start in turns "
+                                "across users (ades.jobs.fairshare); None: the one user of an open server")
 
     @property
     def folder(self) -> JobFolder:
@@ -54,10 +59,12 @@ class RunSpec(BaseModel):
     def for_package(cls, package: Package, job_id: str, job_order: dict[str, Any], data_dir: Path,
                     sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
                     max_seconds: float | None = None, sandbox: Sandbox | None = None,
-                    fetch: FetchPolicy | None = None, input_roots: list[Path] | None = None) -> RunSpec:
+                    *, fetch: FetchPolicy | None = None, input_roots: list[Path] | None = None,
+                    user_id: str | None = None, max_output_bytes: int | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
                    job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage,
-                   sandbox=sandbox or Sandbox(), fetch=fetch or FetchPolicy(), input_roots=input_roots or [])
+                   sandbox=sandbox or Sandbox(), fetch=fetch or FetchPolicy(), input_roots=input_roots or [],
+                   user_id=user_id, max_output_bytes=max_output_bytes or None)
 
 
 class QueuedJob(BaseModel):

@@ -156,7 +156,10 @@ def _elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
         "path.data": str(paths.data),
         "path.logs": str(paths.logs),
         "xpack.security.enabled": False,
-        "cluster.routing.allocation.disk.threshold_enabled": False,
+        # Elasticsearch's own disk watermarks (flood stage: indices go read-only before the disk is full, which
+        # would corrupt them), with its defaults: 85 % / 90 % / 95 % used, each capped by a headroom on big disks.
+        # The node shares its disk with the job folders of the same data dir.
+        "cluster.routing.allocation.disk.threshold_enabled": True,
         "action.destructive_requires_name": False,
     }
     lines = ["# Written by ades on every start; edit ades settings (ADES_*) instead."]

@@ -35,8 +35,13 @@ class BulkAnswer:
     """Whether the request went out more than once after a send whose fate is unknown (a lost connection)."""
 
 
+def ndjson_text(lines: Iterable[dict[str, Any]]) -> str:
+    """The lines as newline-delimited JSON, all ASCII (non-ASCII characters escaped): its length is its size."""
+    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+
+
 def ndjson(lines: Iterable[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+    return ndjson_text(lines).encode()
 
 
 class BulkConnection:
@@ -58,10 +63,11 @@ class BulkConnection:
     def from_settings(cls, settings: Settings) -> BulkConnection:
         return cls(Endpoint.from_url(settings.elasticsearch_url), settings.es_request_timeout, settings.es_max_retries)
 
-    def bulk(self, lines: Iterable[dict[str, Any]], **params: str) -> BulkAnswer:
-        """POST the action and document lines to `_bulk`; the parsed answer. Raises StoreUnavailable when the node
-        cannot be reached or keeps refusing within the retries, or answers with another error."""
-        body = ndjson(lines)
+    def bulk(self, lines: Iterable[dict[str, Any]] | bytes, **params: str) -> BulkAnswer:
+        """POST the action and document lines (or their NDJSON) to `_bulk`; the parsed answer. Raises
+        StoreUnavailable when the node cannot be reached or keeps refusing within the retries, or answers with
+        another error."""
+        body = lines if isinstance(lines, bytes) else ndjson(lines)
         path = f"{self.endpoint.prefix}/_bulk" + (f"?{urlencode(params)}" if params else "")
         unsure = False
         with self._lock:

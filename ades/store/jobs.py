@@ -7,7 +7,7 @@ can never silently overwrite each other: the loser re-reads and merges again (bo
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from ades.config import Settings
 from ades.merge import Outcome, merge
 from ades.models import Job, JobPage, JobQuery, StatusUpdate, iso
 from ades.status import Status
-from ades.store.bulk import BulkConnection
+from ades.store.bulk import BulkConnection, ndjson_text
 from ades.store.client import StoreUnavailable, backoff
 
 CREATE_CHUNK = 1000
@@ -70,21 +70,36 @@ class JobStore:
     # --- create / read -----------------------------------------------------------------------------------
     def create(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]:
         """Index new jobs as `submitted`, never overwriting one (a taken id is JobExists); per job None (stored),
-        JobExists or StoreUnavailable. One bulk request per CREATE_CHUNK jobs, over the store's own connection
-        (ades.store.bulk); with `refresh`, searches see them on return."""
+        JobExists or StoreUnavailable. One bulk request per CREATE_CHUNK jobs or ADES_ES_BULK_MAX_BYTES, whichever
+        comes first (a larger job goes alone), over the store's own connection (ades.store.bulk); with `refresh`,
+        searches see them on return."""
         results: list[Exception | None] = []
-        for start in range(0, len(jobs), CREATE_CHUNK):
-            results.extend(self._create_chunk(jobs[start:start + CREATE_CHUNK], refresh))
+        for chunk, body in self._chunks(jobs):
+            results.extend(self._create_chunk(chunk, body, refresh))
         return results
 
-    def _create_chunk(self, jobs: Sequence[Job], refresh: bool) -> list[Exception | None]:
-        lines: list[dict[str, Any]] = []
+    def _chunks(self, jobs: Sequence[Job]) -> Iterator[tuple[list[Job], bytes]]:
+        # by bytes too: jobs of up to ADES_MAX_BODY_BYTES each, submitted together, made one request past the node's
+        # http.max_content_length (100 MB), and ES refused the whole batch
+        limit = self.settings.es_bulk_max_bytes
+        chunk: list[Job] = []
+        texts: list[str] = []
+        size = 0
         for job in jobs:
-            lines.append({"create": {"_index": self.index, "_id": job.id}})
-            lines.append(job.to_document())
+            text = ndjson_text(({"create": {"_index": self.index, "_id": job.id}}, job.to_document()))
+            if chunk and (len(chunk) >= CREATE_CHUNK or size + len(text) > limit):
+                yield chunk, "".join(texts).encode()
+                chunk, texts, size = [], [], 0
+            chunk.append(job)
+            texts.append(text)
+            size += len(text)
+        if chunk:
+            yield chunk, "".join(texts).encode()
+
+    def _create_chunk(self, jobs: Sequence[Job], body: bytes, refresh: bool) -> list[Exception | None]:
         try:
             # only what is read back: the full answer has ~10 fields per job, and parsing it was a measurable share
-            answer = self._connection().bulk(lines, refresh="true" if refresh else "false",
+            answer = self._connection().bulk(body, refresh="true" if refresh else "false",
                                              filter_path="items.*.status,items.*.error")
         except StoreUnavailable as err:
             failure = StoreUnavailable(f"could not store jobs: {err}")

@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from ades.config import Settings
+from ades.config import DEFAULT_RUNNING_JOBS_PER_USER, DEFAULT_SYNC_EXECUTES_PER_USER, Settings
 from ades.jobs.folder import DataDir
 from ades.store import make_client
 from tests.e2e.conftest import LiveServer, drop_test_indexes, serve_app
@@ -256,15 +256,19 @@ def test_openapi_tells_the_configured_limits(world: World) -> None:
 
 def test_readme_tells_the_limits() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    for name in ("max_body_bytes", "max_labels", "max_label_length", "max_page_limit", "max_running_jobs_per_user"):
+    for name in ("max_body_bytes", "max_labels", "max_label_length", "max_page_limit", "min_free_disk_bytes"):
         assert f"| `ADES_{name.upper()}` | `{Settings.model_fields[name].default}` |" in readme, name
+    for name, default in (("max_running_jobs_per_user", DEFAULT_RUNNING_JOBS_PER_USER),
+                          ("max_sync_executes_per_user", DEFAULT_SYNC_EXECUTES_PER_USER)):
+        assert f"| `ADES_{name.upper()}` | `{default}` with auth, else `0` |" in readme, name
 
 
 def test_defaults_are_sane() -> None:
     defaults = Settings.model_construct()
     assert defaults.max_body_bytes == 10 * 1024 * 1024
     assert (defaults.max_labels, defaults.max_label_length, defaults.max_page_limit) == (100, 256, 1000)
-    assert defaults.max_running_jobs_per_user == 0 and defaults.job_timeout == 86_400.0
+    assert defaults.running_jobs_cap == 0 and defaults.sync_executes_cap == 0 and defaults.job_timeout == 86_400.0
+    assert defaults.min_free_disk_bytes == 1024**3
 
 
 # --- limits per user and per job, on a server with bearer tokens -------------------------------------------------

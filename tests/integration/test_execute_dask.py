@@ -127,6 +127,34 @@ def test_paused_execution_holds_jobs_on_the_workers(executor, echo, settings, jo
     assert (spec.folder.outputs / "out.txt").read_text() == "held\n"
 
 
+def test_a_late_users_job_starts_before_another_users_backlog(executor, echo, settings, job_store):
+    """Queued jobs start in a fair order across users: each task's Dask priority is its fair-queue tag."""
+    def spec_of(user: str, message: str) -> RunSpec:
+        return new_spec(echo, {"message": message}, settings, job_store).model_copy(update={"user_id": user})
+
+    backlog = [spec_of("alice", f"alice {i}") for i in range(12)]
+    bobs = spec_of("bob", "bob")
+    pause(settings.data_dir, "a backlog gathers")
+    try:
+        for spec in backlog:
+            executor.submit(spec)
+        executor.submit(bobs)
+        key = f"ades-job-{bobs.job_id}"
+        wait_for(lambda: executor.client.run_on_scheduler(lambda dask_scheduler: key in dask_scheduler.tasks), 30,
+                 "the scheduler to have bob's job")
+    finally:
+        resume(settings.data_dir)
+    assert executor.wait(bobs.job_id, 120) == "succeeded"
+    for spec in backlog:
+        assert executor.wait(spec.job_id, 120) == "succeeded"
+    started = {spec.job_id: spec.folder.attempts()[0]["at"] for spec in [*backlog, bobs]}
+    ahead = sum(1 for spec in backlog if started[spec.job_id] < started[bobs.job_id])
+    # Dask sends the first tasks of a burst (up to twice its threads) straight to the workers, before it sees a
+    # group worth queueing: each worker holds one of alice's jobs while paused and has her next one in line. Bob's is
+    # the first the scheduler sends after those. First in first out started all twelve before bob's.
+    assert ahead <= 2 * WORKERS, f"{ahead} of alice's 12 jobs started before bob's"
+
+
 def test_cancel_kills_the_running_job(executor, sleep, echo, settings, job_store):
     spec = new_spec(sleep, {"seconds": 300}, settings, job_store)
     executor.submit(spec)

@@ -108,3 +108,22 @@ def test_the_user_quota_refuses_past_the_cap_and_releases_on_failure(tmp_path) -
     with (quota.hold("bob"), quota.hold("bob"), pytest.raises(TooManyJobs, match="user 'bob' has 2 unfinished"),
           quota.hold("bob")):
         pass
+
+
+def test_the_disk_floor_reads_the_free_space_once_per_ttl(tmp_path) -> None:
+    from ades.jobs.admission import DiskFloor, LowDisk, free_bytes
+
+    assert free_bytes(tmp_path / "not" / "yet") == free_bytes(tmp_path)  # the nearest folder that exists
+    clock, disk = Clock(), Counter(5000)
+    DiskFloor(tmp_path, 0, clock=clock, read=lambda _: disk()).check()
+    assert disk.asked == 0  # off: never read
+    floor = DiskFloor(tmp_path, 6000, clock=clock, read=lambda _: disk())
+    with pytest.raises(LowDisk, match=r"has 5,000 bytes free, under the 6,000 .*ADES_MIN_FREE_DISK_BYTES") as refused:
+        floor.check()
+    assert (refused.value.status, refused.value.retry_after) == (503, 60)
+    disk.value = 7000  # space freed
+    with pytest.raises(LowDisk):
+        floor.check()  # within the ttl the last reading stands
+    clock.now += 1.0
+    floor.check()
+    assert disk.asked == 2
