@@ -1,12 +1,16 @@
-"""What every benchmark script shares: percentiles and running batches in concurrent streams."""
+"""What every benchmark script shares: percentiles, running batches in concurrent streams, a server to measure."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +94,23 @@ def wait_until_up(url: str, process: Any, timeout: float = 90.0) -> None:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the benchmark server at {url} did not start") from None
             time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def ades_server(port: int, data_dir: str, **settings: str) -> Iterator[str]:
+    """`ades serve` on 127.0.0.1:`port` (1 server process, 2 job workers, status straight to Elasticsearch) with
+    more settings (`index_prefix="x-"` is ADES_INDEX_PREFIX=x-); its URL once it answers."""
+    base = f"http://127.0.0.1:{port}"
+    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_PUBLIC_URL": base, "ADES_DATA_DIR": data_dir}
+    env |= {f"ADES_{name.upper()}": value for name, value in settings.items()}
+    server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port), "--workers", "1",
+                               "--job-workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"{base}/processes", server, 60)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def store_all(store: Any, jobs: Sequence[Any], refresh: bool = False) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ms_summary, write_figures
+from common import ades_server, ms_summary, write_figures
 from common import parser as benchmark_parser
 
 from ades.config import Settings
@@ -102,43 +100,25 @@ def _call(url: str, body: bytes | None = None, headers: dict[str, str] | None = 
 
 def jobs(port: int, input_url: str, runs: int, sandbox: str) -> dict[str, Any]:
     """Submit -> successful of `runs` jobs whose one input is `input_url`, through a fresh server."""
-    base = f"http://127.0.0.1:{port}"
-    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-fetch-", "ADES_PUBLIC_URL": base,
-                        "ADES_SANDBOX": sandbox, "ADES_FETCH_ALLOW": '["localhost"]'}
     samples, failed = [], 0
-    with tempfile.TemporaryDirectory() as data_dir:
-        env["ADES_DATA_DIR"] = data_dir
-        server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port),
-                                   "--workers", "1", "--job-workers", "2"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (tempfile.TemporaryDirectory() as data_dir,
+          ades_server(port, data_dir, index_prefix="bench-fetch-", sandbox=sandbox, fetch_allow='["localhost"]',
+                      anonymous_roles='["deployer"]') as base):
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    _call(f"{base}/processes")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the benchmark server did not start") from None
-                    time.sleep(0.3)
-            try:
-                _call(f"{base}/processes", TAKE_FILE.encode(), {"Content-Type": "application/cwl+yaml"})
-            except urllib.error.HTTPError as err:
-                if err.code != 409:  # deployed by an earlier run under the same prefix
-                    raise
-            body = json.dumps({"inputs": {"file": {"href": input_url}}}).encode()
-            headers = {"Content-Type": "application/json", "Prefer": "respond-async"}
-            for i in range(runs + 3):  # the first three warm the workers up
-                t = time.perf_counter()
-                job_id = _call(f"{base}/processes/take-file/execution", body, headers)["jobID"]
-                while (status := _call(f"{base}/jobs/{job_id}")["status"]) not in ("successful", "failed"):
-                    time.sleep(0.005)
-                if i >= 3:
-                    samples.append(time.perf_counter() - t)
-                    failed += status != "successful"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            _call(f"{base}/processes", TAKE_FILE.encode(), {"Content-Type": "application/cwl+yaml"})
+        except urllib.error.HTTPError as err:
+            if err.code != 409:  # deployed by an earlier run under the same prefix
+                raise
+        body = json.dumps({"inputs": {"file": {"href": input_url}}}).encode()
+        headers = {"Content-Type": "application/json", "Prefer": "respond-async"}
+        for i in range(runs + 3):  # the first three warm the workers up
+            t = time.perf_counter()
+            job_id = _call(f"{base}/processes/take-file/execution", body, headers)["jobID"]
+            while (status := _call(f"{base}/jobs/{job_id}")["status"]) not in ("successful", "failed"):
+                time.sleep(0.005)
+            if i >= 3:
+                samples.append(time.perf_counter() - t)
+                failed += status != "successful"
     return {**ms_summary(samples), "failed": failed}
 
 

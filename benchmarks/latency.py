@@ -12,20 +12,17 @@ Talks only to 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import ms_summary, write_figures
+from common import ades_server, ms_summary, write_figures
 from common import parser as benchmark_parser
 
 from ades.config import Settings
@@ -71,39 +68,16 @@ def server_jobs(base: str, runs: int) -> list[float]:
     return samples
 
 
-@contextlib.contextmanager
-def serving(port: int, sandbox: str, data_dir: str) -> Iterator[str]:
-    """A fresh `ades serve` on 127.0.0.1:`port` whose tools run with ADES_SANDBOX=`sandbox`, warmed up; its URL."""
-    base = f"http://127.0.0.1:{port}"
-    env = os.environ | {"ADES_EVENT_SINK": "direct", "ADES_INDEX_PREFIX": "bench-latency-", "ADES_DATA_DIR": data_dir,
-                        "ADES_PUBLIC_URL": base, "ADES_SANDBOX": sandbox}
-    server = subprocess.Popen([sys.executable, "-m", "ades.cli", "-q", "serve", "--port", str(port),
-                               "--workers", "1", "--job-workers", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _get(f"{base}/processes")
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the benchmark server did not start") from None
-                time.sleep(0.3)
-        server_jobs(base, 3)  # warm-up: workers load cwltool and the echo tool
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def sandbox_on_and_off(port: int, runs: int) -> tuple[list[float], list[float]]:
     """Submit→successful with the sandbox on and off, from two servers running side by side, one job on each in
     turn (which one goes first alternates): both see the same host at the same moments."""
     on: list[float] = []
     off: list[float] = []
     with (tempfile.TemporaryDirectory() as on_dir, tempfile.TemporaryDirectory() as off_dir,
-          serving(port, "bwrap", on_dir) as confined, serving(port + 1, "none", off_dir) as unconfined):
+          ades_server(port, on_dir, index_prefix="bench-latency-", sandbox="bwrap") as confined,
+          ades_server(port + 1, off_dir, index_prefix="bench-latency-", sandbox="none") as unconfined):
+        server_jobs(confined, 3)  # warm-up: workers load cwltool and the echo tool
+        server_jobs(unconfined, 3)
         for i in range(runs):
             pairs = [(confined, on), (unconfined, off)]
             for base, samples in pairs if i % 2 == 0 else pairs[::-1]:

@@ -48,6 +48,27 @@ def gate_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def assert_a_restart_leaves_it(executor: Any, restarted: Any, spec: RunSpec, store: JobStore, gate: Path) -> None:
+    """Run the gate job `spec` on `executor`, make its process record name another host, and reconcile on
+    `restarted` (a JobService starting on the shared data dir): the job must be left alone, then succeed once the gate
+    opens. Closes both."""
+    try:
+        executor.submit(spec)
+        wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
+        process = spec.folder.process()
+        assert process is not None
+        spec.folder.record_process(process.model_copy(update={"host": "another-host"}))  # as if it ran there
+        report = restarted.reconcile()
+        assert report is not None and spec.job_id in report.left and not report.lost, report
+        gate.touch()
+        assert executor.wait(spec.job_id, 60) == "succeeded"
+    finally:
+        restarted.close()
+        executor.close()
+    store.refresh()
+    assert store.get(spec.job_id)["status"] == "succeeded"
+
+
 class TimedOut(AssertionError):
     pass
 

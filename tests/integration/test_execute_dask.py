@@ -26,7 +26,7 @@ from ades.jobs.spec import RunSpec
 from ades.store import JobStore
 from tests import helpers
 from tests.conftest import free_port
-from tests.helpers import gate_folder, processes_in, wait_for
+from tests.helpers import assert_a_restart_leaves_it, gate_folder, processes_in, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -260,8 +260,8 @@ def test_killed_worker_job_is_retried(cluster, gate, settings, job_store, es, tm
 
 def test_a_restart_leaves_a_job_a_live_worker_on_another_host_holds(cluster, gate, settings, job_store, es,
                                                                     tmp_path):
-    """Reconciliation asks the Dask workers before it fails a job that started on another host: one that a live
-    worker still runs is left to finish (it used to be failed as "worker lost", then finished, and stayed failed)."""
+    """A job a Dask worker runs on another host beats like any job (ades.jobs.heartbeat): a restarting server leaves
+    it to finish (it used to be failed as "worker lost", then finished, and stayed failed)."""
     from ades.jobs.service import JobService
 
     wait_for_workers(cluster, WORKERS)
@@ -269,23 +269,8 @@ def test_a_restart_leaves_a_job_a_live_worker_on_another_host_holds(cluster, gat
     executor = DaskExecutor(cluster, settings.data_dir, grace=2.0)
     restarted = JobService(settings.model_copy(update={"executor": "dask", "dask_scheduler": cluster}), job_store,
                            "http://127.0.0.1:5000")
-    try:
-        spec = new_spec(gate, {"gate": str(opened)}, settings, job_store, readable=[opened.parent])
-        executor.submit(spec)
-        wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
-        process = spec.folder.process()
-        assert process is not None
-        spec.folder.record_process(process.model_copy(update={"host": "another-host"}))  # as a worker elsewhere
-
-        report = restarted.reconcile()  # a server starting on this data dir
-        assert report is not None and spec.job_id in report.left and not report.lost, report
-        opened.touch()
-        assert executor.wait(spec.job_id, 60) == "succeeded"
-    finally:
-        restarted.close()
-        executor.close()
-    job_store.refresh()
-    assert job_store.get(spec.job_id)["status"] == "succeeded"
+    spec = new_spec(gate, {"gate": str(opened)}, settings, job_store, readable=[opened.parent])
+    assert_a_restart_leaves_it(executor, restarted, spec, job_store, opened)
 
 
 def test_cancel_unknown_job(executor):

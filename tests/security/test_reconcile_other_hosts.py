@@ -25,7 +25,7 @@ from ades.models import StatusUpdate
 from ades.status import Status
 from ades.store import JobStore
 from tests import helpers
-from tests.helpers import GATE_CWL, gate_folder, processes_in, wait_for
+from tests.helpers import GATE_CWL, assert_a_restart_leaves_it, gate_folder, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,24 +40,9 @@ def test_a_restart_leaves_a_job_running_on_another_host_and_it_ends_succeeded(ga
     opened = gate_folder(tmp_path) / "gate"
     executor = LocalExecutor(n_workers=1, grace=2.0)
     restarted = JobService(settings, job_store, "http://127.0.0.1:5000")
-    try:
-        spec = helpers.new_spec(gate, {"gate": str(opened)}, settings.data_dir, SinkConfig.from_settings(settings),
-                                job_store, readable=[opened.parent])
-        executor.submit(spec)
-        wait_for(lambda: processes_in(spec.folder.work), 120, "the tool to run")
-        process = spec.folder.process()
-        assert process is not None
-        spec.folder.record_process(process.model_copy(update={"host": "another-host"}))  # as if it ran there
-
-        report = restarted.reconcile()  # a server starting on the shared data dir, with the local executor
-        assert report is not None and spec.job_id in report.left and not report.lost, report
-        opened.touch()
-        assert executor.wait(spec.job_id, 60) == "succeeded"
-    finally:
-        restarted.close()
-        executor.close()
-    job_store.refresh()
-    assert job_store.get(spec.job_id)["status"] == "succeeded"
+    spec = helpers.new_spec(gate, {"gate": str(opened)}, settings.data_dir, SinkConfig.from_settings(settings),
+                            job_store, readable=[opened.parent])
+    assert_a_restart_leaves_it(executor, restarted, spec, job_store, opened)  # with the local executor
 
 
 def _running_elsewhere(settings: Settings, job_store: JobStore, gate, last_beat: float) -> str:
