@@ -76,7 +76,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": {"type": "string", "enum": ["process"]},
             "status": {"type": "string", "enum": ["accepted", "running", "successful", "failed", "dismissed"]},
             "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            **{k: {"type": "string", "format": "date-time", "nullable": True}
+            **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
             "labels": {"type": "array", "items": {"type": "string"}},
             "links": {"type": "array", "items": _ref("link")},

@@ -24,6 +24,8 @@ def job_links(base_url: str, job_id: str, status: Status) -> list[dict[str, str]
     base = base_url.rstrip("/")
     links = [
         {"href": f"{base}/jobs/{job_id}", "rel": "self", "type": JSON, "title": "this job"},
+        # what a client follows to monitor the job (OGC's `status` relation), wherever it found this document
+        {"href": f"{base}/jobs/{job_id}", "rel": "status", "type": JSON, "title": "the job's status"},
         {"href": f"{base}/jobs/{job_id}/logs", "rel": "log", "type": "text/plain", "title": "the job log"},
     ]
     if status is Status.SUCCEEDED:
@@ -37,9 +39,11 @@ def job_links(base_url: str, job_id: str, status: Status) -> list[dict[str, str]
 
 
 def status_info(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """OGC statusInfo of a `jobs` document, plus the ades fields people filter on (labels, processVersion)."""
+    """OGC statusInfo of a `jobs` document, plus the ades fields people filter on (labels, processVersion). What is
+    not known yet (`started` of an accepted job, `finished` of a running one) is left out: OGC's schema has no null
+    for them."""
     status = Status(doc["status"])
-    return {
+    info = {
         "jobID": doc["id"],
         "processID": doc.get("process-id"),
         "processVersion": doc.get("process-version"),
@@ -54,6 +58,7 @@ def status_info(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
         "labels": list(doc.get("labels") or []),
         "links": job_links(base_url, doc["id"], status),
     }
+    return {key: value for key, value in info.items() if value is not None}
 
 
 def process_summary(process: DeployedProcess, base_url: str) -> dict[str, Any]:

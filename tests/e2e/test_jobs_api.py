@@ -156,11 +156,22 @@ def _alive(pgid: int) -> bool:
     return True
 
 
+def assert_status_document(info: dict, job_id: str) -> None:
+    """What OGC clients (and the OGC test suite) read: no null for what is not known yet, and a `status` link to
+    follow the job by."""
+    assert None not in info.values(), info
+    assert "finished" not in info, info
+    assert any(link["rel"] == "status" and link["href"].endswith(f"/jobs/{job_id}") for link in info["links"]), info
+
+
 def test_dismiss_a_running_job(deployed: LiveServer) -> None:
     live = deployed
     response = live.post("/processes/sleep/execution", headers=ASYNC, json={"inputs": {"seconds": 300}})
     job_id = response.json()["jobID"]
-    assert live.wait_status(job_id, ("running",), timeout=60)["status"] == "running"
+    assert_status_document(response.json(), job_id)  # accepted: not started, not finished
+    running = live.wait_status(job_id, ("running",), timeout=60)
+    assert running["status"] == "running"
+    assert_status_document(running, job_id)
     pgid = live.context.jobs.table.wait_started(job_id, 30)
     assert pgid is not None and _alive(pgid)
     dismissed = live.delete(f"/jobs/{job_id}")
