@@ -22,6 +22,8 @@ from ades.store import JobStore
 BASE_URL = "http://127.0.0.1:5000"
 EXAMPLES = Path(__file__).resolve().parents[1] / "cwl" / "examples"
 OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+OGC2 = "http://www.opengis.net/def/exceptions/ogcapi-processes-2/1.0/"
+"""Exceptions Part 2 (deploy, replace, undeploy) defines: a `kind` of assert_problem may be a full type URI."""
 T = TypeVar("T")
 GATE_CWL = """\
 cwlVersion: v1.2
@@ -135,7 +137,7 @@ def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
     """An OGC exception answer of this status and kind, with a title and a detail; its body."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert body["type"] == OGC + kind
+    assert body["type"] == (kind if "://" in kind else OGC + kind)
     assert body["status"] == status
     assert body["title"] and body["detail"]
     return body

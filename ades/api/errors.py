@@ -20,6 +20,8 @@ from ades.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 OGC_EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+PART2_EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-2/1.0/"
+"""Where Part 2 (deploy, replace, undeploy) defines an exception, its answers carry Part 2's type."""
 PROBLEM_JSON = "application/problem+json"
 
 # HTTP status -> (type suffix, title) for errors werkzeug raises on its own
@@ -42,7 +44,7 @@ class ApiProblem(Exception):
         self.status = status
         self.kind = kind
         self.detail = detail
-        self.title = title or kind.replace("-", " ").capitalize()
+        self.title = title or _short(kind).replace("-", " ").capitalize()
         self.headers = headers or {}
 
 
@@ -50,11 +52,17 @@ def problem(status: int, kind: str, detail: str, title: str | None = None) -> Ap
     return ApiProblem(status, kind, detail, title)
 
 
+def part2(kind: str) -> str:
+    """The kind of an exception Part 2 defines (duplicated-process, immutable-process, unsupported-media-type of a
+    deploy), as a full type URI."""
+    return PART2_EXCEPTIONS + kind
+
+
 def problem_response(status: int, kind: str, detail: str, title: str | None = None,
                      headers: dict[str, str] | None = None) -> Response:
     body: dict[str, Any] = {
-        "type": OGC_EXCEPTIONS + kind,
-        "title": title or kind.replace("-", " ").capitalize(),
+        "type": kind if "://" in kind else OGC_EXCEPTIONS + kind,
+        "title": title or _short(kind).replace("-", " ").capitalize(),
         "status": status,
         "detail": detail,
     }
@@ -63,6 +71,10 @@ def problem_response(status: int, kind: str, detail: str, title: str | None = No
     # application/json, not problem+json: OGC clients (and pygeoapi's) look for JSON
     response.headers.update(headers or {})
     return response
+
+
+def _short(kind: str) -> str:
+    return kind.rsplit("/", 1)[-1]
 
 
 def register(app: Flask) -> None:

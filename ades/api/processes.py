@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from ades.api.auth import DEPLOYER, current_principal, require_role
 from ades.api.context import AdesContext, ctx
-from ades.api.errors import ApiProblem, problem
+from ades.api.errors import ApiProblem, part2, problem
 from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
 from ades.api.views import process_description, process_summary, results_document, status_info
 from ades.cwl import PackageError, describe, load_package
@@ -49,7 +49,7 @@ def get_process(c: AdesContext, ref: str) -> DeployedProcess:
 
 
 def _immutable(process: DeployedProcess, action: str) -> ApiProblem:
-    return ApiProblem(403, "immutable-process", f"process {process.id!r} is built in and cannot be {action}",
+    return ApiProblem(403, part2("immutable-process"), f"process {process.id!r} is built in and cannot be {action}",
                       "Immutable process")
 
 
@@ -57,7 +57,7 @@ def _load_body(c: AdesContext) -> tuple[Any, float]:
     """The package in the request, loaded and validated by cwltool; (Package, milliseconds it took)."""
     media = (request.mimetype or "").lower()
     if media not in DEPLOY_TYPES:
-        raise problem(415, "unsupported-media-type",
+        raise problem(415, part2("unsupported-media-type"),
                       f"Content-Type: cannot deploy {media or 'a body without Content-Type'}; use one of "
                       f"{', '.join(DEPLOY_TYPES)}",
                       "Unsupported media type")
@@ -120,7 +120,7 @@ def deploy() -> Response:
     try:
         c.process_store.deploy(process)
     except ProcessExists:
-        raise problem(409, "duplicated-process",
+        raise problem(409, part2("duplicated-process"),
                       f"process {package.id!r} version {package.version!r} is already deployed; PUT replaces it, "
                       "or raise s:softwareVersion", "Duplicated process") from None
     c.remember(process, package)

@@ -30,7 +30,7 @@ from ades.jobs.folder import DataDir
 from ades.store import make_client
 from tests.e2e.conftest import LiveServer, drop_test_indexes, serve_app
 from tests.e2e.fuzz_harness import COUNT_LINES
-from tests.helpers import EXAMPLES, OGC, assert_problem, journaled_jobs, wait_for
+from tests.helpers import EXAMPLES, OGC, OGC2, assert_problem, journaled_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ CATALOGUE = [
         "invalid-parameter", ("body", "nested deeper than 32")),
     Bad("wrong content type (execute)", execute(b"{}", **{"Content-Type": "text/plain"}), 415,
         "unsupported-media-type", ("Content-Type", "text/plain", "application/json")),
-    Bad("wrong content type (deploy)", deploy(COUNT_LINES, "application/xml"), 415, "unsupported-media-type",
+    Bad("wrong content type (deploy)", deploy(COUNT_LINES, "application/xml"), 415, OGC2 + "unsupported-media-type",
         ("Content-Type", "application/xml", "application/cwl+yaml")),
     Bad("huge body (Content-Length)", execute({"inputs": {"message": "x" * (BODY_LIMIT + 1)}}), 413,
         "payload-too-large", ("body", f"{BODY_LIMIT} bytes", "ADES_MAX_BODY_BYTES")),

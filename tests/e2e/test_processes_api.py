@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import LiveServer
-from tests.helpers import EXAMPLES, assert_problem
+from tests.helpers import EXAMPLES, OGC2, assert_problem
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_deploy_forms_then_conflict_then_undeploy(live: LiveServer, form: str) -
     assert summary["id"] == "two-step" and summary["version"] == "1.2.0" and summary["mutable"] is True
 
     again, _ = deploy(live, body, media)
-    assert_problem(again, 409, "duplicated-process")
+    assert_problem(again, 409, OGC2 + "duplicated-process")
 
     description = live.get("/processes/two-step:1.2.0").json()
     assert description["inputs"]["message"]["schema"] == {"type": "string"}
@@ -74,8 +74,8 @@ def test_replace_with_put(live: LiveServer) -> None:
 
 
 def test_unsupported_media_type(live: LiveServer) -> None:
-    assert_problem(deploy(live, TWO_STEP, "text/plain")[0], 415, "unsupported-media-type")
-    assert_problem(deploy(live, TWO_STEP, "application/json")[0], 415, "unsupported-media-type")
+    assert_problem(deploy(live, TWO_STEP, "text/plain")[0], 415, OGC2 + "unsupported-media-type")
+    assert_problem(deploy(live, TWO_STEP, "application/json")[0], 415, OGC2 + "unsupported-media-type")
 
 
 def test_invalid_cwl_gets_cwltools_message(live: LiveServer) -> None:
@@ -91,7 +91,7 @@ def test_echo_is_builtin_and_immutable(live: LiveServer) -> None:
     assert echo["mutable"] is False and echo["inputs"]["message"]["schema"]["type"] == "string"
     text = (EXAMPLES / "echo.cwl").read_text()
     assert_problem(live.put("/processes/echo", data=text, headers={"Content-Type": "application/cwl"}),
-                   403, "immutable-process")
-    assert_problem(live.delete("/processes/echo"), 403, "immutable-process")
-    assert_problem(deploy(live, text.replace("1.0.0", "2.0.0"), "application/cwl")[0], 403, "immutable-process")
+                   403, OGC2 + "immutable-process")
+    assert_problem(live.delete("/processes/echo"), 403, OGC2 + "immutable-process")
+    assert_problem(deploy(live, text.replace("1.0.0", "2.0.0"), "application/cwl")[0], 403, OGC2 + "immutable-process")
     assert live.get("/processes/echo").status_code == 200
