@@ -66,7 +66,8 @@ def _instant(text: str, name: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _number(name: str, low: float, high: float | None = None) -> float | None:
+def number_arg(name: str, low: float, high: float | None = None, integer: bool = False) -> float | None:
+    """The query parameter `name` as a number within [low, high] (None when absent); a 400 naming it otherwise."""
     raw = request.args.get(name)
     if raw is None:
         return None
@@ -80,6 +81,8 @@ def _number(name: str, low: float, high: float | None = None) -> float | None:
     if value < low or (high is not None and value > high):
         bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
         raise problem(400, "invalid-parameter", f"{name} must be {bounds}, got {value:g}")
+    if integer and not value.is_integer():
+        raise problem(400, "invalid-parameter", f"{name} must be an integer")
     return value
 
 
@@ -122,9 +125,7 @@ def parse_job_query(settings: Settings) -> JobQuery:
             created_from, created_to = _instant(start, "datetime"), _instant(end, "datetime")
         else:
             created_from = created_to = _instant(raw, "datetime")
-    limit = _number("limit", 1, settings.max_page_limit)
-    if limit is not None and not limit.is_integer():
-        raise problem(400, "invalid-parameter", "limit must be an integer")
+    limit = number_arg("limit", 1, settings.max_page_limit, integer=True)
     after = request.args.get("after")
     return JobQuery(
         statuses=statuses,
@@ -132,8 +133,8 @@ def parse_job_query(settings: Settings) -> JobQuery:
         labels_all=labels,
         created_from=created_from,
         created_to=created_to,
-        min_duration=_number("minDuration", 0),
-        max_duration=_number("maxDuration", 0),
+        min_duration=number_arg("minDuration", 0),
+        max_duration=number_arg("maxDuration", 0),
         size=int(limit) if limit is not None else DEFAULT_LIMIT,
         search_after=decode_cursor(after) if after else None,
     )

@@ -192,12 +192,17 @@ def _landing_paths() -> dict[str, Any]:
     }
 
 
-def _process_paths() -> dict[str, Any]:
+def _process_paths(settings: Settings) -> dict[str, Any]:
     status_json = _json(_ref("statusInfo"), "job status")
     return {
         "/processes": {
-            "get": {"operationId": "getProcesses", "summary": "deployed processes (latest versions)",
-                    "responses": {"200": _json(_ref("processList"), "process list"), **_errors(503)}},
+            "get": {"operationId": "getProcesses", "summary": "deployed processes (latest versions, by id)",
+                    "parameters": [
+                        _query("limit", "page size (ADES_MAX_PAGE_LIMIT at most; none: every process)",
+                               {"type": "integer", "minimum": 1, "maximum": settings.max_page_limit}),
+                        _query("offset", "processes to skip (the next link carries it)",
+                               {"type": "integer", "minimum": 0})],
+                    "responses": {"200": _json(_ref("processList"), "process list"), **_errors(400, 503)}},
             "post": {"operationId": "deploy", "summary": "deploy a CWL application package",
                      "parameters": [_query("w", "the Workflow of a $graph to deploy", {"type": "string"})],
                      "requestBody": _deploy_body(),
@@ -319,7 +324,7 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
                   settings: Settings | None = None) -> dict[str, Any]:
     """The document; limits (labels, page size) are those of `settings` (the defaults when None)."""
     settings = settings or Settings.model_construct()
-    paths: dict[str, Any] = {**_landing_paths(), **_process_paths(), **_job_paths(settings), **_metrics_path()}
+    paths: dict[str, Any] = {**_landing_paths(), **_process_paths(settings), **_job_paths(settings), **_metrics_path()}
     _secure(paths)
     responses = _error_responses()
     return {

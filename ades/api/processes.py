@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from ades.api.auth import DEPLOYER, current_principal, require_role
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import ApiProblem, part2, problem
+from ades.api.jobs import number_arg
 from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
 from ades.api.views import process_description, process_summary, results_document, status_info
 from ades.cwl import PackageError, describe, load_package
@@ -85,12 +86,18 @@ def deploy_builtin(c: AdesContext, package: Any) -> None:
 # --- Part 1: list and describe -------------------------------------------------------------------------------
 @bp.get("/processes")
 def list_processes() -> Response:
+    """The latest version of every process, by id; `limit` and `offset` page through them (no limit: all)."""
     c = ctx()
-    processes = [process_summary(p, c.base_url) for p in c.process_store.latest_all()]
-    return jsonify({
-        "processes": processes,
-        "links": [{"href": c.url("/processes"), "rel": "self", "type": "application/json", "title": "processes"}],
-    })
+    limit = number_arg("limit", 1, c.settings.max_page_limit, integer=True)
+    offset = int(number_arg("offset", 0, integer=True) or 0)
+    every = c.process_store.latest_all()
+    end = len(every) if limit is None else offset + int(limit)
+    links = [{"href": c.url(request.full_path.rstrip("?")), "rel": "self", "type": "application/json",
+              "title": "processes"}]
+    if end < len(every):
+        links.append({"href": c.url(f"/processes?limit={int(limit or 0)}&offset={end}"), "rel": "next",
+                      "type": "application/json", "title": "the next processes"})
+    return jsonify({"processes": [process_summary(p, c.base_url) for p in every[offset:end]], "links": links})
 
 
 @bp.get("/processes/<ref>")

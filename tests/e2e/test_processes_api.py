@@ -54,6 +54,14 @@ def test_deploy_forms_then_conflict_then_undeploy(live: LiveServer, form: str) -
     listed = {p["id"]: p for p in live.get("/processes").json()["processes"]}
     assert listed["two-step"]["mutable"] is True and listed["echo"]["mutable"] is False
     assert all(isinstance(p["mutable"], bool) for p in listed.values())
+    pages, url = [], "/processes?limit=1"
+    while url:  # one process a page, following the next links, gives every process once, by id
+        page = live.get(url.replace(live.url, "")).json()
+        pages.append([p["id"] for p in page["processes"]])
+        url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
+    assert all(len(ids) == 1 for ids in pages) and [i for ids in pages for i in ids] == sorted(listed)
+    assert_problem(live.get("/processes?limit=0"), 400, "invalid-parameter")
+    assert_problem(live.get("/processes?offset=1.5"), 400, "invalid-parameter")
 
     assert live.delete("/processes/two-step").status_code == 204
     assert_problem(live.get("/processes/two-step"), 404, "no-such-process")
