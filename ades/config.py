@@ -306,15 +306,10 @@ class Settings(BaseSettings):
     )
 
     @field_validator("auth_tokens_file", "auth_jwt_key", "auth_jwt_audience", "auth_jwt_issuer", "job_timeout",
-                     "max_running_jobs_per_user", "max_sync_executes_per_user", mode="before")
+                     "max_running_jobs_per_user", "max_sync_executes_per_user", "metrics_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ADES_AUTH_TOKENS_FILE=` must mean "no tokens file", not the current directory
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("metrics_token", mode="before")
-    @classmethod
-    def _empty_token_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("user_shares", mode="after")
