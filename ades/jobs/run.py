@@ -103,10 +103,14 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
     reporter = Reporter(spec, publisher)
     urls = None
     with job_log(folder.log, redirect_fds) as stream, beats(folder):
+
+        def failed_here(reason: str) -> RunResult:
+            stream.write(f"ades: {reason}\n")
+            return failed(reason)
+
         stream.write(f"ades: job {spec.job_id} starts (process {spec.cache_key}, pid {os.getpid()})\n")
         if (why := _unrunnable(spec)) is not None:
-            stream.write(f"ades: {why}\n")
-            return failed(why)
+            return failed_here(why)
         try:
             tool = load_wrapped(spec.workflow_file, spec.cache_key)
         except CwlLoadError as err:
@@ -115,15 +119,13 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         try:
             confinement = confine(spec.sandbox)
         except NoSandbox as err:
-            stream.write(f"ades: {err}\n")
-            return failed(str(err))
+            return failed_here(str(err))
         owner = (confinement.uid, confinement.gid) if confinement is not None and confinement.uid is not None else None
         staging = Staging(Fetcher(spec.fetch), folder.inputs, [folder.path, *spec.input_roots], owner)
         try:
             job_order = stage_job_order(spec.job_order, staging)
         except StagingError as err:
-            stream.write(f"ades: an input cannot be fetched: {err}\n")
-            return failed(f"an input cannot be fetched: {err}")
+            return failed_here(f"an input cannot be fetched: {err}")
         job_order = {**job_order, "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
@@ -131,10 +133,8 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         stream.write(f"ades: cwltool finished with status {status} after {time.perf_counter() - started:.2f} s\n")
         if spec.max_output_bytes and (written := folder.written_bytes()) > spec.max_output_bytes:
             # the launcher's watch measures only every second: what a job wrote since is checked here
-            why = over_output_limit(written, spec.max_output_bytes, "failed")
-            stream.write(f"ades: {why}\n")
             folder.clear_run()
-            return failed(why)
+            return failed_here(over_output_limit(written, spec.max_output_bytes, "failed"))
         if outputs is not None and store_outputs is not None:
             try:
                 urls = store_outputs(spec.job_id, outputs, folder.outputs)
