@@ -125,6 +125,11 @@ class Reconciler:
         self.held_elsewhere = held_elsewhere
         self.watch_seconds = WATCH_SECONDS
         self.stale_after = STALE_SECONDS
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Stop watching (the store it watches through is closing): the next server to start reconciles again."""
+        self._closed.set()
 
     def run(self) -> Report:
         report = Report()
@@ -171,7 +176,8 @@ class Reconciler:
 
         def watch() -> None:
             while groups.alive(pgid):
-                time.sleep(WATCH_SECONDS)
+                if self._closed.wait(WATCH_SECONDS):
+                    return
             outcome = self._fail_if_unfinished(job_id, "worker lost: the job's process ended without reporting an end")
             self.table.transition(job_id, HostState.ENDED, "its process group ended", outcome=outcome)
 
@@ -182,8 +188,7 @@ class Reconciler:
 
         def watch() -> None:
             left = {folder.job_id: folder for folder in folders}
-            while left:
-                time.sleep(self.watch_seconds)
+            while left and not self._closed.wait(self.watch_seconds):
                 with contextlib.suppress(Exception):  # the store may be down for a moment; then look again
                     statuses = self.store.statuses(list(left))
                     for job_id, folder in list(left.items()):
@@ -210,7 +215,8 @@ class Reconciler:
                     return Status(status) if status else Status.FAILED
             if time.monotonic() >= deadline:
                 break
-            time.sleep(1.0)
+            if self._closed.wait(1.0):
+                return Status.FAILED  # unsettled: left to the next server's reconciliation
         self.publisher.publish(StatusUpdate(job_id=job_id, status=Status.FAILED, message=reason))
         return Status.FAILED
 

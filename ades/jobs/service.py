@@ -54,6 +54,7 @@ class JobService:
         self._executor: Executor | None = None
         self._lock = threading.Lock()
         self._reconcile_lock: IO[str] | None = None
+        self._reconciler: Reconciler | None = None
 
     # --- wiring, each made on first use ---
     @functools.cached_property
@@ -220,8 +221,9 @@ class JobService:
             return None
         self._reconcile_lock = handle
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
-        return Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
-                          held_elsewhere=held_elsewhere).run()
+        self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
+                                      held_elsewhere=held_elsewhere)
+        return self._reconciler.run()
 
     def _held_by_workers(self) -> set[str]:
         return set(self.executor.running())  # type: ignore[attr-defined] (the Dask executor asks every worker)
@@ -236,6 +238,8 @@ class JobService:
                 self.__dict__[name].close()
         if "journal" in self.__dict__:
             self.journal.close()
+        if self._reconciler is not None:
+            self._reconciler.close()
         if self._reconcile_lock is not None:
             self._reconcile_lock.close()
             self._reconcile_lock = None

@@ -7,6 +7,7 @@ stops."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -76,3 +77,22 @@ def test_a_job_elsewhere_fails_when_its_beat_stops_and_at_once_when_it_has_stopp
     os.utime(settings.data_dir / "jobs" / beating / "process.json", (stale, stale))  # its host died
     wait_for(lambda: status(beating) == "failed", 30, "the job whose beat stopped to fail")
     assert job_store.get(beating)["message"] == HOST_LOST
+
+
+def test_closing_the_reconciler_stops_its_watchers_while_their_jobs_still_run(gate, settings: Settings,
+                                                                               job_store: JobStore, es):
+    """A watcher outliving its server polled a store whose client was closed, for ever (CI saw one log hundreds of
+    retries, and the tracebacks it logged raced another thread's `ast.parse`)."""
+    beating = _running_elsewhere(settings, job_store, gate, time.time())
+    reconciler = Reconciler(job_store, settings.data_dir, lambda queued: None, Publisher(SinkConfig.from_settings(
+        settings)), JobTable())
+    reconciler.watch_seconds = 0.2
+    assert reconciler.run().left == [beating]
+    watchers = [t for t in threading.enumerate() if t.name == "ades-watch-beats"]
+    assert watchers
+    reconciler.close()
+    for watcher in watchers:
+        watcher.join(5)
+        assert not watcher.is_alive()
+    job_store.refresh()
+    assert job_store.get(beating)["status"] == "running"

@@ -43,6 +43,10 @@ def _within(module: str, *packages: str) -> bool:
 
 
 ALL = list(_modules(ADES, ROOT / "tests", ROOT / "benchmarks", ROOT / "lambdas"))
+"""Parsed once, while pytest collects: CPython 3.11's `ast` keeps its recursion depth per interpreter, so a parse in a
+test can fail (SystemError) while another thread formats a traceback, which parses too."""
+TREES = {path: tree for _, path, tree in ALL}
+OWN = [(name, path, tree) for name, path, tree in ALL if path.is_relative_to(ADES)]
 
 
 def test_no_private_name_is_imported_from_another_module() -> None:
@@ -68,7 +72,7 @@ def test_data_flows_one_way() -> None:
 
 def test_the_job_folder_names_live_in_ades_jobs_alone() -> None:
     found = []
-    for name, path, tree in _modules(ADES):
+    for name, path, tree in OWN:
         if _within(name, "ades.jobs"):
             continue
         for node in ast.walk(tree):
@@ -78,7 +82,7 @@ def test_the_job_folder_names_live_in_ades_jobs_alone() -> None:
 
 
 def test_a_process_group_is_signalled_in_one_place() -> None:
-    callers = sorted({str(path.relative_to(ROOT)) for _, path, tree in _modules(ADES) for node in ast.walk(tree)
+    callers = sorted({str(path.relative_to(ROOT)) for _, path, tree in OWN for node in ast.walk(tree)
                       if isinstance(node, ast.Attribute) and node.attr == "killpg"})
     assert callers == ["ades/jobs/groups.py"]
 
@@ -87,7 +91,7 @@ def test_a_process_group_is_signalled_in_one_place() -> None:
 def test_modules_and_functions_stay_small(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").count("\n")
     assert lines <= MAX_MODULE_LINES, f"{lines} lines"
-    long = [f"{node.name}: {node.end_lineno - node.lineno + 1} lines" for node in ast.walk(ast.parse(path.read_text()))
+    long = [f"{node.name}: {node.end_lineno - node.lineno + 1} lines" for node in ast.walk(TREES[path])
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, long
