@@ -16,8 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ades.cwl.inputs import JOB_REQUIREMENTS
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
+from ades.execute.fidelity import with_job_requirements
 from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
 from ades.execute.sandbox import NoSandbox, confine
 from ades.execute.staging import Staging, StagingError, stage_job_order
@@ -126,6 +128,9 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
             job_order = stage_job_order(spec.job_order, staging)
         except StagingError as err:
             return failed_here(f"an input cannot be fetched: {err}")
+        requirements = job_order.pop(JOB_REQUIREMENTS, None)
+        if requirements:
+            tool = with_job_requirements(tool, requirements)
         job_order = {**job_order, "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
