@@ -11,10 +11,14 @@ job order, a scattering workflow with an expression tool in a `$graph`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +97,20 @@ outputs:
   extra: File?
 """
 
+LOADED = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-loaded
+requirements: {InlineJavascriptRequirement: {}}
+inputs:
+  text: {type: File, loadContents: true}
+baseCommand: [echo]
+arguments: [$(inputs.text.contents.trim().toUpperCase())]
+stdout: upper.txt
+outputs:
+  upper: {type: File, outputBinding: {glob: upper.txt}}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -146,11 +164,22 @@ def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def live(es_url: str, inputs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    import uuid
+def web(inputs_dir: Path) -> Iterator[str]:
+    """The input files served over http on 127.0.0.1, as a data server would."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inputs_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
 
+
+@pytest.fixture(scope="module")
+def live(es_url: str, inputs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     settings = Settings(es_url=es_url, index_prefix=f"e2e-{uuid.uuid4().hex[:10]}-", event_sink="direct",
-                        data_dir=tmp_path_factory.mktemp("fidelity-server") / "data", input_roots=[inputs_dir])
+                        data_dir=tmp_path_factory.mktemp("fidelity-server") / "data", input_roots=[inputs_dir],
+                        fetch_allow=["127.0.0.1"])
     yield from serve_app(settings, file_roots=[inputs_dir])
 
 
@@ -268,3 +297,11 @@ def test_requirements_that_widen_a_job_are_refused_by_name(live: LiveServer) -> 
     assert "DockerRequirement" in detail and "NetworkAccess" in detail and "EnvVarRequirement" not in detail.split(
         "Allowed")[0]
     assert live.get("/jobs", params={"processID": "fid-greeting"}).json()["numberMatched"] == before
+
+
+def test_an_http_input_is_fetched_before_its_contents_are_loaded(live: LiveServer, web: str) -> None:
+    """Where the server does better than cwltool alone: cwltool reads `loadContents` of an http File as a local path
+    (FileNotFoundError on the URL); the server fetches every http input into the job's folder first."""
+    got = through_server(live, LOADED, {"text": {"class": "File", "location": f"{web}/note.txt"}})
+    assert got is not None
+    assert requests.get(got["upper"]["location"], timeout=30).text == "A NOTE\n"
