@@ -176,3 +176,27 @@ def test_a_bad_outputs_request_is_refused_and_writes_nothing(live: LiveServer, o
                           "invalid-parameter")
     assert where in body["detail"]
     assert count_jobs(live) == before
+
+
+def nulls_in(value: Any, where: str = "") -> list[str]:
+    """Where a JSON document holds null (OGC's schemas allow it nowhere in these answers)."""
+    if value is None:
+        return [where or "(the document)"]
+    if isinstance(value, dict):
+        return [spot for key, item in value.items() for spot in nulls_in(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [spot for i, item in enumerate(value) for spot in nulls_in(item, f"{where}[{i}]")]
+    return []
+
+
+def test_no_answer_holds_null(live: LiveServer) -> None:
+    """Every OGC document a client reads, in every state of a job: nothing unknown is sent as null."""
+    created = run(live, {"inputs": {"message": "audit", "pause": 1}}, ASYNC)
+    job_id = created.json()["jobID"]
+    seen = {"created": created.json(), "accepted or running": live.get(f"/jobs/{job_id}").json()}
+    seen["successful"] = live.wait_status(job_id)
+    for path in ("/", "/conformance", "/processes", "/processes?limit=1", "/processes/echo", "/jobs",
+                 f"/jobs/{job_id}/results", f"/jobs/{job_id}/results?f=json"):
+        seen[path] = live.get(path).json()
+    seen["sync document"] = run(live, {"inputs": {"message": "audit"}}).json()
+    assert {name: nulls_in(doc) for name, doc in seen.items() if nulls_in(doc)} == {}
