@@ -9,6 +9,7 @@ DockerRequirement under `hints` is optional: it is used when a runtime is config
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from typing import Any, Literal
 
 ContainerRuntime = Literal["none", "podman", "docker", "singularity", "apptainer"]
@@ -18,32 +19,50 @@ EXECUTABLES: dict[str, str] = {"podman": "podman", "docker": "docker", "singular
 """What cwltool runs for each runtime: for apptainer too it runs `singularity` (apptainer installs that name)."""
 
 
-def docker_requirements(node: Any) -> list[str]:
-    """dockerPull/dockerImageId values of DockerRequirements under `requirements` (hints are optional: ignored)."""
-    found: list[str] = []
+REFUSED_SOURCES = ("dockerLoad", "dockerImport", "dockerFile")
+"""Ways to get an image that cwltool carries out on the worker, with its privileges and network, past the fetcher
+(ades.fetch): downloading a tarball from any URL, or building a Dockerfile. Images come from dockerPull (the
+runtime's registries) or are already on the workers (dockerImageId)."""
+
+
+def _docker_entries(node: Any, sections: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Every DockerRequirement object under the given `sections` (requirements, hints) of `node`, at any depth."""
     if isinstance(node, dict):
-        reqs = node.get("requirements")
-        items = list(reqs.items()) if isinstance(reqs, dict) else [(r.get("class"), r) for r in reqs or []
-                                                                    if isinstance(r, dict)]
-        for name, req in items:
-            if name == "DockerRequirement" and isinstance(req, dict):
-                found.append(str(req.get("dockerPull") or req.get("dockerImageId") or "(no image named)"))
+        for section in sections:
+            reqs = node.get(section)
+            items = list(reqs.items()) if isinstance(reqs, dict) else [(r.get("class"), r) for r in reqs or []
+                                                                        if isinstance(r, dict)]
+            for name, req in items:
+                if name == "DockerRequirement" and isinstance(req, dict):
+                    yield req
         for key, value in node.items():
-            if key != "requirements":
-                found.extend(docker_requirements(value))
+            if key not in sections:
+                yield from _docker_entries(value, sections)
     elif isinstance(node, list):
         for item in node:
-            found.extend(docker_requirements(item))
-    return found
+            yield from _docker_entries(item, sections)
+
+
+def docker_requirements(node: Any) -> list[str]:
+    """dockerPull/dockerImageId values of DockerRequirements under `requirements` (hints are optional: ignored)."""
+    return [str(req.get("dockerPull") or req.get("dockerImageId") or "(no image named)")
+            for req in _docker_entries(node, ("requirements",))]
 
 
 def refusal(document: Any, runtime: ContainerRuntime, without_container: bool) -> str | None:
     """Why a CWL document cannot run under these settings (ADES_CONTAINER_RUNTIME,
     ADES_DOCKER_WITHOUT_CONTAINER), or None when it can."""
-    if runtime != "none" or without_container:
+    if runtime != "none":
+        sources = sorted({field for req in _docker_entries(document, ("requirements", "hints"))
+                          for field in REFUSED_SOURCES if field in req})
+        if sources:
+            return (f"DockerRequirement: {', '.join(sources)} is not accepted: the worker would download or build "
+                    "the image itself, with its own privileges and network; name the image with dockerPull (from "
+                    "the registries the container runtime is configured with) or dockerImageId (an image the "
+                    "operator put on the workers)")
         return None
     images = list(dict.fromkeys(docker_requirements(document)))
-    if not images:
+    if without_container or not images:
         return None
     return (f"the package requires DockerRequirement (image {', '.join(images)}) and this server has no container "
             "runtime (ADES_CONTAINER_RUNTIME=none): its tools could not run in the image. The operator can set "

@@ -193,23 +193,30 @@ def container_arguments(runtime: list[str], confinement: Confinement | None, net
 
 
 def _contained(base: type) -> type:
-    """cwltool's Docker or Podman job, run as ades runs containers (container_arguments): the container is the tool's
-    confinement; bwrap does not wrap the runtime, which needs the host's privileges."""
+    """cwltool's container job, run as ades runs containers: the container is the tool's confinement (bwrap does not
+    wrap the runtime, which needs the host's privileges). Docker and podman lines are edited (container_arguments);
+    singularity and apptainer run as cwltool has them, as the worker's user. Whatever the runtime, a link the tool
+    left to a host path is removed before its outputs are collected on the host."""
     name = f"contained:{base.__name__}"
     if name not in _CLASSES:
+        from cwltool.docker import DockerCommandLineJob
+
+        docker = issubclass(base, DockerCommandLineJob)
 
         class ContainedJob(base):  # type: ignore[misc,valid-type]
             def create_runtime(self, env: Any, runtimeContext: Any) -> tuple[list[str], str | None]:
                 runtime, cidfile = super().create_runtime(env, runtimeContext)
                 confinement: Confinement | None = getattr(runtimeContext, "ades_confinement", None)
                 if confinement is not None:
-                    if confinement.uid is not None:
+                    if docker and confinement.uid is not None:
                         for path in (self.outdir, self.tmpdir):  # made by cwltool as the worker's user, mode 0700
                             os.chown(path, confinement.uid, confinement.gid or -1)
                     visible = [Path(self.outdir), Path(self.tmpdir), *staged_inputs(self.pathmapper),
                                *staged_inputs(self.generatemapper)]
                     self.collect_outputs = _collected_safely(self.collect_outputs, visible)
-                return container_arguments(runtime, confinement, bool(self.networkaccess)), cidfile
+                if docker:
+                    runtime = container_arguments(runtime, confinement, bool(self.networkaccess))
+                return runtime, cidfile
 
         _CLASSES[name] = ContainedJob
     return _CLASSES[name]
@@ -221,9 +228,8 @@ def tool_class() -> type:
     that run workflows."""
     if "tool" not in _CLASSES:
         from cwltool.command_line_tool import CommandLineTool
-        from cwltool.docker import DockerCommandLineJob
         from cwltool.errors import UnsupportedRequirement
-        from cwltool.job import CommandLineJob
+        from cwltool.job import CommandLineJob, ContainerCommandLineJob
 
         class ConfinedJob(CommandLineJob):  # type: ignore[misc]
             def _execute(self, runtime: list[str], env: Any, runtimeContext: Any, monitor_function: Any = None) -> None:
@@ -253,7 +259,7 @@ def tool_class() -> type:
                     runner = CommandLineJob
                 if runner is CommandLineJob:
                     return ConfinedJob
-                return _contained(runner) if issubclass(runner, DockerCommandLineJob) else runner
+                return _contained(runner) if issubclass(runner, ContainerCommandLineJob) else runner
 
         _CLASSES["tool"] = ConfinableTool
     return _CLASSES["tool"]

@@ -103,3 +103,32 @@ def test_allowed_without_containers_a_required_image_runs_in_the_sandbox(allowin
     assert "no-data-dir" in printed, printed  # bwrap: the journal of the server is not there
     if os.geteuid() == 0:
         assert f"uid={pwd.getpwnam('ades-job').pw_uid}" in printed, printed  # the job user, not root
+
+
+@pytest.fixture(scope="module")
+def with_runtime(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose jobs would run DockerRequirement tools in podman (deploys only here: podman need not run)."""
+    yield from serve_app(_settings(es_url, tmp_path_factory.mktemp("runtime"), container_runtime="podman"),
+                         workers=1)
+
+
+@pytest.mark.parametrize(("where", "source"), [
+    ("requirements", {"dockerLoad": "http://127.0.0.1:9200/_cat/indices"}),  # the job store, fetched by the worker
+    ("hints", {"dockerImport": "/etc/shadow"}),
+    ("requirements", {"dockerFile": "FROM scratch\nRUN true"}),
+])
+def test_with_a_runtime_an_image_the_worker_would_fetch_or_build_is_refused(with_runtime: LiveServer, where: str,
+                                                                            source: dict[str, str]) -> None:
+    """dockerLoad, dockerImport and dockerFile make cwltool download (any URL, past the fetcher), read (any host
+    path) or build an image on the worker, with its privileges and network."""
+    field, value = next(iter(source.items()))
+    cwl = probe("sourced", where=where).replace(f'dockerPull: "{IMAGE}"', f"dockerImageId: ades/x, {field}: {value!r}")
+    body = assert_problem(with_runtime.post("/processes", data=cwl, headers={"Content-Type": CWL}), 400,
+                          "unsupported-requirement")
+    assert field in body["detail"], body
+    assert with_runtime.get("/processes/sourced").status_code == 404
+
+
+def test_with_a_runtime_a_required_image_deploys(with_runtime: LiveServer) -> None:
+    answer = with_runtime.post("/processes", data=probe("pulled"), headers={"Content-Type": CWL})
+    assert answer.status_code == 201, answer.text
