@@ -180,11 +180,13 @@ _CLASSES: dict[str, type] = {}
 def container_arguments(runtime: list[str], confinement: Confinement | None, network: bool) -> list[str]:
     """cwltool's `docker|podman run` arguments as ades runs them: a root worker's podman is rootful, which refuses
     the `--userns=keep-id` cwltool always asks; in a sandboxed run the container's processes are the job user's,
-    not root's, and get no network unless the tool declared NetworkAccess and the operator allows it."""
+    not root's, gain no privileges (no capabilities, setuid files do not work, as setpriv does for bwrap), and get
+    no network unless the tool declared NetworkAccess and the operator allows it."""
     root = os.geteuid() == 0
     args = [a for a in runtime if not (root and a == "--userns=keep-id")]
     if confinement is None:
         return args
+    args += ["--security-opt=no-new-privileges", "--cap-drop=ALL"]
     if confinement.uid is not None:
         args = [f"--user={confinement.uid}:{confinement.gid}" if a.startswith("--user=") else a for a in args]
     if not (network and confinement.network) and "--net=none" not in args:

@@ -46,7 +46,8 @@ outputs:
   out: {{type: File, outputBinding: {{glob: out.txt}}}}
 """
 PROBE = ("printf uid=; id -u; test -e /etc/debian_version && echo host-files || echo image-files; "
-         "cat /etc/passwd; ls {queue} >/dev/null 2>&1 && echo sees-journal || echo no-journal")
+         "cat /etc/passwd; ls {queue} >/dev/null 2>&1 && echo sees-journal || echo no-journal; "
+         "grep -E 'NoNewPrivs|CapBnd' /proc/self/status")
 
 
 def _podman(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -163,12 +164,23 @@ def test_a_docker_tool_runs_in_its_image_through_podman(server: tuple[str, Path]
     assert status == "successful", log[-3000:]
     assert "image-files" in out and "the-test-image" in out, out  # the image's files, not the host's
     assert "no-journal" in out, out
+    assert "NoNewPrivs:\t1" in out and "CapBnd:\t0000000000000000" in out, out  # no way back to privileges
     assert "podman \\\n    run" in log and "--net=none" in log, log[-3000:]  # cwltool ran podman, no network
     assert "--userns=keep-id" not in log  # rootful podman refuses it
     if os.geteuid() == 0:
         job_uid = pwd.getpwnam("ades-job").pw_uid
         assert f"uid={job_uid}" in out, out  # the job user's, not root
         assert f"--user={job_uid}:" in log
+
+
+def test_a_tool_without_docker_requirement_stays_in_the_sandbox(server: tuple[str, Path]) -> None:
+    url, data = server
+    lines = TOOL.format(pid="plain-tool", where="hints", image="unused").splitlines()
+    cwl = "\n".join(line for line in lines if line != "hints:" and "DockerRequirement" not in line)
+    status, out, log = deploy_and_run(url, cwl, "{ " + PROBE.format(queue=data / "queue") + "; } > out.txt")
+    assert status == "successful", log[-3000:]
+    assert "host-files" in out and "no-journal" in out, out  # bwrap: the host's system, not its data dir
+    assert "$ bwrap \\\n" in log and "podman \\\n    run" not in log, log[-3000:]
 
 
 def test_an_output_linked_to_a_host_file_is_not_served(server: tuple[str, Path], image: tuple[str, dict[str, str]],

@@ -38,6 +38,7 @@ def test_a_sandboxed_container_runs_as_the_job_user_without_network() -> None:
     confined = Confinement(read_only=[], network=True, uid=995, gid=994)
     args = container_arguments(line, confined, network=False)
     assert "--user=995:994" in args and "--user=0:0" not in args and "--net=none" in args
+    assert "--security-opt=no-new-privileges" in args and "--cap-drop=ALL" in args
     assert "--net=none" not in container_arguments(line, confined, network=True)  # declared, and allowed
     never = Confinement(read_only=[], network=False, uid=995, gid=994)
     assert "--net=none" in container_arguments(line, never, network=True)  # ADES_JOB_NETWORK=never
