@@ -8,8 +8,15 @@ DockerRequirement under `hints` is optional: it is used when a runtime is config
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 ContainerRuntime = Literal["none", "podman", "docker", "singularity", "apptainer"]
@@ -83,3 +90,39 @@ def runtime_options(runtime: ContainerRuntime) -> dict[str, Any]:
     """The cwltool RuntimeContext options that select `runtime` (`none`: no containers at all)."""
     return {"use_container": runtime != "none", "podman": runtime == "podman",
             "singularity": runtime in ("singularity", "apptainer")}
+
+
+def reap(cidfile: Path, runtime: str, found_within: float = 5.0) -> None:
+    """Remove a job's container once the job is over: run in a session of its own (start_reaper), its stdin the
+    read end of a pipe whose write end only the job holds, so it outlives the job however the job ends (a SIGKILL
+    of its group included) and learns of the end from the EOF. The container is the runtime's child, not the
+    job's: without this it would run on after a cancelled or timed-out job. The id is read from cwltool's cidfile
+    while the job lives (a dismissed job's folder goes)."""
+    container: str | None = None
+    ended_at: float | None = None
+    while container is None:
+        if ended_at is None and select.select([0], [], [], 0.1)[0] and not os.read(0, 1):
+            ended_at = time.monotonic()
+        elif ended_at is not None:
+            if time.monotonic() - ended_at > found_within:
+                return  # no container was ever made
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            container = cidfile.read_text().strip() or None
+    while ended_at is None and os.read(0, 1):
+        pass
+    subprocess.run([runtime, "rm", "-f", container], capture_output=True, timeout=120, check=False)
+
+
+def start_reaper(cidfile: str, runtime: str) -> int:
+    """Start `reap` for a container job about to run; returns the pipe end the job must hold until the container
+    has ended (closing it, or the job's death, lets the reaper remove what is left)."""
+    read_end, write_end = os.pipe()  # not inherited by the tools cwltool starts (close_fds)
+    subprocess.Popen([sys.executable, "-m", "ades.execute.containers", cidfile, runtime], stdin=read_end,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read_end)
+    return write_end
+
+
+if __name__ == "__main__":
+    reap(Path(sys.argv[1]), sys.argv[2])

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ades.execute.containers import ContainerRuntime
+from ades.execute.containers import ContainerRuntime, start_reaper
 
 SYSTEM_PATHS = (Path("/usr"), Path("/etc"), Path("/opt"))
 MERGED_USR = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -178,12 +178,16 @@ _CLASSES: dict[str, type] = {}
 
 
 def container_arguments(runtime: list[str], confinement: Confinement | None, network: bool) -> list[str]:
-    """cwltool's `docker|podman run` arguments as ades runs them: a root worker's podman is rootful, which refuses
-    the `--userns=keep-id` cwltool always asks; in a sandboxed run the container's processes are the job user's,
-    not root's, gain no privileges (no capabilities, setuid files do not work, as setpriv does for bwrap), and get
-    no network unless the tool declared NetworkAccess and the operator allows it."""
+    """cwltool's `docker|podman run` arguments as ades runs them: the container ends with the job; a root worker's
+    podman is rootful, which refuses the `--userns=keep-id` cwltool always asks; in a sandboxed run the container's
+    processes are the job user's, not root's, gain no privileges (no capabilities, setuid files do not work, as
+    setpriv does for bwrap), and get no network unless the tool declared NetworkAccess and the operator allows it."""
     root = os.geteuid() == 0
     args = [a for a in runtime if not (root and a == "--userns=keep-id")]
+    # The container is the runtime's child, not the job's: a stopped job (cancel, time limit) SIGTERMs its group,
+    # where only the `run` client is. The client passes the signal on, and an init (PID 1 ignores SIGTERM unless it
+    # handles it) ends the tool, so the container goes with the job.
+    args.append("--init")
     if confinement is None:
         return args
     args += ["--security-opt=no-new-privileges", "--cap-drop=ALL"]
@@ -218,7 +222,16 @@ def _contained(base: type) -> type:
                     self.collect_outputs = _collected_safely(self.collect_outputs, visible)
                 if docker:
                     runtime = container_arguments(runtime, confinement, bool(self.networkaccess))
+                    if cidfile is not None:
+                        self.ades_reaper = start_reaper(cidfile, self.docker_exec)
                 return runtime, cidfile
+
+            def run(self, runtimeContext: Any, tmpdir_lock: Any = None) -> None:
+                try:
+                    super().run(runtimeContext, tmpdir_lock)
+                finally:
+                    if getattr(self, "ades_reaper", None) is not None:
+                        os.close(self.ades_reaper)  # the container has ended: the reaper checks and leaves
 
         _CLASSES[name] = ContainedJob
     return _CLASSES[name]

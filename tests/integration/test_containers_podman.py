@@ -194,3 +194,22 @@ def test_an_output_linked_to_a_host_file_is_not_served(server: tuple[str, Path],
     _, out, log = deploy_and_run(url, cwl, f"ln -s {secret} out.txt")
     assert "alice-token" not in out, out
     assert "outside what the tool may read" in log, log[-3000:]
+
+
+def test_a_dismissed_jobs_container_goes_with_it(server: tuple[str, Path], image: tuple[str, dict[str, str]]) -> None:
+    """The container is podman's child, not the job's: stopping the job's process group alone left it running."""
+    url, _ = server
+    cwl = TOOL.format(pid="podman-sleeper", where="requirements", image=image[0])
+    assert requests.post(f"{url}/processes", data=cwl, headers={"Content-Type": "application/cwl+yaml"},
+                         timeout=60).status_code == 201
+    answer = requests.post(f"{url}/processes/podman-sleeper/execution", json={"inputs": {"script": "sleep 300"}},
+                           headers={"Prefer": "respond-async"}, timeout=60)
+    job = answer.json()["jobID"]
+
+    def containers() -> list[str]:
+        listed = _podman("ps", "-q", "--filter", f"ancestor={image[0]}", env={**os.environ, **image[1]})
+        return listed.stdout.split()
+
+    wait_for(containers, 60, "the job's container to run", interval=0.2)
+    assert requests.delete(f"{url}/jobs/{job}", timeout=30).status_code == 200
+    wait_for(lambda: not containers(), 30, "the dismissed job's container to be removed", interval=0.2)

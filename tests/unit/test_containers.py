@@ -42,9 +42,9 @@ def test_a_sandboxed_container_runs_as_the_job_user_without_network() -> None:
     assert "--net=none" not in container_arguments(line, confined, network=True)  # declared, and allowed
     never = Confinement(read_only=[], network=False, uid=995, gid=994)
     assert "--net=none" in container_arguments(line, never, network=True)  # ADES_JOB_NETWORK=never
-    # unconfined: cwltool's line as it is, less what rootful podman refuses
+    # unconfined: cwltool's line, less what rootful podman refuses, and an init that ends the tool with the job
     rootless = [a for a in line if not (os.geteuid() == 0 and a == "--userns=keep-id")]
-    assert container_arguments(line, None, network=False) == rootless
+    assert container_arguments(line, None, network=False) == [*rootless, "--init"]
 
 
 def test_the_runtime_travels_in_the_specs_json(tmp_path: Path) -> None:
