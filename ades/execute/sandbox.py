@@ -8,6 +8,9 @@ namespace of its own with nothing in it, unless the tool declares CWL's `Network
 When the worker is root, the tool also runs as an unprivileged system user (`ADES_JOB_USER`), so what it writes
 and can read is that user's; otherwise bwrap runs it as the worker's user inside a user namespace.
 
+A tool that runs in a container (DockerRequirement, with ADES_CONTAINER_RUNTIME set) is not wrapped in bwrap: its
+container confines it instead, run as the job user without capabilities or network (container_arguments).
+
 Update-job steps are not tools that run here: they run in the worker (ades.execute.inprocess), with its credentials.
 Tools are wrapped at the last moment, in the cwltool job's `_execute`, so staging, output collection and logs stay
 cwltool's.
@@ -184,9 +187,9 @@ def container_arguments(runtime: list[str], confinement: Confinement | None, net
     setpriv does for bwrap), and get no network unless the tool declared NetworkAccess and the operator allows it."""
     root = os.geteuid() == 0
     args = [a for a in runtime if not (root and a == "--userns=keep-id")]
-    # The container is the runtime's child, not the job's: a stopped job (cancel, time limit) SIGTERMs its group,
-    # where only the `run` client is. The client passes the signal on, and an init (PID 1 ignores SIGTERM unless it
-    # handles it) ends the tool, so the container goes with the job.
+    # The container is the runtime's child, not the job's: stopping a job SIGTERMs its group, where only the `run`
+    # client is. The client passes the signal on, and an init ends the tool (PID 1 ignores SIGTERM unless it
+    # handles it); what a SIGKILL leaves, the reaper removes (ades.execute.containers).
     args.append("--init")
     if confinement is None:
         return args
