@@ -15,7 +15,9 @@ import pwd
 import resource
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,12 @@ import pytest
 import requests
 
 from ades.config import Settings
+from ades.cwl import load_package
+from ades.events.sinks import SinkConfig
+from ades.execute.sandbox import Sandbox
+from ades.jobs import groups
+from ades.store import JobStore
+from tests import helpers
 from tests.conftest import free_port
 from tests.e2e.conftest import drop_test_indexes
 from tests.helpers import wait_for
@@ -213,3 +221,53 @@ def test_a_dismissed_jobs_container_goes_with_it(server: tuple[str, Path], image
     wait_for(containers, 60, "the job's container to run", interval=0.2)
     assert requests.delete(f"{url}/jobs/{job}", timeout=30).status_code == 200
     wait_for(lambda: not containers(), 30, "the dismissed job's container to be removed", interval=0.2)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(image: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Dask scheduler and one `ades dask worker` whose environment lets podman run (and nothing else of ades')."""
+    from tests.integration.test_execute_dask import wait_for_workers
+
+    logs = tmp_path_factory.mktemp("dask-podman")
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    ades = [sys.executable, "-m", "ades.cli"]
+    procs = []
+    try:
+        for i, command in enumerate([[*ades, "dask", "scheduler", "--port", str(port)],
+                                     [*ades, "dask", "worker", "--scheduler", url, "--nworkers", "1"]]):
+            with (logs / f"{i}.log").open("ab") as out:
+                procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env={**os.environ, **image[1]}, start_new_session=True))
+            if i == 0:
+                wait_for(lambda: _listening(port), 60, "the Dask scheduler to listen")
+        wait_for_workers(url, 1)
+        yield url
+    finally:
+        for proc in reversed(procs):
+            groups.stop(proc.pid, 20)
+            proc.wait(5)
+
+
+def test_the_runtime_reaches_a_dask_worker_in_the_runspec(dask_cluster: str, image: tuple[str, dict[str, str]],
+                                                          settings: Settings, job_store: JobStore) -> None:
+    """The worker is told nothing of ADES_CONTAINER_RUNTIME: the job's RunSpec (JSON) carries it."""
+    from ades.jobs.dask_server import DaskExecutor
+
+    package = load_package(TOOL.format(pid="dask-podman", where="requirements", image=image[0]), "application/cwl")
+    spec = helpers.new_spec(package, {"script": "{ " + PROBE.format(queue="/nowhere") + "; } > out.txt"},
+                            settings.data_dir, SinkConfig.from_settings(settings), job_store)
+    spec = spec.model_copy(update={"sandbox": Sandbox(container="podman")})
+    executor = DaskExecutor(dask_cluster, settings.data_dir, grace=2.0)
+    try:
+        executor.submit(spec)
+        assert executor.wait(spec.job_id, 120) == "succeeded", spec.folder.log.read_text()[-3000:]
+    finally:
+        executor.close()
+    out = (spec.folder.outputs / "out.txt").read_text()
+    assert "image-files" in out and "the-test-image" in out, out
