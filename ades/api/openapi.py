@@ -163,7 +163,10 @@ def _deploy_body() -> dict[str, Any]:
             content[media] = {"schema": {"type": "object", "additionalProperties": True}}
         else:
             content[media] = {"schema": {"type": "string"}}
-    return {"required": True, "description": "a CWL application package (OGC 20-089)", "content": content}
+    return {"required": True, "content": content,
+            "description": "a CWL application package (OGC 20-089); one that requires DockerRequirement is refused "
+            "(400, unsupported-requirement) when the server has no container runtime (ADES_CONTAINER_RUNTIME) and "
+            "does not run such tools without one (ADES_DOCKER_WITHOUT_CONTAINER)"}
 
 
 def _job_list_params(settings: Settings) -> list[dict[str, Any]]:

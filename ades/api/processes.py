@@ -17,6 +17,7 @@ from ades.api.results import ResultsRequest, answer, results_request
 from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
 from ades.api.views import process_description, process_summary, status_info
 from ades.cwl import PackageError, describe, load_package
+from ades.execute.containers import refusal as container_refusal
 from ades.jobs.quota import TooManySyncExecutes
 from ades.status import Status
 from ades.store import ProcessExists, ProcessNotFound
@@ -56,7 +57,8 @@ def _immutable(process: DeployedProcess, action: str) -> ApiProblem:
 
 
 def _load_body(c: AdesContext) -> tuple[Any, float]:
-    """The package in the request, loaded and validated by cwltool; (Package, milliseconds it took)."""
+    """The package in the request, loaded and validated by cwltool, and runnable here (a required DockerRequirement
+    needs a container runtime or the operator's leave to run without); (Package, milliseconds it took)."""
     media = (request.mimetype or "").lower()
     if media not in DEPLOY_TYPES:
         raise problem(415, part2("unsupported-media-type"),
@@ -69,6 +71,9 @@ def _load_body(c: AdesContext) -> tuple[Any, float]:
                                fetcher=c.fetcher)
     except PackageError as err:
         raise problem(400, "invalid-package", str(err), "Invalid application package") from None
+    why = container_refusal(package.cwl, c.settings.container_runtime, c.settings.docker_without_container)
+    if why is not None:
+        raise problem(400, "unsupported-requirement", why, "Unsupported requirement")
     return package, (time.perf_counter() - started) * 1000
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ades.cwl import load_package
 from ades.cwl.loader import load_process
-from ades.execute.runner import docker_requirements
+from ades.execute.containers import docker_requirements
 from ades.execute.wrapper import WRAPPER_ID, WrapError, update_job_tool, wrap
 
 ROOT = Path(__file__).resolve().parents[2]
