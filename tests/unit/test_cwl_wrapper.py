@@ -38,8 +38,8 @@ def test_steps_are_ordered_by_data(tmp_path):
     assert steps["main"]["in"]["ades_wrapper_after_start"] == "start/receipt"
     assert steps["finish"]["in"]["ades_wrapper_after_out"] == "main/out"
     assert steps["start"]["in"]["status"] == {"default": "running"}
-    assert steps["finish"]["in"]["outputs"]["valueFrom"] == (
-        '{"out":"http://127.0.0.1:5000/jobs/$(self)/results/out"}'
+    assert json.loads(steps["finish"]["in"]["outputs"]["valueFrom"])["out"] == (
+        "http://127.0.0.1:5000/jobs/$(self)/results/out"
     )
 
 
