@@ -130,6 +130,21 @@ outputs:
   all: {type: File, outputBinding: {glob: all.txt}}
 """
 
+STAGED = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-staged
+requirements:
+  InitialWorkDirRequirement:
+    listing:
+      - {class: File, location: "file://INPUTS/note.txt"}
+      - {entryname: script.sh, entry: "cat note.txt > copy.txt", writable: true}
+inputs: {}
+baseCommand: [sh, script.sh]
+outputs:
+  copy: {type: File, outputBinding: {glob: copy.txt}}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -288,6 +303,7 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
         "an optional output left out": (OPTIONAL_OUTPUT, {}),
         "defaults: a File by path in a record, a File with secondary files": (
             DEFAULTS.replace("INPUTS", str(inputs)), {}),
+        "InitialWorkDir: a file named by the package, a writable script": (STAGED.replace("INPUTS", str(inputs)), {}),
         "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
                                                               "envDef": [{"envName": "GREETING",
                                                                           "envValue": "hello from the job order"}]}]}),
