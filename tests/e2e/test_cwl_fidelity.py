@@ -145,6 +145,21 @@ outputs:
   copy: {type: File, outputBinding: {glob: copy.txt}}
 """
 
+SECONDARY_BY_EXPRESSION = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-secondary-expression
+requirements: {InlineJavascriptRequirement: {}}
+inputs: {}
+baseCommand: [sh, -c, 'echo data > data.txt && echo index > data.idx']
+outputs:
+  data:
+    type: File
+    outputBinding: {glob: data.txt}
+    secondaryFiles: |
+      ${ return [{"class": "File", "path": self.path.replace(/txt$/, "idx"), "basename": "renamed.idx"}]; }
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -304,6 +319,7 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
         "defaults: a File by path in a record, a File with secondary files": (
             DEFAULTS.replace("INPUTS", str(inputs)), {}),
         "InitialWorkDir: a file named by the package, a writable script": (STAGED.replace("INPUTS", str(inputs)), {}),
+        "an output's secondaryFiles by an expression": (SECONDARY_BY_EXPRESSION, {}),
         "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
                                                               "envDef": [{"envName": "GREETING",
                                                                           "envValue": "hello from the job order"}]}]}),
