@@ -26,7 +26,7 @@ from typing import Any
 from ades.cwl.loader import CwlLoadError, clean_message, confined_context, load_process
 from ades.execute import inprocess
 from ades.execute.containers import ContainerRuntime, runtime_options
-from ades.execute.fidelity import absent_outputs_are_null
+from ades.execute.fidelity import as_when_alone
 from ades.execute.sandbox import Confinement
 from ades.execute.staging import Staging, path_mapper
 from ades.execute.wrapper import WRAPPER_ID
@@ -87,7 +87,7 @@ def load_wrapped(workflow_file: Path, cache_key: str | None, roots: list[Path] |
         cwl_logger.addFilter(quiet)
         try:
             context = _run_loading_context(workflow_file, roots or [])
-            tool = absent_outputs_are_null(load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", context))
+            tool = as_when_alone(load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", context))
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), workflow_file.parent)) from err
         finally:

@@ -160,6 +160,27 @@ outputs:
       ${ return [{"class": "File", "path": self.path.replace(/txt$/, "idx"), "basename": "renamed.idx"}]; }
 """
 
+IN_RECORDS = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-records
+requirements: {InlineJavascriptRequirement: {}}
+inputs:
+  pair:
+    type:
+      type: record
+      fields:
+        ref: {type: File, secondaryFiles: [.fai]}
+  renamed:
+    type: File
+    secondaryFiles: '${ return [{"class": "File", "location": self.location + ".fai"}]; }'
+baseCommand: [sh, -c, 'cat "$0.fai" "$1.fai"']
+arguments: [$(inputs.pair.ref.path), $(inputs.renamed.path)]
+stdout: both.txt
+outputs:
+  both: {type: File, outputBinding: {glob: both.txt}}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -320,6 +341,8 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
             DEFAULTS.replace("INPUTS", str(inputs)), {}),
         "InitialWorkDir: a file named by the package, a writable script": (STAGED.replace("INPUTS", str(inputs)), {}),
         "an output's secondaryFiles by an expression": (SECONDARY_BY_EXPRESSION, {}),
+        "secondary files of a record field and by an expression": (IN_RECORDS, {
+            "pair": {"ref": file(inputs / "ref.fa")}, "renamed": file(inputs / "ref.fa")}),
         "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
                                                               "envDef": [{"envName": "GREETING",
                                                                           "envValue": "hello from the job order"}]}]}),
