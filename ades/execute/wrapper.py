@@ -27,7 +27,7 @@ UPDATE_JOB_ID = "ades-update-job"
 AFTER_START = "ades_wrapper_after_start"
 AFTER_PREFIX = "ades_wrapper_after_"
 RESERVED_IDS = (WRAPPER_ID, UPDATE_JOB_ID)
-_ROOT_KEYS_KEPT = ("$namespaces",)
+_ROOT_KEYS_KEPT = ("$namespaces", "$schemas")
 
 
 class WrapError(ValueError):

@@ -181,6 +181,21 @@ outputs:
   both: {type: File, outputBinding: {glob: both.txt}}
 """
 
+SUBCLASS = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-ontology
+$namespaces: {ex: "http://example.com/formats#"}
+$schemas: ["file://INPUTS/formats.ttl"]
+inputs:
+  text: {type: File, format: "ex:parent"}
+baseCommand: [cat]
+arguments: [$(inputs.text.path)]
+stdout: out.txt
+outputs:
+  out: {type: File, format: $(inputs.text.format), outputBinding: {glob: out.txt}}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -227,6 +242,9 @@ def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "ref.fa").write_text(">one\nACGT\n")
     (folder / "ref.fa.fai").write_text("one\t4\t5\t4\t5\n")
     (folder / "note.txt").write_text("a note\n")
+    (folder / "formats.ttl").write_text("@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
+                                        "<http://example.com/formats#child> rdfs:subClassOf "
+                                        "<http://example.com/formats#parent> .\n")
     (folder / "tree" / "deeper").mkdir(parents=True)
     (folder / "tree" / "one.txt").write_text("one\n")
     (folder / "tree" / "deeper" / "two.txt").write_text("two\n")
@@ -331,6 +349,8 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
                                                            secondaryFiles=[file(inputs / "ref.fa.fai")])}),
         "a wrong format fails": (FORMATTED, {"text": file(inputs / "note.txt", format=FASTA)}),
         "a right format passes": (FORMATTED, {"text": file(inputs / "note.txt", format=TEXT)}),
+        "a format that is a subclass, by the package's $schemas": (SUBCLASS.replace("INPUTS", str(inputs)), {
+            "text": file(inputs / "note.txt", format="http://example.com/formats#child")}),
         "literals and a directory output": (LISTING, {
             "dir": literal_dir, "note": {"class": "File", "basename": "note.txt", "contents": "literal note\n"}}),
         "a directory input by location": (LISTING, {"dir": {"class": "Directory",
