@@ -219,7 +219,8 @@ def _packed(doc: dict[str, Any], text: str | None, source: Path | None, main_ref
             return pack_file(source, main_ref, roots, remote)
         with tempfile.TemporaryDirectory(prefix="ades-cwl-") as tmp:
             path = Path(tmp) / "package.cwl"
-            path.write_text(text if text is not None else json.dumps(doc, indent=1), encoding="utf-8")
+            path.write_text(text if text is not None else json.dumps(doc, indent=1, ensure_ascii=False),
+                            encoding="utf-8")
             return pack_file(path, main_ref, [Path(tmp), *roots], remote)
     except CwlLoadError as err:
         raise PackageError(f"cwltool rejected the CWL: {err}") from err
@@ -336,7 +337,9 @@ def _validate(doc: dict[str, Any], text: str | None, main_ref: str | None, roots
     """cwltool's load of the package; the files it names (File defaults, InitialWorkDir listings) resolve inside
     `roots` (the input roots), where the run will read them."""
     try:
-        return load_text(text if text is not None else json.dumps(doc, indent=1), main_ref, roots=roots)
+        # not ASCII-escaped: YAML reads a \u-escaped surrogate pair as two surrogates
+        return load_text(text if text is not None else json.dumps(doc, indent=1, ensure_ascii=False), main_ref,
+                         roots=roots)
     except CwlLoadError as err:
         raise PackageError(f"cwltool rejected the CWL: {err}") from err
 

@@ -196,6 +196,19 @@ outputs:
   out: {type: File, format: $(inputs.text.format), outputBinding: {glob: out.txt}}
 """
 
+UNICODE = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-unicode
+inputs:
+  word: {type: string, default: "naïve"}
+arguments: ["🕺", $(inputs.word), "日本"]
+baseCommand: echo
+stdout: out.txt
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -274,8 +287,9 @@ def live(es_url: str, inputs_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def bare(tool: str, order: dict[str, Any], tmp: Path) -> dict[str, Any] | None:
     """What bare cwltool prints for `tool` run on `order` (None: it failed)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "tool.cwl").write_text(tool)
-    (tmp / "job.json").write_text(json.dumps(order))
+    (tmp / "tool.cwl").write_text(tool, encoding="utf-8")
+    # not ASCII-escaped: cwltool reads a job file as YAML, which splits an escaped surrogate pair
+    (tmp / "job.json").write_text(json.dumps(order, ensure_ascii=False), encoding="utf-8")
     # the console script: `python -m cwltool` exits 0 whatever happened
     cwltool = str(Path(sys.executable).with_name("cwltool"))
     done = subprocess.run([cwltool, "--no-container", "--quiet", "--outdir", str(tmp / "out"), str(tmp / "tool.cwl"),
@@ -357,6 +371,7 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
                                                             "location": (inputs / "tree").as_uri()},
                                                     "note": file(inputs / "note.txt")}),
         "an optional output left out": (OPTIONAL_OUTPUT, {}),
+        "characters outside the BMP in arguments and inputs": (UNICODE, {"word": "🛰️ über"}),
         "defaults: a File by path in a record, a File with secondary files": (
             DEFAULTS.replace("INPUTS", str(inputs)), {}),
         "InitialWorkDir: a file named by the package, a writable script": (STAGED.replace("INPUTS", str(inputs)), {}),
