@@ -209,6 +209,33 @@ outputs:
   out: {type: File, outputBinding: {glob: out.txt}}
 """
 
+IN_PLACE = """
+cwlVersion: v1.2
+$graph:
+- class: CommandLineTool
+  id: make
+  inputs: {}
+  baseCommand: [sh, -c, 'echo 1 > count.txt']
+  outputs: {made: {type: File, outputBinding: {glob: count.txt}}}
+- class: CommandLineTool
+  id: bump
+  requirements:
+    InplaceUpdateRequirement: {inplaceUpdate: true}
+    InitialWorkDirRequirement: {listing: [{entry: $(inputs.file), writable: true}]}
+  inputs: {file: File}
+  baseCommand: [sh, -c, 'echo 2 >> count.txt']
+  outputs: {bumped: {type: File, outputBinding: {glob: count.txt}}}
+- class: Workflow
+  id: main
+  requirements: {InlineJavascriptRequirement: {}}
+  inputs: {}
+  steps:
+    make: {run: "#make", in: {}, out: [made]}
+    bump: {run: "#bump", in: {file: make/made}, out: [bumped]}
+  outputs:
+    result: {type: File, outputSource: bump/bumped}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -376,6 +403,7 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
             DEFAULTS.replace("INPUTS", str(inputs)), {}),
         "InitialWorkDir: a file named by the package, a writable script": (STAGED.replace("INPUTS", str(inputs)), {}),
         "an output's secondaryFiles by an expression": (SECONDARY_BY_EXPRESSION, {}),
+        "a step's output updated in place by the next": (IN_PLACE, {}),
         "secondary files of a record field and by an expression": (IN_RECORDS, {
             "pair": {"ref": file(inputs / "ref.fa")}, "renamed": file(inputs / "ref.fa")}),
         "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
@@ -416,3 +444,27 @@ def test_an_http_input_is_fetched_before_its_contents_are_loaded(live: LiveServe
     got = through_server(live, LOADED, {"text": {"class": "File", "location": f"{web}/note.txt"}})
     assert got is not None
     assert requests.get(got["upper"]["location"], timeout=30).text == "A NOTE\n"
+
+
+BUMP = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-bump
+requirements:
+  InplaceUpdateRequirement: {inplaceUpdate: true}
+  InitialWorkDirRequirement: {listing: [{entry: $(inputs.file), writable: true}]}
+inputs: {file: File}
+baseCommand: [sh, -c, 'echo changed >> "$0"']
+arguments: [$(inputs.file.basename)]
+outputs: {bumped: {type: File, outputBinding: {glob: $(inputs.file.basename)}}}
+"""
+
+
+def test_a_host_file_is_never_updated_in_place(live: LiveServer, inputs_dir: Path) -> None:
+    """A policy where the server differs from cwltool alone: InplaceUpdateRequirement changes only what the job's
+    own steps made; an input from the host's input roots stays read-only (the tool fails writing it)."""
+    target = inputs_dir / "keep.txt"
+    target.write_text("as it was\n")
+    got = through_server(live, BUMP, {"file": file(target)})
+    assert got is None
+    assert target.read_text() == "as it was\n"
