@@ -59,6 +59,16 @@ class LiveServer:
         return wait_for(reached, timeout, f"job {job_id} to be {' or '.join(statuses)}", interval=0.1)
 
 
+def count_jobs(live: LiveServer) -> int:
+    """How many jobs the server's index holds (refreshed first)."""
+    client = make_client(live.settings)
+    try:
+        client.indices.refresh(index=live.settings.jobs_alias)
+        return client.count(index=live.settings.jobs_alias)["count"]
+    finally:
+        client.close()
+
+
 def drop_test_indexes(settings: Settings) -> None:
     """Remove the indexes under the settings' (test) prefix."""
     client = make_client(settings)

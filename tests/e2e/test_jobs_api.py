@@ -14,7 +14,7 @@ import pytest
 from ades.app import close_app, create_app
 from ades.jobs.folder import JobFolder
 from ades.store import make_client
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, count_jobs
 from tests.helpers import EXAMPLES, TimedOut, assert_problem, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,15 +30,6 @@ def deployed(live: LiveServer) -> LiveServer:
         response = live.post("/processes", data=path.read_text(), headers={"Content-Type": media})
         assert response.status_code == 201, response.text
     return live
-
-
-def count_jobs(live: LiveServer) -> int:
-    client = make_client(live.settings)
-    try:
-        client.indices.refresh(index=live.settings.jobs_alias)
-        return client.count(index=live.settings.jobs_alias)["count"]
-    finally:
-        client.close()
 
 
 def test_two_step_through_both_routes_with_labels(deployed: LiveServer) -> None:

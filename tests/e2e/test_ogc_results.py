@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from ades.store import make_client
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, count_jobs
 from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.integration
@@ -39,15 +38,6 @@ def parts_of(response: requests.Response) -> dict[str, Any]:
     message = email.message_from_bytes(head + response.content, policy=email.policy.HTTP)
     assert message.is_multipart()
     return {part["Content-ID"].strip("<>"): part for part in message.iter_parts()}
-
-
-def count_jobs(live: LiveServer) -> int:
-    client = make_client(live.settings)
-    try:
-        client.indices.refresh(index=live.settings.jobs_alias)
-        return client.count(index=live.settings.jobs_alias)["count"]
-    finally:
-        client.close()
 
 
 def test_raw_value_of_one_output_is_the_value_itself(live: LiveServer) -> None:
