@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ades.client import Client, served_filename
 
@@ -72,7 +72,8 @@ def resolve(reference: str, base: str, is_path: bool = False) -> str:
     if is_path or reference.startswith("/"):
         folder = Path(unquote(urlsplit(base).path))
         return Path(os.path.normpath(folder / reference)).as_uri()
-    return urljoin(base, reference)
+    # a URI reference: characters a URI cannot hold (a space) are escaped, escapes already written are kept
+    return urljoin(base, quote(reference, safe="/%:@!$&'()*+,;=-._~"))
 
 
 # --- the results -------------------------------------------------------------------------------------------------
