@@ -146,12 +146,13 @@ def raw_document(tool: str, process_id: str) -> dict[str, Any]:
     return doc
 
 
-def declared_inputs(doc: dict[str, Any], process_id: str) -> set[str] | None:
-    """The input names of the process `process_id` in a packed document (None when they cannot be told)."""
+def declared(doc: dict[str, Any], process_id: str, field: str = "inputs") -> set[str] | None:
+    """The names of the inputs (or outputs) of the process `process_id` in a packed document (None when they cannot
+    be told)."""
     graph = doc.get("$graph")
     main = next((p for p in graph if isinstance(p, dict) and p.get("id") == f"#{process_id}"), None) \
         if isinstance(graph, list) else doc
-    inputs = main.get("inputs") if isinstance(main, dict) else None
+    inputs = main.get(field) if isinstance(main, dict) else None
     if isinstance(inputs, dict):
         return {str(name).rsplit("/", 1)[-1].lstrip("#") for name in inputs}
     if isinstance(inputs, list):
@@ -177,33 +178,35 @@ class Runner:
         self.client = client
         self.outdir = outdir
         self.quiet = quiet
+        self.inputs: set[str] | None = None
+        self.outputs: set[str] | None = None
 
     def say(self, text: str) -> None:
         if not self.quiet:
             print(text, file=sys.stderr)
 
-    def deploy(self, tool: str) -> tuple[str, set[str] | None]:
-        """Deploy TOOL under a fresh id: (that id, the names of its inputs if known)."""
+    def deploy(self, tool: str) -> str:
+        """Deploy TOOL under a fresh id; that id. Remembers the names of its inputs and outputs if known."""
         process_id = f"cwlrun-{uuid.uuid4().hex[:12]}"
         try:
             doc = renamed(pack(tool), process_id)
-            declared = declared_inputs(doc, process_id)
+            self.inputs, self.outputs = declared(doc, process_id), declared(doc, process_id, "outputs")
         except RunnerError as err:
             self.say(f"{err}; sending it as written")
-            doc, declared = raw_document(tool, process_id), None
+            doc = raw_document(tool, process_id)
         body, media = deploy_request(doc, process_id)
         summary = self.client.request("POST", "/processes", data=body, headers={"Content-Type": media}).json()
         deployed = str(summary.get("processSummary", {}).get("id") or process_id)
         self.say(f"deployed {tool} as {deployed}")
-        return deployed, declared
+        return deployed
 
     def run(self, tool: str, job: str | None, keep: bool) -> dict[str, Any]:
         inputs = job_inputs(local_path(job)) if job else {}
-        process_id, declared = self.deploy(tool)
-        if declared is not None:
+        process_id = self.deploy(tool)
+        if self.inputs is not None:
             # cwltool ignores what a job order holds beyond the process's inputs; an execute request may not
             # (namespaced keys such as cwl:requirements go: they are the server's to judge)
-            extra = sorted(name for name in inputs if name not in declared and ":" not in name)
+            extra = sorted(name for name in inputs if name not in self.inputs and ":" not in name)
             if extra:
                 self.say(f"not inputs of the process, left out as cwltool ignores them: {', '.join(extra)}")
             inputs = {name: value for name, value in inputs.items() if name not in extra}
@@ -227,6 +230,8 @@ class Runner:
         document = job.results()
         base = f"{self.client.url}/jobs/{job.id}/results"
         outputs = results_to_outputs(document)
+        # an optional output the job did not produce may be left out of the results; cwltool prints it as null
+        outputs |= {name: None for name in sorted(self.outputs or ()) if name not in outputs}
         return OutputFetcher(self.client, self.outdir, base).fetch_all(outputs)
 
 

@@ -92,15 +92,21 @@ def parse_report(report: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
+CLUE = re.compile(r"error|exception|denied|no such|not found|can't|cannot|invalid|missing|expected", re.IGNORECASE)
+NOISE = re.compile(r"permanentFail|Final process status|^ades-cwl-runner:|Exception on step", re.IGNORECASE)
+
+
 def one_line(stderr: str, message: str) -> str:
-    """Why a test failed, in one line: the runner's own error (and the job log line that says most), else the
-    comparison cwltest made."""
+    """Why a test failed, in one line: the runner's own error and the first line of the job's log that says what
+    went wrong (with the line after it when it ends in a colon), else the comparison cwltest made."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     said = next((line for line in lines if line.startswith("ades-cwl-runner:")), "")
     if said:
-        log = lines[lines.index(said):]
-        clue = next((line for line in reversed(log) if re.search(r"error|exception|invalid|missing|not ", line,
-                                                                  re.IGNORECASE) and line != said), "")
+        log = lines[lines.index(said) + 1:]
+        found = next((i for i, line in enumerate(log) if CLUE.search(line) and not NOISE.search(line)), None)
+        clue = ""
+        if found is not None:
+            clue = log[found] + (f" {log[found + 1]}" if log[found].endswith(":") and found + 1 < len(log) else "")
         text = said.removeprefix("ades-cwl-runner: ") + (f" | {clue}" if clue else "")
     else:
         # cwltest nests "expected ... got ... caused by: ..."; the innermost cause says what differed

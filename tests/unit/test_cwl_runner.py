@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ades.client import ApiError
-from ades.cwl_runner import EXIT_FAILED, EXIT_UNSUPPORTED, declared_inputs, exit_code, renamed
+from ades.cwl_runner import EXIT_FAILED, EXIT_UNSUPPORTED, declared, exit_code, renamed
 from ades.cwl_runner_files import job_inputs, results_to_outputs
 
 
@@ -46,8 +46,9 @@ def test_the_packed_main_process_is_renamed_everywhere() -> None:
     assert workflow["id"] == "#p1" and workflow["steps"][0]["in"][0]["source"] == "#p1/x"
     assert workflow["steps"][0]["run"] == "#tool.cwl" and doc["$graph"][1]["inputs"][0]["id"] == "#tool.cwl/x"
     assert renamed("#mainly", "p1") == "#mainly"
-    assert declared_inputs(doc, "p1") == {"x"}
-    assert declared_inputs({"id": "#p1", "inputs": {"a": "File", "b": "int"}}, "p1") == {"a", "b"}
+    assert declared(doc, "p1") == {"x"}
+    assert declared({"id": "#p1", "inputs": {"a": "File", "b": "int"}}, "p1") == {"a", "b"}
+    assert declared({"id": "#p1", "outputs": [{"id": "#p1/o"}]}, "p1", "outputs") == {"o"}
 
 
 def test_results_become_cwl_objects() -> None:
