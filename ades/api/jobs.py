@@ -16,6 +16,7 @@ from pygeoapi.api import APIRequest
 from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
+from ades.api.outputs import served
 from ades.api.views import jobs_page, results_document, status_info
 from ades.config import Settings
 from ades.jobs.folder import JobFolder
@@ -219,7 +220,7 @@ def job_output(job_id: str, output: str) -> Response:
     value = outputs[output]
     if isinstance(value, dict) and value.get("class") == "File":
         return _file_response(folder, value, output)
-    return jsonify(value)
+    return jsonify(served(value, f"{c.base_url.rstrip('/')}/jobs/{job_id}/files", folder.outputs))
 
 
 def _file_response(folder: JobFolder, value: dict[str, Any], output: str) -> Response:

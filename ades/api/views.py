@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pygeoapi.util import render_j2_template
 
+from ades.api.outputs import served
 from ades.jobs.folder import JobFolder
 from ades.status import Status
 from ades.store.processes import DeployedProcess
@@ -91,8 +92,9 @@ def process_links(process: DeployedProcess, base_url: str) -> list[dict[str, str
 
 
 # --- results ---------------------------------------------------------------------------------------------------
-def _file_entry(value: dict[str, Any], href: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"href": href}
+def _file_entry(shown: dict[str, Any], value: dict[str, Any], href: str) -> dict[str, Any]:
+    """An OGC link to a File output (`href`, `type`) that is also the CWL File object, every field kept."""
+    entry: dict[str, Any] = {"href": href, **shown}
     fmt = value.get("format")
     if isinstance(fmt, str) and "media-types/" in fmt:
         entry["type"] = fmt.split("media-types/", 1)[1]
@@ -110,28 +112,24 @@ def results_document(doc: dict[str, Any], folder: JobFolder, base_url: str) -> d
     if outputs is None:
         reported = doc.get("outputs") or {}
         return {name: {"href": url} if isinstance(url, str) else url for name, url in reported.items()}
+    files = f"{base}/jobs/{job_id}/files"
     result: dict[str, Any] = {}
     for name, value in outputs.items():
+        if value is None:
+            continue  # an optional output the job did not produce
         if _is_file(value):
-            result[name] = _file_entry(value, f"{base}/jobs/{job_id}/results/{name}")
+            result[name] = _file_entry(served(value, files, folder.outputs) or {}, value,
+                                       f"{base}/jobs/{job_id}/results/{name}")
         elif isinstance(value, list) and value and all(_is_file(v) for v in value):
-            # /jobs/{id}/files/ serves paths relative to the job's outputs folder
-            result[name] = [_file_entry(v, f"{base}/jobs/{job_id}/files/{_relative(v, folder.outputs)}")
-                            for v in value]
+            shown = [(served(v, files, folder.outputs), v) for v in value]
+            result[name] = [_file_entry(s, v, s["location"]) for s, v in shown if s is not None]
         else:
-            result[name] = {"value": value}
+            result[name] = {"value": served(value, files, folder.outputs)}
     return result
 
 
 def _is_file(value: Any) -> bool:
     return isinstance(value, dict) and value.get("class") == "File"
-
-
-def _relative(value: dict[str, Any], root: Path) -> str:
-    try:
-        return str(Path(value["path"]).resolve().relative_to(root.resolve()))
-    except (KeyError, ValueError):
-        return "missing"
 
 
 # --- HTML ------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ades.cwl.describe import IANA_PREFIXES
 from ades.cwl.package import HIDDEN_INPUTS, Package, Param
 from ades.fetch import Fetcher, FetchError
 
@@ -28,6 +29,11 @@ _FLOATS = ("float", "double")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 _REFERENCES = ("File", "Directory")
+JOB_REQUIREMENTS = "cwl:requirements"
+SAFE_REQUIREMENTS = ("EnvVarRequirement", "ResourceRequirement", "ToolTimeLimit", "WorkReuse", "LoadListingRequirement",
+                     "InlineJavascriptRequirement", "NetworkAccess")
+"""Requirements an execute request may add: none of them gives the job a file, an address or a program it could not
+otherwise reach (NetworkAccess only to turn the network off)."""
 
 
 class InputError(ValueError):
@@ -58,6 +64,8 @@ def to_job_order(package: Package, inputs: dict[str, Any], file_roots: list[Path
     checks the addresses of http(s) references (a name is resolved)."""
     reach = _Reach(file_roots, fetcher)
     for name in inputs:
+        if name == JOB_REQUIREMENTS:
+            continue
         if name not in package.inputs or name in HIDDEN_INPUTS:
             raise InputError(name, "unknown input", f"unknown input {name!r}; expected {_expected(package)}")
     order: dict[str, Any] = {}
@@ -73,7 +81,27 @@ def to_job_order(package: Package, inputs: dict[str, Any], file_roots: list[Path
             order[param.id] = _convert(value, param.type, param, reach)
         except _Problem as err:
             raise InputError(param.id, str(err)) from None
+    if JOB_REQUIREMENTS in inputs:
+        order[JOB_REQUIREMENTS] = job_requirements(inputs[JOB_REQUIREMENTS], package)
     return order
+
+
+def job_requirements(value: Any, package: Package) -> list[dict[str, Any]]:
+    """The `cwl:requirements` of an execute request (CWL v1.1 and later), if none of them widens what the job may
+    reach or run; InputError naming those that do."""
+    if package.cwl_version == "v1.0":
+        raise InputError(JOB_REQUIREMENTS, "not part of CWL v1.0",
+                         f"{JOB_REQUIREMENTS} is not part of CWL v1.0, the version of this process")
+    if not isinstance(value, list) or not all(isinstance(r, dict) and isinstance(r.get("class"), str) for r in value):
+        raise InputError(JOB_REQUIREMENTS, "must be a list of requirement objects, each with a `class`")
+    refused = [r["class"] for r in value if r["class"] not in SAFE_REQUIREMENTS
+               or (r["class"] == "NetworkAccess" and r.get("networkAccess") is not False)]
+    if refused:
+        raise InputError(JOB_REQUIREMENTS, "refused", (
+            f"{JOB_REQUIREMENTS}: {', '.join(dict.fromkeys(refused))} cannot be set by an execute request: it could "
+            f"widen what the job reaches or runs; the process's own requirements decide it. Allowed here: "
+            f"{', '.join(SAFE_REQUIREMENTS)} (NetworkAccess only with networkAccess: false)"))
+    return value
 
 
 def wpst_inputs_to_map(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -224,20 +252,37 @@ def _boolean(value: Any) -> bool:
 
 
 def _reference(value: Any, kind: str, param: Param, reach: _Reach) -> dict[str, Any]:
+    """A File or Directory input. A CWL object (`class`) keeps every field it came with, as under cwltool; an OGC
+    reference (a URL, or `{"href": URL, "type": media type}`) becomes one, its format from `type` or, when the input
+    declares exactly one format and the client named none, that one."""
+    if isinstance(value, dict) and value.get("class") == kind:
+        return _object(value, reach)
+    if isinstance(value, dict) and value.get("class") in _REFERENCES:
+        raise _Problem(f"expected a {kind}, got a {value['class']}")
     if isinstance(value, dict) and isinstance(value.get("href"), str):
         href = value["href"]
-    elif isinstance(value, dict) and value.get("class") == kind and isinstance(value.get("location"), str):
-        href = value["location"]
     elif isinstance(value, str):
         href = value
     else:
         raise _Problem(f"expected a {kind} reference (a URL or {{'href': URL}}), got {_show(value)}")
-    location = _check_href(href.strip(), kind, reach)
-    result: dict[str, Any] = {"class": kind, "location": location}
-    if kind == "File" and len(param.format) == 1:
-        # lets format checks in the user's tools pass: the client chose this input for the declared format
-        result["format"] = param.format[0]
+    result: dict[str, Any] = {"class": kind, "location": _check_href(href.strip(), kind, reach)}
+    if kind == "File":
+        media = value.get("type") if isinstance(value, dict) else None
+        if isinstance(media, str) and media:
+            result["format"] = _format_of(media, param)
+        elif len(param.format) == 1:
+            result["format"] = param.format[0]
     return result
+
+
+def _format_of(media: str, param: Param) -> str:
+    """The CWL format of a reference the client gave as of media type `media`."""
+    if not param.format:
+        return IANA_PREFIXES[0] + media
+    for declared in param.format:
+        if any(declared == prefix + media for prefix in IANA_PREFIXES):
+            return declared
+    raise _Problem(f"type {media!r} is not a format this input accepts ({', '.join(param.format)})")
 
 
 def _check_href(href: str, kind: str, reach: _Reach) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ades.cwl.loader import CwlLoadError, clean_message, confined_context, load_process
 from ades.execute import inprocess
+from ades.execute.fidelity import absent_outputs_are_null
 from ades.execute.sandbox import Confinement
 from ades.execute.staging import Staging, path_mapper
 from ades.execute.wrapper import WRAPPER_ID
@@ -82,7 +83,8 @@ def load_wrapped(workflow_file: Path, cache_key: str | None) -> Any:
         quiet = _DropWrapperWarnings()
         cwl_logger.addFilter(quiet)
         try:
-            tool = load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", _run_loading_context(workflow_file))
+            tool = absent_outputs_are_null(
+                load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", _run_loading_context(workflow_file)))
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), workflow_file.parent)) from err
         finally:

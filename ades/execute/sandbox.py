@@ -157,6 +157,17 @@ def escaping_links(root: Path, visible: Iterable[Path]) -> list[Path]:
     return found
 
 
+def hand_over(root: Path, uid: int, gid: int | None) -> None:
+    """Give the job user `root` and what cwltool made in it for this tool (literal files and directories, writable
+    copies, made as the worker's user with private modes); links (to staged inputs) are left as they are."""
+    os.chown(root, uid, -1 if gid is None else gid)
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chown(path, uid, -1 if gid is None else gid, follow_symlinks=False)
+
+
 def _collected_safely(collect: Any, visible: list[Path]) -> Any:
     def collect_outputs(outdir: str, rcode: int) -> Any:
         for link in escaping_links(Path(outdir), visible):
@@ -187,8 +198,8 @@ def tool_class() -> type:
                     # where cwltool links the inputs for this tool (outside its working folder)
                     stage = [Path(self.stagedir)] if self.stagedir and os.path.isdir(self.stagedir) else []
                     if confinement.uid is not None:
-                        for path in [*writable, *stage]:  # made by cwltool as the worker's user, mode 0700
-                            os.chown(path, confinement.uid, confinement.gid or -1)
+                        for path in [*writable, *stage]:
+                            hand_over(path, confinement.uid, confinement.gid)
                     inputs = [*stage, *staged_inputs(self.pathmapper), *staged_inputs(self.generatemapper)]
                     runtime = [*command(confinement, cwd=Path(self.outdir), writable=writable, inputs=inputs,
                                         network=bool(self.networkaccess)), *runtime]

@@ -102,6 +102,15 @@ def _optional(param_type: Any) -> Any:
     return ["null", param_type]
 
 
+def _raw_inputs(members: list[dict[str, Any]], main_id: str) -> dict[str, dict[str, Any]]:
+    """The main process's input declarations as written, by input id."""
+    main = next((m for m in members if _strip_id(m.get("id", "")) == _strip_id(main_id)), {})
+    declared = main.get("inputs") or {}
+    if isinstance(declared, dict):
+        return {k: v if isinstance(v, dict) else {"type": v} for k, v in declared.items()}
+    return {_strip_id(d["id"]).rsplit("/", 1)[-1]: d for d in declared if isinstance(d, dict) and "id" in d}
+
+
 def wrap(package: Package, results_base_url: str = "http://127.0.0.1:5000") -> dict[str, Any]:
     """The packed CWL document that runs `package` between update-job steps (see the module doc).
 
@@ -112,11 +121,15 @@ def wrap(package: Package, results_base_url: str = "http://127.0.0.1:5000") -> d
     user_inputs = [p for p in package.inputs.values() if p.id not in HIDDEN_INPUTS]
     output_ids = list(package.outputs)
 
+    raw = _raw_inputs(members, main_id)
     inputs: dict[str, Any] = {}
     for param in user_inputs:
         # Optional (or defaulted) inputs may be absent: the author's process then applies its own default.
         outer = _outer_type(param.type)
         inputs[param.id] = {"type": _optional(outer) if param.optional else outer}
+        if "secondaryFiles" in raw.get(param.id, {}):
+            # cwltool finds secondary files on disk for the top-level process only: here, the wrapper
+            inputs[param.id]["secondaryFiles"] = copy.deepcopy(raw[param.id]["secondaryFiles"])
     inputs["ades_job_id"] = {"type": "string"}
     inputs["ades_sink"] = {"type": "string"}
 
@@ -139,7 +152,9 @@ def wrap(package: Package, results_base_url: str = "http://127.0.0.1:5000") -> d
         "label": package.title or package.id,
         "requirements": [{"class": "StepInputExpressionRequirement"}, {"class": "SubworkflowFeatureRequirement"}],
         "inputs": inputs,
-        "outputs": {o: {"type": _outer_type(p.type), "outputSource": f"main/{o}"} for o, p in package.outputs.items()},
+        # optional whatever the package says: its own process has checked its outputs (ades.execute.fidelity)
+        "outputs": {o: {"type": _optional(_outer_type(p.type)), "outputSource": f"main/{o}"}
+                    for o, p in package.outputs.items()},
         "steps": {
             "start": {
                 "run": f"#{UPDATE_JOB_ID}",

@@ -16,8 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ades.cwl.inputs import JOB_REQUIREMENTS
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
+from ades.execute.fidelity import with_job_requirements
 from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
 from ades.execute.sandbox import NoSandbox, confine
 from ades.execute.staging import Staging, StagingError, stage_job_order
@@ -55,11 +57,14 @@ class Reporter:
             return
         self.publisher.sink(config).publish(update)  # raising fails the step, as the CLI's exit code would
 
-    def succeeded(self, outputs: dict[str, Any] | None) -> StatusUpdate:
-        """The held success (or a new one), stamped now, with the outputs' final URLs when given."""
+    def succeeded(self, outputs: dict[str, Any] | None, produced: dict[str, Any] | None = None) -> StatusUpdate:
+        """The held success (or a new one), stamped now, with the outputs' final URLs when given; else with the
+        URLs the wrapper reported, less those of outputs the run did not produce (null in `produced`)."""
         fields: dict[str, Any] = {"timestamp": utcnow()}
         if outputs is not None:
             fields["outputs"] = outputs
+        elif self.held is not None and self.held.outputs and produced is not None:
+            fields["outputs"] = {k: v for k, v in self.held.outputs.items() if produced.get(k) is not None}
         if self.held is not None:
             return self.held.model_copy(update=fields)
         return StatusUpdate(job_id=self.spec.job_id, status=Status.SUCCEEDED, progress=100, message="finished",
@@ -126,6 +131,9 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
             job_order = stage_job_order(spec.job_order, staging)
         except StagingError as err:
             return failed_here(f"an input cannot be fetched: {err}")
+        requirements = job_order.pop(JOB_REQUIREMENTS, None)
+        if requirements:
+            tool = with_job_requirements(tool, requirements)
         job_order = {**job_order, "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
@@ -145,7 +153,7 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         return failed(f"the workflow failed (cwltool status: {status})")
     folder.save_outputs(outputs)
     try:
-        publisher.sink(spec.sink).publish(reporter.succeeded(urls))
+        publisher.sink(spec.sink).publish(reporter.succeeded(urls, outputs))
     except Exception as err:  # the outputs exist; without the event the job would stay running until reconciled
         return failed(f"the job finished but its success could not be published: {err}")
     return RunResult(job_id=spec.job_id, status=Status.SUCCEEDED, outputs=outputs, log=folder.log)

@@ -1,0 +1,307 @@
+"""A package behaves through the server exactly as under bare `cwltool --no-container`: each case here runs one
+tool or workflow both ways, with the same job order, and compares the output objects (every CWL field but where
+the files lie), or that both fail. Through the server every File and Directory of the results must be a URL it
+serves, whose bytes match the checksum and size the result states.
+
+The cases are the gaps the CWL conformance suite found (our own tools, not the suite's): secondary files (listed
+and found on disk), formats checked as cwltool checks them, File and Directory literals, Directory outputs with
+their listing, Files inside records, an optional output a `cwl.output.json` leaves out, `cwl:requirements` in the
+job order, a scattering workflow with an expression tool in a `$graph`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from ades.config import Settings
+from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import assert_problem, gate_folder
+
+pytestmark = pytest.mark.integration
+
+EDAM = "http://edamontology.org/"
+FASTA, TEXT = EDAM + "format_1929", EDAM + "format_2330"
+ASYNC = {"Prefer": "respond-async"}
+
+SECONDARY = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-secondary
+inputs:
+  ref: {type: File, secondaryFiles: [.fai], format: "http://edamontology.org/format_1929"}
+baseCommand: [sh, -c, 'cp "$0" copy.fa && cp "$0.fai" copy.fa.fai && cat "$0.fai" > index.txt']
+arguments: [$(inputs.ref.path)]
+outputs:
+  copy: {type: File, secondaryFiles: [.fai], format: "http://edamontology.org/format_1929",
+         outputBinding: {glob: copy.fa}}
+  index: {type: File, outputBinding: {glob: index.txt}}
+"""
+
+FORMATTED = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-format
+inputs:
+  text: {type: File, format: "http://edamontology.org/format_2330"}
+baseCommand: [cat]
+arguments: [$(inputs.text.path)]
+stdout: out.txt
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
+LISTING = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-listing
+requirements: {InlineJavascriptRequirement: {}}
+inputs:
+  dir: Directory
+  note: File
+baseCommand: [sh, -c, 'mkdir made && cp -r "$0"/. made/ && cd "$0" && find . -type f | sort && cat "$1"']
+arguments: [$(inputs.dir.path), $(inputs.note.path)]
+stdout: seen.txt
+outputs:
+  seen: {type: File, outputBinding: {glob: seen.txt}}
+  made: {type: Directory, outputBinding: {glob: made}}
+  record:
+    type:
+      type: record
+      fields:
+        first: {type: File, outputBinding: {glob: seen.txt}}
+        count: {type: int, outputBinding: {glob: seen.txt, outputEval: "$(self[0].size)"}}
+"""
+
+OPTIONAL_OUTPUT = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-optional
+inputs: {}
+baseCommand: [sh, -c, 'printf "{\\"said\\": \\"only this\\"}" > cwl.output.json']
+outputs:
+  said: string
+  extra: File?
+"""
+
+LOADED = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-loaded
+requirements: {InlineJavascriptRequirement: {}}
+inputs:
+  text: {type: File, loadContents: true}
+baseCommand: [echo]
+arguments: [$(inputs.text.contents.trim().toUpperCase())]
+stdout: upper.txt
+outputs:
+  upper: {type: File, outputBinding: {glob: upper.txt}}
+"""
+
+GREETING = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-greeting
+inputs: {}
+baseCommand: [sh, -c, 'echo "$GREETING"']
+stdout: greeting.txt
+outputs:
+  greeting: {type: File, outputBinding: {glob: greeting.txt, loadContents: true}}
+"""
+
+SCATTER = """
+cwlVersion: v1.2
+$graph:
+- class: CommandLineTool
+  id: shout
+  inputs: {word: string}
+  baseCommand: [sh, -c, 'echo "$0" | tr a-z A-Z']
+  arguments: [$(inputs.word)]
+  stdout: $(inputs.word).txt
+  outputs: {loud: {type: File, outputBinding: {glob: "*.txt"}}}
+- class: ExpressionTool
+  id: sizes
+  requirements: {InlineJavascriptRequirement: {}}
+  inputs: {files: "File[]"}
+  expression: '$({"total": inputs.files.reduce(function(n, f) { return n + f.size; }, 0)})'
+  outputs: {total: int}
+- class: Workflow
+  id: main
+  requirements: {ScatterFeatureRequirement: {}}
+  inputs: {words: "string[]"}
+  steps:
+    shout: {run: "#shout", scatter: word, in: {word: words}, out: [loud]}
+    sizes: {run: "#sizes", in: {files: shout/loud}, out: [total]}
+  outputs:
+    loud: {type: "File[]", outputSource: shout/loud}
+    total: {type: int, outputSource: sizes/total}
+"""
+
+
+@pytest.fixture(scope="module")
+def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = gate_folder(tmp_path_factory.mktemp("fidelity"))
+    (folder / "ref.fa").write_text(">one\nACGT\n")
+    (folder / "ref.fa.fai").write_text("one\t4\t5\t4\t5\n")
+    (folder / "note.txt").write_text("a note\n")
+    (folder / "tree" / "deeper").mkdir(parents=True)
+    (folder / "tree" / "one.txt").write_text("one\n")
+    (folder / "tree" / "deeper" / "two.txt").write_text("two\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def web(inputs_dir: Path) -> Iterator[str]:
+    """The input files served over http on 127.0.0.1, as a data server would."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inputs_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def live(es_url: str, inputs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = Settings(es_url=es_url, index_prefix=f"e2e-{uuid.uuid4().hex[:10]}-", event_sink="direct",
+                        data_dir=tmp_path_factory.mktemp("fidelity-server") / "data", input_roots=[inputs_dir],
+                        fetch_allow=["127.0.0.1"])
+    yield from serve_app(settings, file_roots=[inputs_dir])
+
+
+def bare(tool: str, order: dict[str, Any], tmp: Path) -> dict[str, Any] | None:
+    """What bare cwltool prints for `tool` run on `order` (None: it failed)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "tool.cwl").write_text(tool)
+    (tmp / "job.json").write_text(json.dumps(order))
+    # the console script: `python -m cwltool` exits 0 whatever happened
+    cwltool = str(Path(sys.executable).with_name("cwltool"))
+    done = subprocess.run([cwltool, "--no-container", "--quiet", "--outdir", str(tmp / "out"), str(tmp / "tool.cwl"),
+                           str(tmp / "job.json")], capture_output=True, text=True, timeout=300)
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def through_server(live: LiveServer, tool: str, order: dict[str, Any]) -> dict[str, Any] | None:
+    """The CWL output object the server's results give for `tool` run on `order` (None: the job failed); every
+    file in it is fetched and must match its checksum and size."""
+    process = yaml.safe_load(tool).get("id", "main")
+    deployed = live.post("/processes", data=tool, headers={"Content-Type": "application/cwl+yaml"})
+    assert deployed.status_code in (201, 409), deployed.text
+    if "$graph" in yaml.safe_load(tool):
+        process = deployed.json().get("id", process) if deployed.status_code == 201 else process
+    submitted = live.post(f"/processes/{process}/execution", headers=ASYNC, json={"inputs": order})
+    assert submitted.status_code == 201, submitted.text
+    info = live.wait_status(submitted.json()["jobID"])
+    if info["status"] != "successful":
+        print(live.get(f"/jobs/{info['jobID']}/logs").text)  # shown when the comparison fails
+        return None
+    results = live.get(f"/jobs/{info['jobID']}/results").json()
+    cwl = {name: _cwl_value(entry) for name, entry in results.items()}
+    _fetch_every_file(live, cwl)
+    return cwl
+
+
+def _cwl_value(entry: Any) -> Any:
+    if isinstance(entry, list):
+        return [_cwl_value(e) for e in entry]
+    if isinstance(entry, dict) and "class" in entry and "href" in entry:
+        return {k: v for k, v in entry.items() if k not in ("href", "type")}
+    return entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+
+
+def _fetch_every_file(live: LiveServer, value: Any) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _fetch_every_file(live, item)
+    elif isinstance(value, dict):
+        if value.get("class") == "File":
+            assert value["location"].startswith(live.url + "/jobs/"), value
+            body = requests.get(value["location"], timeout=30).content
+            assert f"sha1${hashlib.sha1(body).hexdigest()}" == value["checksum"] and len(body) == value["size"]
+        for item in value.values():
+            _fetch_every_file(live, item)
+
+
+def normal(value: Any) -> Any:
+    """An output object without where its files lie; lists of files in name order."""
+    if isinstance(value, list):
+        items = [normal(v) for v in value]
+        return sorted(items, key=json.dumps) if all(isinstance(v, dict) and "class" in v for v in value) else items
+    if isinstance(value, dict):
+        return {k: normal(v) for k, v in value.items() if k not in ("location", "path", "dirname")}
+    return value
+
+
+def file(path: Path, **extra: Any) -> dict[str, Any]:
+    return {"class": "File", "location": path.as_uri(), **extra}
+
+
+def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    literal_dir = {"class": "Directory", "basename": "made-up",
+                   "listing": [{"class": "File", "basename": "a.txt", "contents": "A\n"},
+                               {"class": "Directory", "basename": "sub",
+                                "listing": [{"class": "File", "basename": "b.txt", "contents": "B\n"}]}]}
+    return {
+        "secondary files found on disk": (SECONDARY, {"ref": file(inputs / "ref.fa", format=FASTA)}),
+        "secondary files listed": (SECONDARY, {"ref": file(inputs / "ref.fa", format=FASTA,
+                                                           secondaryFiles=[file(inputs / "ref.fa.fai")])}),
+        "a wrong format fails": (FORMATTED, {"text": file(inputs / "note.txt", format=FASTA)}),
+        "a right format passes": (FORMATTED, {"text": file(inputs / "note.txt", format=TEXT)}),
+        "literals and a directory output": (LISTING, {
+            "dir": literal_dir, "note": {"class": "File", "basename": "note.txt", "contents": "literal note\n"}}),
+        "a directory input by location": (LISTING, {"dir": {"class": "Directory",
+                                                            "location": (inputs / "tree").as_uri()},
+                                                    "note": file(inputs / "note.txt")}),
+        "an optional output left out": (OPTIONAL_OUTPUT, {}),
+        "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
+                                                              "envDef": [{"envName": "GREETING",
+                                                                          "envValue": "hello from the job order"}]}]}),
+        "scatter, expression tool, $graph": (SCATTER, {"words": ["alpha", "beta", "gamma"]}),
+    }
+
+
+@pytest.mark.parametrize("case", list(cases(Path("/"))))
+def test_the_server_gives_what_bare_cwltool_gives(live: LiveServer, inputs_dir: Path, tmp_path: Path,
+                                                   case: str) -> None:
+    tool, order = cases(inputs_dir)[case]
+    expected = bare(tool, order, tmp_path / "bare")
+    got = through_server(live, tool, order)
+    assert (got is None) == (expected is None), f"bare cwltool gave {expected}, the server {got}"
+    if expected is not None:
+        assert normal(got) == normal(expected)
+
+
+def test_requirements_that_widen_a_job_are_refused_by_name(live: LiveServer) -> None:
+    assert live.post("/processes", data=GREETING, headers={"Content-Type": "application/cwl+yaml"}).status_code in (
+        201, 409)
+    asked = [{"class": "DockerRequirement", "dockerPull": "alpine"}, {"class": "NetworkAccess", "networkAccess": True},
+             {"class": "EnvVarRequirement", "envDef": [{"envName": "A", "envValue": "b"}]}]
+    before = live.get("/jobs", params={"processID": "fid-greeting"}).json()["numberMatched"]
+    response = live.post("/processes/fid-greeting/execution", headers=ASYNC,
+                         json={"inputs": {"cwl:requirements": asked}})
+    detail = assert_problem(response, 400, "invalid-input")["detail"]
+    assert "DockerRequirement" in detail and "NetworkAccess" in detail and "EnvVarRequirement" not in detail.split(
+        "Allowed")[0]
+    assert live.get("/jobs", params={"processID": "fid-greeting"}).json()["numberMatched"] == before
+
+
+def test_an_http_input_is_fetched_before_its_contents_are_loaded(live: LiveServer, web: str) -> None:
+    """Where the server does better than cwltool alone: cwltool reads `loadContents` of an http File as a local path
+    (FileNotFoundError on the URL); the server fetches every http input into the job's folder first."""
+    got = through_server(live, LOADED, {"text": {"class": "File", "location": f"{web}/note.txt"}})
+    assert got is not None
+    assert requests.get(got["upper"]["location"], timeout=30).text == "A NOTE\n"
