@@ -185,15 +185,17 @@ class Runner:
         if not self.quiet:
             print(text, file=sys.stderr)
 
-    def deploy(self, tool: str) -> str:
-        """Deploy TOOL under a fresh id; that id. Remembers the names of its inputs and outputs if known."""
-        process_id = f"cwlrun-{uuid.uuid4().hex[:12]}"
+    def prepare(self, tool: str, process_id: str) -> dict[str, Any]:
+        """TOOL as it will be deployed as `process_id`. Remembers the names of its inputs and outputs if known."""
         try:
             doc = renamed(pack(tool), process_id)
-            self.inputs, self.outputs = declared(doc, process_id), declared(doc, process_id, "outputs")
         except RunnerError as err:
             self.say(f"{err}; sending it as written")
-            doc = raw_document(tool, process_id)
+            return raw_document(tool, process_id)
+        self.inputs, self.outputs = declared(doc, process_id), declared(doc, process_id, "outputs")
+        return doc
+
+    def deploy(self, tool: str, doc: dict[str, Any], process_id: str) -> str:
         body, media = deploy_request(doc, process_id)
         summary = self.client.request("POST", "/processes", data=body, headers={"Content-Type": media}).json()
         deployed = str(summary.get("processSummary", {}).get("id") or process_id)
@@ -201,8 +203,12 @@ class Runner:
         return deployed
 
     def run(self, tool: str, job: str | None, keep: bool) -> dict[str, Any]:
-        inputs = job_inputs(local_path(job)) if job else {}
-        process_id = self.deploy(tool)
+        process_id = f"cwlrun-{uuid.uuid4().hex[:12]}"
+        doc = self.prepare(tool, process_id)
+        # as cwltool reads a job order: `format` prefixes may be the tool's own namespaces
+        namespaces = doc.get("$namespaces") if isinstance(doc.get("$namespaces"), dict) else {}
+        inputs = job_inputs(local_path(job), namespaces) if job else {}
+        process_id = self.deploy(tool, doc, process_id)
         if self.inputs is not None:
             # cwltool ignores what a job order holds beyond the process's inputs; an execute request may not
             # (namespaced keys such as cwl:requirements go: they are the server's to judge)

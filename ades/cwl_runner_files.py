@@ -23,9 +23,10 @@ class RunnerError(Exception):
 
 
 # --- the job order -----------------------------------------------------------------------------------------------
-def job_inputs(path: Path) -> dict[str, Any]:
+def job_inputs(path: Path, namespaces: dict[str, str] | None = None) -> dict[str, Any]:
     """The inputs of the job order at `path` (YAML or JSON) as cwltool reads them: relative File and Directory
-    references resolved against the file's folder, `format` names expanded with its `$namespaces`."""
+    references resolved against the file's folder, `format` names expanded with its `$namespaces` (over the tool's
+    `namespaces`)."""
     from ruamel.yaml import YAML
 
     try:
@@ -38,7 +39,7 @@ def job_inputs(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise RunnerError(f"the job order {path} must be a map of input names to values")
-    namespaces = data.get("$namespaces") or {}
+    namespaces = {**(namespaces or {}), **(data.get("$namespaces") or {})}
     base = Path(os.path.abspath(path)).parent.as_uri() + "/"
     return {key: absolute(value, base, namespaces) for key, value in data.items() if key not in IGNORED_KEYS}
 

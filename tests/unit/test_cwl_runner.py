@@ -75,3 +75,11 @@ def test_a_refused_requirement_is_cwltests_unsupported_feature() -> None:
     assert exit_code(refused) == EXIT_UNSUPPORTED
     assert exit_code(ApiError(400, "Invalid input", "input 'x': expected a string")) == EXIT_FAILED
     assert exit_code(ApiError(503, "Unsupported requirement", "")) == EXIT_FAILED
+
+
+def test_a_job_orders_format_may_use_the_tools_namespaces(tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    job.write_text('{"input": {"class": "File", "location": "whale.txt", "format": "edam:format_2330"}}')
+    inputs = job_inputs(job, {"edam": "http://edamontology.org/"})
+    assert inputs["input"]["format"] == "http://edamontology.org/format_2330"
+    assert job_inputs(job)["input"]["format"] == "edam:format_2330"  # no namespace known: left as written
