@@ -166,6 +166,19 @@ class Settings(BaseSettings):
         default_factory=list,
         description="More host paths sandboxed tools may read (tools installed outside /usr and /opt), a JSON list.",
     )
+    container_runtime: Literal["none", "podman", "docker", "singularity", "apptainer"] = Field(
+        default="none",
+        description="Container runtime cwltool runs DockerRequirement tools in (their image is then their "
+        "confinement, not the sandbox; see Security), installed on every worker: none (no containers: a package that "
+        "requires DockerRequirement is refused at deploy unless docker_without_container is set; a hint is ignored), "
+        "podman, docker, singularity or apptainer.",
+    )
+    docker_without_container: bool = Field(
+        default=False,
+        description="With container_runtime none, accept packages that require DockerRequirement and run their tools "
+        "on the workers without a container, in the sandbox like any tool (the image is ignored: the tools must be "
+        "installed on the workers).",
+    )
 
     # --- Reaching out (ades/fetch.py): http(s) inputs, executionUnit hrefs, $include/$import; file:// inputs ----
     input_roots: list[Path] = Field(

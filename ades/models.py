@@ -71,6 +71,10 @@ class Job(BaseModel):
     delay: float = Field(default=0.0, ge=0, description="seconds to wait (after the dependencies) before it starts")
     message: str | None = None
     created: UtcDatetime = Field(default_factory=utcnow)
+    results_request: dict[str, Any] | None = Field(
+        default=None, alias="results-request",
+        description="what the execute request asked of the results (response, outputs' transmission modes), so "
+        "that an asynchronous job's /results answers as asked (ades.api.results)")
 
     def to_document(self) -> dict[str, Any]:
         """The `jobs` index document of a freshly submitted job."""
@@ -94,6 +98,7 @@ class Job(BaseModel):
             "duration": None,
             "progress": 0,
             "message": self.message,
+            "results-request": self.results_request,
             "applied-events": [],
             "merge-clock": {},
         }

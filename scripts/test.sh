@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 source scripts/_sandbox.sh
 source scripts/_browser.sh
+source scripts/_podman.sh
 
 .venv/bin/ruff check .
 

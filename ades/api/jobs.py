@@ -17,7 +17,8 @@ from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
 from ades.api.outputs import served
-from ades.api.views import jobs_page, results_document, status_info
+from ades.api.results import ResultsRequest, answer
+from ades.api.views import jobs_page, status_info
 from ades.config import Settings
 from ades.jobs.folder import JobFolder
 from ades.models import ID_PATTERN, JobQuery
@@ -197,7 +198,11 @@ def job_results(job_id: str) -> Response:
         return Response(json.dumps(item), mimetype=GEOJSON)
     if fmt != "json":
         raise problem(400, "invalid-parameter", f"f: results come as json or stac, not {fmt!r}")
-    return jsonify(results_document(doc, folder, c.base_url))
+    # as the execute request asked (raw or document, each output by value or reference); `f=json`: a document
+    wanted = ResultsRequest.of_job(doc)
+    if "f" in request.args:
+        wanted = wanted.model_copy(update={"response": "document"})
+    return answer(doc, folder, c.base_url, wanted)
 
 
 def _succeeded(c: AdesContext, job_id: str) -> dict[str, Any]:

@@ -64,6 +64,14 @@ JOB_ID["schema"]["pattern"] = ID_PATTERN
 F_PARAM = _query("f", "output format", {"type": "string", "enum": ["json", "html"]})
 
 
+EXECUTE_OUTPUTS = {
+    "type": "object", "additionalProperties": {"type": "object", "properties": {
+        "transmissionMode": {"type": "string", "enum": ["value", "reference"]}, "format": {"type": "object"}}},
+    "description": "the outputs wanted (all when left out), each by value or by reference (default: files by "
+    "reference, other values by value; with response raw, by value)",
+}
+
+
 def _schemas(settings: Settings) -> dict[str, Any]:
     link = {"type": "object", "required": ["href"],
             "properties": {k: {"type": "string"} for k in ("href", "rel", "type", "title", "hreflang")}}
@@ -121,10 +129,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "links": {"type": "array", "items": _ref("link")},
             "numberMatched": {"type": "integer"}, "numberReturned": {"type": "integer"}}},
         "results": {"type": "object", "additionalProperties": True,
-                    "description": "output id -> {href, type} for files, {value} otherwise"},
+                    "description": "output id -> {href, type} (by reference) or {value} (by value; a file's content "
+                    "with its mediaType, and encoding base64 unless it is text)"},
         "execute": {"type": "object", "properties": {
             "inputs": {"type": "object", "additionalProperties": True},
-            "outputs": {"type": "object", "additionalProperties": True},
+            "outputs": EXECUTE_OUTPUTS,
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
             "mode": {"type": "string", "enum": ["sync", "async", "auto"]},
             "labels": labels, **scheduling}},
@@ -154,7 +163,10 @@ def _deploy_body() -> dict[str, Any]:
             content[media] = {"schema": {"type": "object", "additionalProperties": True}}
         else:
             content[media] = {"schema": {"type": "string"}}
-    return {"required": True, "description": "a CWL application package (OGC 20-089)", "content": content}
+    return {"required": True, "content": content,
+            "description": "a CWL application package (OGC 20-089); one that requires DockerRequirement is refused "
+            "(400, unsupported-requirement) when the server has no container runtime (ADES_CONTAINER_RUNTIME) and "
+            "does not run such tools without one (ADES_DOCKER_WITHOUT_CONTAINER)"}
 
 
 def _job_list_params(settings: Settings) -> list[dict[str, Any]]:
@@ -237,10 +249,10 @@ def _process_paths(settings: Settings) -> dict[str, Any]:
                                      "schema": {"type": "string"}}],
                      "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute")}}},
                      "responses": {
-                         "200": {"description": "results (sync)", "content": {
-                             JSON: {"schema": _ref("results")},
-                             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                         "200": _results_200("results (sync), as `response` and each output's "
+                                             "`transmissionMode` asked"),
                          "201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
+                         "204": {"description": "response raw, every output by reference: a Link header each"},
                          **_errors(400, 404, 413, 415, 429, 500, 503)}},
         },
         "/processes/{processId}/jobs": {
@@ -251,6 +263,21 @@ def _process_paths(settings: Settings) -> dict[str, Any]:
                                    **_errors(400, 404, 413, 415, 429, 503)}},
         },
     }
+
+
+def _results_200(description: str, stac: bool = False) -> dict[str, Any]:
+    """A 200 of results (ades.api.results): a JSON document, one raw output in its own media type, or several as
+    multipart/related."""
+    content: dict[str, Any] = {
+        # a document, or (response raw) the one output's own JSON value, which may be any JSON
+        JSON: {"schema": {"anyOf": [_ref("results"), {}]}},
+        "multipart/related": {"schema": {"type": "string", "format": "binary"}},
+        "*/*": {"schema": {"type": "string", "format": "binary"}},
+    }
+    if stac:
+        content["application/geo+json"] = {"schema": {"type": "object", "required": [
+            "type", "stac_version", "id", "geometry", "properties", "links", "assets"], "additionalProperties": True}}
+    return {"description": description, "content": content}
 
 
 def _job_paths(settings: Settings) -> dict[str, Any]:
@@ -274,12 +301,11 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
                     "asset per file output and the rasters' WGS84 footprint",
                     "parameters": [_query("f", "json: the OGC results document; stac: a STAC 1.1 Item",
                                           {"type": "string", "enum": ["json", "stac"], "default": "json"})],
-                    "responses": {"200": {"description": "results", "content": {
-                        JSON: {"schema": _ref("results")},
-                        "application/geo+json": {"schema": {"type": "object", "required": [
-                            "type", "stac_version", "id", "geometry", "properties", "links", "assets"],
-                            "additionalProperties": True}}}},
-                        **_errors(400, 404, 503)}},
+                    "responses": {"200": _results_200("results, as the execute request asked (`f=json`: a "
+                                                      "document), or the STAC Item", stac=True),
+                                  "204": {"description": "the execute request asked raw, every output by "
+                                          "reference: a Link header each"},
+                                  **_errors(400, 404, 503)}},
         },
         "/jobs/{jobId}/results/{outputId}": {
             "parameters": [JOB_ID, _path_param("outputId", "output id")],

@@ -7,15 +7,17 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request
 
 from ades.api.auth import DEPLOYER, current_principal, require_role
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import ApiProblem, part2, problem
 from ades.api.jobs import number_arg
+from ades.api.results import ResultsRequest, answer, results_request
 from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
-from ades.api.views import process_description, process_summary, results_document, status_info
+from ades.api.views import process_description, process_summary, status_info
 from ades.cwl import PackageError, describe, load_package
+from ades.execute.containers import refusal as container_refusal
 from ades.jobs.quota import TooManySyncExecutes
 from ades.status import Status
 from ades.store import ProcessExists, ProcessNotFound
@@ -55,7 +57,8 @@ def _immutable(process: DeployedProcess, action: str) -> ApiProblem:
 
 
 def _load_body(c: AdesContext) -> tuple[Any, float]:
-    """The package in the request, loaded and validated by cwltool; (Package, milliseconds it took)."""
+    """The package in the request, loaded and validated by cwltool, and runnable here (a required DockerRequirement
+    needs a container runtime or the operator's leave to run without); (Package, milliseconds it took)."""
     media = (request.mimetype or "").lower()
     if media not in DEPLOY_TYPES:
         raise problem(415, part2("unsupported-media-type"),
@@ -68,6 +71,9 @@ def _load_body(c: AdesContext) -> tuple[Any, float]:
                                fetcher=c.fetcher)
     except PackageError as err:
         raise problem(400, "invalid-package", str(err), "Invalid application package") from None
+    why = container_refusal(package.cwl, c.settings.container_runtime, c.settings.docker_without_container)
+    if why is not None:
+        raise problem(400, "unsupported-requirement", why, "Unsupported requirement")
     return package, (time.perf_counter() - started) * 1000
 
 
@@ -175,6 +181,7 @@ def execute(ref: str) -> Response:
     c = ctx()
     process = get_process(c, ref)
     body = parse_body(OgcExecute, json_body(request), c.settings)
+    wanted = results_request(body.response, body.outputs, process.description.get("outputs") or {})
     prefer = request.headers.get("Prefer", "").lower()
     user = current_principal().user
     # a job that waits for other jobs or a delay cannot answer synchronously
@@ -186,16 +193,18 @@ def execute(ref: str) -> Response:
             raise _too_many_sync(user, c.settings.sync_executes_cap)
         is_async = asked_async or not placed  # past the cap, a job instead of a held thread
         with c.jobs.quota.hold(user):
-            job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body)
+            job = submit(c, process, body.inputs, body.labels, "async" if is_async else "sync", body,
+                         wanted.model_dump())
         location = c.url(f"/jobs/{job.id}")
         if is_async:
             response = jsonify(status_info(job.to_document(), c.base_url))
             response.status_code = 201
             response.headers["Location"] = location
+            response.headers["Link"] = _monitor(location)
             if asked_async:
                 response.headers["Preference-Applied"] = "respond-async"
             return response
-        return _sync_answer(c, job.id, body, location)
+        return _sync_answer(c, job.id, wanted, location)
 
 
 def _too_many_sync(user: str, cap: int) -> TooManySyncExecutes:
@@ -206,28 +215,24 @@ def _too_many_sync(user: str, cap: int) -> TooManySyncExecutes:
         "or try again once one has ended")
 
 
-def _sync_answer(c: AdesContext, job_id: str, body: OgcExecute, location: str) -> Response:
+def _monitor(location: str) -> str:
+    """The Link header value that points a client at the job it can monitor."""
+    return f'<{location}>; rel="monitor"; type="application/json"'
+
+
+def _sync_answer(c: AdesContext, job_id: str, wanted: ResultsRequest, location: str) -> Response:
     outcome = c.jobs.wait(job_id, c.sync_timeout)
     if outcome is None:
         # the job outlived the sync budget: it keeps running, the client follows it like an async one
         response = jsonify(status_info(c.job_store.get(job_id), c.base_url))
         response.status_code = 201
         response.headers["Location"] = location
+        response.headers["Link"] = _monitor(location)
         return response
-    if outcome is not Status.SUCCEEDED:
-        doc = c.job_store.get(job_id)
-        detail = doc.get("message") or f"the job ended {outcome.ogc}"
-        raise ApiProblem(500, "execution-failed", detail, "Execution failed", {"Location": location})
     doc = c.job_store.get(job_id)
-    folder = c.jobs.folder(job_id)
-    outputs = folder.saved_outputs() or {}
-    if body.response == "raw" and len(outputs) == 1:
-        value = next(iter(outputs.values()))
-        path = folder.file(value.get("path", "")) if isinstance(value, dict) and value.get("class") == "File" else None
-        if path is not None:
-            response = send_file(path, mimetype="application/octet-stream")
-            response.headers["Link"] = f'<{location}>; rel="monitor"'
-            return response
-    response = jsonify(results_document({**doc, "status": Status.SUCCEEDED.value}, folder, c.base_url))
-    response.headers["Link"] = f'<{location}>; rel="monitor"'
-    return response
+    if outcome is not Status.SUCCEEDED:
+        detail = doc.get("message") or f"the job ended {outcome.ogc}"
+        raise ApiProblem(500, "execution-failed", detail, "Execution failed",
+                         {"Location": location, "Link": _monitor(location)})
+    return answer({**doc, "status": Status.SUCCEEDED.value}, c.jobs.folder(job_id), c.base_url, wanted,
+                  [_monitor(location)])

@@ -191,7 +191,7 @@ def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[
 
 
 def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
-           scheduling: Scheduling | None = None) -> Job:
+           scheduling: Scheduling | None = None, results: dict[str, Any] | None = None) -> Job:
     """Validate the request and hand the job to the job service. Raises ApiProblem (4xx) before anything is
     written; TooManyQueued (503) writes nothing either."""
     package = ctx.package_of(process)
@@ -204,6 +204,6 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
         raise problem(400, "invalid-parameter", "dependsOn and delay need an asynchronous execution")
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
               user_id=current_principal().user, mode=mode, depends_on=depends_on, delay=delay,
-              message=waiting_message(depends_on, delay))
+              message=waiting_message(depends_on, delay), results_request=results)
     ctx.jobs.submit(package, job, job_order)
     return job

@@ -27,6 +27,8 @@ def job_links(base_url: str, job_id: str, status: Status) -> list[dict[str, str]
         {"href": f"{base}/jobs/{job_id}", "rel": "self", "type": JSON, "title": "this job"},
         # what a client follows to monitor the job (OGC's `status` relation), wherever it found this document
         {"href": f"{base}/jobs/{job_id}", "rel": "status", "type": JSON, "title": "the job's status"},
+        # the same, by the name OGC's Link headers give it (a synchronous answer's `rel=monitor`)
+        {"href": f"{base}/jobs/{job_id}", "rel": "monitor", "type": JSON, "title": "monitor the job"},
         {"href": f"{base}/jobs/{job_id}/logs", "rel": "log", "type": "text/plain", "title": "the job log"},
     ]
     if status is Status.SUCCEEDED:

@@ -83,6 +83,8 @@ def type_schema(t: Any, formats: list[str] | None = None) -> dict[str, Any]:
     if kind == "enum":
         return {"type": "string", "enum": list(t["symbols"])}
     if kind == "record":
+        if _is_bbox(t):
+            return _bbox_schema()
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in t.get("fields", []):
@@ -96,6 +98,32 @@ def type_schema(t: Any, formats: list[str] | None = None) -> dict[str, Any]:
                 required.append(field["name"])
         return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
     return {}
+
+
+_NUMBERS = ("float", "double", "int", "long")
+
+
+def _is_bbox(t: dict[str, Any]) -> bool:
+    """A record of `bbox` (an array of numbers) and, optionally, `crs` (a string): what OGC calls a bounding box."""
+    fields = {f["name"]: f["type"] for f in t.get("fields", [])}
+    if "bbox" not in fields or not set(fields) <= {"bbox", "crs"}:
+        return False
+    bbox, crs = fields["bbox"], fields.get("crs", "string")
+    return (isinstance(bbox, dict) and bbox.get("type") == "array" and bbox.get("items") in _NUMBERS
+            and crs in ("string", ["null", "string"], ["string", "null"]))
+
+
+def _bbox_schema() -> dict[str, Any]:
+    # OGC's bounding-box form: `format: ogc-bbox` under `allOf`, no top-level `type`, as OGC clients (and the OGC
+    # test suite) recognise it; each member carries the format, since clients read it from every member
+    return {"allOf": [{
+        "format": "ogc-bbox", "type": "object", "required": ["bbox"],
+        "properties": {
+            "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6,
+                     "description": "minx, miny, maxx, maxy (or six numbers, with heights)"},
+            "crs": {"type": "string", "description": "the CRS URI; OGC CRS84 when left out"},
+        },
+    }]}
 
 
 def _reference_schema(kind: str, formats: list[str]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""One run of a wrapped workflow under cwltool, in this process, without containers.
+"""One run of a wrapped workflow under cwltool, in this process; its DockerRequirement tools in the container
+runtime the caller names, if any.
 
 It knows nothing of jobs' lives: the caller (ades.jobs.run) says which folders cwltool works in and where its log
 goes, and receives cwltool's output object (with a local `path` beside every file) and cwltool's final status. The
@@ -24,6 +25,7 @@ from typing import Any
 
 from ades.cwl.loader import CwlLoadError, clean_message, confined_context, load_process
 from ades.execute import inprocess
+from ades.execute.containers import ContainerRuntime, runtime_options
 from ades.execute.fidelity import absent_outputs_are_null
 from ades.execute.sandbox import Confinement
 from ades.execute.staging import Staging, path_mapper
@@ -91,24 +93,6 @@ def load_wrapped(workflow_file: Path, cache_key: str | None) -> Any:
             cwl_logger.removeFilter(quiet)
         _TOOLS[key] = tool
     return tool
-
-
-def docker_requirements(node: Any) -> list[str]:
-    """dockerPull/dockerImageId values of DockerRequirements under `requirements` (hints are optional: ignored)."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        reqs = node.get("requirements")
-        items = list(reqs.items()) if isinstance(reqs, dict) else [(r.get("class"), r) for r in reqs or []]
-        for name, req in items:
-            if name == "DockerRequirement" and isinstance(req, dict):
-                found.append(str(req.get("dockerPull") or req.get("dockerImageId") or "(no image named)"))
-        for key, value in node.items():
-            if key != "requirements":
-                found.extend(docker_requirements(value))
-    elif isinstance(node, list):
-        for item in node:
-            found.extend(docker_requirements(item))
-    return found
 
 
 # --- logging ---------------------------------------------------------------------------------------------------
@@ -184,17 +168,20 @@ def _environment(confined: bool) -> list[str]:
     return ["PATH", *(name for name in os.environ if name.startswith(_PRESERVED_PREFIXES))]
 
 
-def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None, staging: Staging | None) -> Any:
+def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None, staging: Staging | None,
+                     container: ContainerRuntime, without_container: bool) -> Any:
     from cwltool.context import RuntimeContext
 
     context = RuntimeContext(
         {
-            "use_container": False,
+            **runtime_options(container),
             "outdir": str(dirs.outputs),
             "tmpdir_prefix": str(dirs.tmp) + "/",
             "tmp_outdir_prefix": str(dirs.work) + "/",
             "basedir": str(dirs.base),
-            "preserve_environment": _environment(confinement is not None),
+            # cwltool gives every tool PATH anyway; preserved, it would replace the PATH of a container's image
+            "preserve_environment": [name for name in _environment(confinement is not None)
+                                     if name != "PATH" or container == "none"],
             "move_outputs": "move",
             "rm_tmpdir": True,
             "on_error": "stop",
@@ -205,6 +192,7 @@ def _runtime_context(dirs: RunDirs, stream: Any, confinement: Confinement | None
         }
     )
     context.ades_confinement = confinement  # read by the tools' jobs (ades.execute.sandbox)
+    context.ades_without_container = without_container and container == "none"
     if staging is not None:
         context.path_mapper = path_mapper(staging)  # cwltool's own would download http(s) files itself, to /tmp
     return context
@@ -226,19 +214,21 @@ def with_paths(value: Any) -> Any:
 
 def run_workflow(tool: Any, job_order: dict[str, Any], dirs: RunDirs, stream: Any, publish: inprocess.Publisher,
                  confinement: Confinement | None = None,
-                 staging: Staging | None = None) -> tuple[dict[str, Any] | None, str]:
+                 staging: Staging | None = None, *, container: ContainerRuntime = "none",
+                 without_container: bool = False) -> tuple[dict[str, Any] | None, str]:
     """Run a loaded workflow to its end: (cwltool's output object with local paths, or None; cwltool's status,
     `success` or `error: <why>`). Update-job steps go to `publish`; tools run confined by `confinement` (None:
     as the worker's user, seeing what it sees); the files cwltool stages follow `staging` (None: cwltool's own
-    rules, for trusted callers only)."""
+    rules, for trusted callers only). DockerRequirement tools run in `container` (ades.execute.containers), or,
+    with `without_container` and no runtime, as any other tool."""
     from cwltool.errors import WorkflowException
     from cwltool.executors import SingleJobExecutor
 
     cwl_logger = logging.getLogger("cwltool")
     previous = inprocess.set_publisher(publish)
     try:
-        outputs, status = SingleJobExecutor()(tool, job_order, _runtime_context(dirs, stream, confinement, staging),
-                                              cwl_logger)
+        context = _runtime_context(dirs, stream, confinement, staging, container, without_container)
+        outputs, status = SingleJobExecutor()(tool, job_order, context, cwl_logger)
     except WorkflowException as err:
         outputs, status = None, f"error: {clean_message(str(err))}"
     except Exception as err:  # cwltool raises plain exceptions for some tool bugs; the job must still end

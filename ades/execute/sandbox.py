@@ -8,6 +8,9 @@ namespace of its own with nothing in it, unless the tool declares CWL's `Network
 When the worker is root, the tool also runs as an unprivileged system user (`ADES_JOB_USER`), so what it writes
 and can read is that user's; otherwise bwrap runs it as the worker's user inside a user namespace.
 
+A tool that runs in a container (DockerRequirement, with ADES_CONTAINER_RUNTIME set) is not wrapped in bwrap: its
+container confines it instead, run as the job user without capabilities or network (container_arguments).
+
 Update-job steps are not tools that run here: they run in the worker (ades.execute.inprocess), with its credentials.
 Tools are wrapped at the last moment, in the cwltool job's `_execute`, so staging, output collection and logs stay
 cwltool's.
@@ -25,6 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ades.execute.containers import ContainerRuntime, start_reaper
+
 SYSTEM_PATHS = (Path("/usr"), Path("/etc"), Path("/opt"))
 MERGED_USR = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 """Top-level names that Debian (merged /usr) makes symlinks into /usr; on other systems they are folders."""
@@ -41,6 +46,10 @@ class Sandbox(BaseModel):
     user: str | None = Field(default="ades-job", description="system user tools run as when the worker is root")
     network: bool = Field(default=True, description="whether a tool that declares NetworkAccess gets the network")
     read_only: list[Path] = Field(default_factory=list, description="more host paths tools may read")
+    container: ContainerRuntime = Field(default="none", description="the runtime cwltool runs DockerRequirement "
+                                        "tools in (ADES_CONTAINER_RUNTIME); the container is then their confinement")
+    without_container: bool = Field(default=False, description="required DockerRequirements are run without a "
+                                    "container, in this sandbox (ADES_DOCKER_WITHOUT_CONTAINER)")
 
 
 class Confinement(BaseModel):
@@ -182,13 +191,74 @@ def _collected_safely(collect: Any, visible: list[Path]) -> Any:
 _CLASSES: dict[str, type] = {}
 
 
+def container_arguments(runtime: list[str], confinement: Confinement | None, network: bool) -> list[str]:
+    """cwltool's `docker|podman run` arguments as ades runs them: the container ends with the job; a root worker's
+    podman is rootful, which refuses the `--userns=keep-id` cwltool always asks; in a sandboxed run the container's
+    processes are the job user's, not root's, gain no privileges (no capabilities, setuid files do not work, as
+    setpriv does for bwrap), and get no network unless the tool declared NetworkAccess and the operator allows it."""
+    root = os.geteuid() == 0
+    args = [a for a in runtime if not (root and a == "--userns=keep-id")]
+    # The container is the runtime's child, not the job's: stopping a job SIGTERMs its group, where only the `run`
+    # client is. The client passes the signal on, and an init ends the tool (PID 1 ignores SIGTERM unless it
+    # handles it); what a SIGKILL leaves, the reaper removes (ades.execute.containers).
+    args.append("--init")
+    if confinement is None:
+        return args
+    args += ["--security-opt=no-new-privileges", "--cap-drop=ALL"]
+    if confinement.uid is not None:
+        args = [f"--user={confinement.uid}:{confinement.gid}" if a.startswith("--user=") else a for a in args]
+    if not (network and confinement.network) and "--net=none" not in args:
+        args = [a for a in args if not a.startswith("--net=")] + ["--net=none"]
+    return args
+
+
+def _contained(base: type) -> type:
+    """cwltool's container job, run as ades runs containers: the container is the tool's confinement (bwrap does not
+    wrap the runtime, which needs the host's privileges). Docker and podman lines are edited (container_arguments);
+    singularity and apptainer run as cwltool has them, as the worker's user. Whatever the runtime, a link the tool
+    left to a host path is removed before its outputs are collected on the host."""
+    name = f"contained:{base.__name__}"
+    if name not in _CLASSES:
+        from cwltool.docker import DockerCommandLineJob
+
+        docker = issubclass(base, DockerCommandLineJob)
+
+        class ContainedJob(base):  # type: ignore[misc,valid-type]
+            def create_runtime(self, env: Any, runtimeContext: Any) -> tuple[list[str], str | None]:
+                runtime, cidfile = super().create_runtime(env, runtimeContext)
+                confinement: Confinement | None = getattr(runtimeContext, "ades_confinement", None)
+                if confinement is not None:
+                    if docker and confinement.uid is not None:
+                        for path in (self.outdir, self.tmpdir):  # made by cwltool as the worker's user, mode 0700
+                            os.chown(path, confinement.uid, confinement.gid or -1)
+                    visible = [Path(self.outdir), Path(self.tmpdir), *staged_inputs(self.pathmapper),
+                               *staged_inputs(self.generatemapper)]
+                    self.collect_outputs = _collected_safely(self.collect_outputs, visible)
+                if docker:
+                    runtime = container_arguments(runtime, confinement, bool(self.networkaccess))
+                    if cidfile is not None:
+                        self.ades_reaper = start_reaper(cidfile, self.docker_exec)
+                return runtime, cidfile
+
+            def run(self, runtimeContext: Any, tmpdir_lock: Any = None) -> None:
+                try:
+                    super().run(runtimeContext, tmpdir_lock)
+                finally:
+                    if getattr(self, "ades_reaper", None) is not None:
+                        os.close(self.ades_reaper)  # the container has ended: the reaper checks and leaves
+
+        _CLASSES[name] = ContainedJob
+    return _CLASSES[name]
+
+
 def tool_class() -> type:
     """cwltool's CommandLineTool whose jobs run confined when the run says so (the runtime context's
     `ades_confinement`, set by ades.execute.runner); built on first use, as cwltool is imported only by processes
     that run workflows."""
     if "tool" not in _CLASSES:
         from cwltool.command_line_tool import CommandLineTool
-        from cwltool.job import CommandLineJob
+        from cwltool.errors import UnsupportedRequirement
+        from cwltool.job import CommandLineJob, ContainerCommandLineJob
 
         class ConfinedJob(CommandLineJob):  # type: ignore[misc]
             def _execute(self, runtime: list[str], env: Any, runtimeContext: Any, monitor_function: Any = None) -> None:
@@ -209,8 +279,16 @@ def tool_class() -> type:
 
         class ConfinableTool(CommandLineTool):  # type: ignore[misc]
             def make_job_runner(self, runtimeContext: Any) -> type:
-                runner = super().make_job_runner(runtimeContext)
-                return ConfinedJob if runner is CommandLineJob else runner
+                try:
+                    runner = super().make_job_runner(runtimeContext)
+                except UnsupportedRequirement:
+                    # cwltool refuses a required DockerRequirement without containers; the operator allowed it
+                    if not getattr(runtimeContext, "ades_without_container", False):
+                        raise
+                    runner = CommandLineJob
+                if runner is CommandLineJob:
+                    return ConfinedJob
+                return _contained(runner) if issubclass(runner, ContainerCommandLineJob) else runner
 
         _CLASSES["tool"] = ConfinableTool
     return _CLASSES["tool"]

@@ -19,8 +19,9 @@ from pydantic import BaseModel
 from ades.cwl.inputs import JOB_REQUIREMENTS
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
+from ades.execute.containers import docker_requirements, missing_runtime, refusal
 from ades.execute.fidelity import with_job_requirements
-from ades.execute.runner import RunDirs, docker_requirements, job_log, load_wrapped, read_workflow, run_workflow
+from ades.execute.runner import RunDirs, job_log, load_wrapped, read_workflow, run_workflow
 from ades.execute.sandbox import NoSandbox, confine
 from ades.execute.staging import Staging, StagingError, stage_job_order
 from ades.fetch import Fetcher
@@ -78,15 +79,16 @@ def over_output_limit(written: int, limit: int, what: str) -> str:
 
 
 def _unrunnable(spec: RunSpec) -> str | None:
-    """Why the workflow cannot run here at all, or None."""
+    """Why the workflow cannot run here at all, or None: a package deployed before the operator changed the
+    container settings, or a worker without the runtime, fails with the reason instead of half-running."""
     try:
-        images = docker_requirements(read_workflow(spec.workflow_file))
+        workflow = read_workflow(spec.workflow_file)
     except (OSError, ValueError) as err:
         return f"the wrapped workflow {spec.workflow_file} cannot be read: {err}"
-    if images:
-        return (f"this server runs tools without containers; DockerRequirement ({', '.join(images)}) cannot be "
-                "honoured. Install the tools on the server and remove the requirement, or make it a hint.")
-    return None
+    why = refusal(workflow, spec.sandbox.container, spec.sandbox.without_container)
+    if why is None and docker_requirements(workflow):
+        why = missing_runtime(spec.sandbox.container)
+    return why
 
 
 def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
@@ -137,7 +139,9 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         job_order = {**job_order, "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
-        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement, staging)
+        outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement, staging,
+                                       container=spec.sandbox.container,
+                                       without_container=spec.sandbox.without_container)
         stream.write(f"ades: cwltool finished with status {status} after {time.perf_counter() - started:.2f} s\n")
         if spec.max_output_bytes and (written := folder.written_bytes()) > spec.max_output_bytes:
             # the launcher's watch measures only every second: what a job wrote since is checked here

@@ -142,7 +142,8 @@ class JobService:
     def sandbox(self) -> Sandbox:
         s = self.settings
         return Sandbox(kind=s.sandbox, user=s.job_user, network=s.job_network == "declared",
-                       read_only=s.sandbox_read_only)
+                       read_only=s.sandbox_read_only, container=s.container_runtime,
+                       without_container=s.docker_without_container)
 
     @functools.cached_property
     def fetch_policy(self) -> FetchPolicy:

@@ -112,7 +112,9 @@ def test_docker_requirement_fails_clearly(settings, job_store):
     sink = RecordingSink(settings)
     result, doc, _ = run(load_package(text, "application/cwl"), {"message": "x"}, settings, job_store, sink)
     assert doc["status"] == "failed" and doc["start-time"] is None
-    assert "DockerRequirement (alpine:3) cannot be honoured" in doc["message"]
+    # a package stored before the operator took the container settings away: its job fails, saying why
+    assert "requires DockerRequirement (image alpine:3)" in doc["message"]
+    assert "ADES_CONTAINER_RUNTIME" in doc["message"]
     assert result.status is Status.FAILED
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ades.cwl import load_package
 from ades.cwl.loader import load_process
-from ades.execute.runner import docker_requirements
+from ades.execute.containers import docker_requirements
 from ades.execute.wrapper import WRAPPER_ID, WrapError, update_job_tool, wrap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,8 @@ def test_steps_are_ordered_by_data(tmp_path):
     assert steps["main"]["in"]["ades_wrapper_after_start"] == "start/receipt"
     assert steps["finish"]["in"]["ades_wrapper_after_out"] == "main/out"
     assert steps["start"]["in"]["status"] == {"default": "running"}
-    assert steps["finish"]["in"]["outputs"]["valueFrom"] == (
-        '{"out":"http://127.0.0.1:5000/jobs/$(self)/results/out"}'
+    assert json.loads(steps["finish"]["in"]["outputs"]["valueFrom"])["out"] == (
+        "http://127.0.0.1:5000/jobs/$(self)/results/out"
     )
 
 
