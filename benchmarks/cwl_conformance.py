@@ -167,6 +167,8 @@ def main() -> None:
                  for test_id in sorted(bare) if bare[test_id]["status"] != ades.get(test_id, {}).get("status")]
     figures = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ades_commit": subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                                      capture_output=True, text=True, check=False).stdout.strip(),
         "suite": f"cwl-v1.2 {revision}".strip(), "excluded_tags": [EXCLUDED_TAGS], "jobs_at_once": args.jobs,
         "only": args.ids,
         "cwltool": {**counts(bare), "seconds": bare_seconds, "command": "cwltool --no-container", "tests": bare},
