@@ -52,6 +52,24 @@ $graph:
   outputs: {}
 """
 
+NESTED = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements: {ShellCommandRequirement: {}}
+arguments:
+- {shellQuote: false, valueFrom: "mkdir -p out/sub && echo one > out/a.txt && echo two > out/sub/b.txt"}
+- {shellQuote: false, valueFrom: "&& echo r > r.txt"}
+inputs: {}
+outputs:
+  folder: {type: Directory, outputBinding: {glob: out}}
+  rec:
+    type:
+      type: record
+      fields:
+        f: {type: File, outputBinding: {glob: r.txt}}
+  nothing: {type: File?, outputBinding: {glob: absent.txt}}
+"""
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -59,6 +77,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("author")
     (root / "upper.cwl").write_text(UPPER)
     (root / "graph.cwl").write_text(GRAPH)
+    (root / "nested.cwl").write_text(NESTED)
     (root / "data").mkdir()
     (root / "data" / "words.txt").write_text("make me loud\n")
     (root / "job.yml").write_text("text: {class: File, location: data/words.txt}\nnot_an_input: 3\n")
@@ -116,3 +135,19 @@ def test_an_input_outside_the_input_roots_is_the_servers_400(server: LiveServer,
     assert result.returncode == 1 and result.stdout == ""
     assert "400" in result.stderr and "'text'" in result.stderr and "outside" in result.stderr, result.stderr
     assert deployed(server) == []
+
+
+def test_a_directory_a_file_in_a_record_and_an_absent_optional_output(server: LiveServer, folder: Path,
+                                                                       tmp_path: Path) -> None:
+    result = run(server, "--outdir", str(tmp_path), "--quiet", "nested.cwl", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert outputs["nothing"] is None, "cwltool prints an optional output that was not produced as null"
+    directory = outputs["folder"]
+    assert directory["class"] == "Directory" and directory["path"] == str(tmp_path / "out")
+    names = {entry["basename"]: entry for entry in directory["listing"]}
+    assert set(names) == {"a.txt", "sub"} and (tmp_path / "out" / "a.txt").read_text() == "one\n"
+    assert [entry["path"] for entry in names["sub"]["listing"]] == [str(tmp_path / "out" / "sub" / "b.txt")]
+    assert (tmp_path / "out" / "sub" / "b.txt").read_text() == "two\n"
+    record_file = outputs["rec"]["f"]
+    assert Path(record_file["path"]).read_text() == "r\n" and record_file["location"].startswith("file://")
