@@ -26,6 +26,7 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -107,6 +108,12 @@ def pack(tool: str) -> dict[str, Any]:
         context, document, uri = fetch_document(tool_uri(tool), LoadingContext())
         context, uri = resolve_and_validate_document(context, document, uri)
         packed = json.loads(json.dumps(cwl_pack(context, uri), default=str))
+        if parameter_imported(packed):
+            # cwltool's pack replaces an object whose id it has met before by an $import of it; a tool with an
+            # input and an output of the same name then loses the output's definition. Packed again without that
+            # folding, each parameter keeps its own.
+            with mock.patch("cwltool.pack.import_embed", lambda *args, **kwargs: None):
+                packed = json.loads(json.dumps(cwl_pack(context, uri), default=str))
     except (ValidationException, WorkflowException, OSError, ValueError, KeyError, TypeError) as err:
         raise RunnerError(f"cwltool cannot load {tool}: {err}") from err
     graph = packed.get("$graph")
@@ -115,6 +122,15 @@ def pack(tool: str) -> dict[str, Any]:
         single = {key: value for key, value in packed.items() if key != "$graph"}
         return {**single, **graph[0]}
     return packed
+
+
+def parameter_imported(packed: dict[str, Any]) -> bool:
+    """Whether an input or output of a packed process is an `$import` of another object."""
+    processes = packed.get("$graph") if isinstance(packed.get("$graph"), list) else [packed]
+    return any(isinstance(item, dict) and "$import" in item
+               for process in processes if isinstance(process, dict)
+               for field in ("inputs", "outputs") if isinstance(process.get(field), list)
+               for item in process[field])
 
 
 def renamed(node: Any, process_id: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ades.client import ApiError
-from ades.cwl_runner import EXIT_FAILED, EXIT_UNSUPPORTED, declared, exit_code, renamed
+from ades.cwl_runner import EXIT_FAILED, EXIT_UNSUPPORTED, declared, exit_code, pack, parameter_imported, renamed
 from ades.cwl_runner_files import job_inputs, results_to_outputs
 
 
@@ -83,3 +83,31 @@ def test_a_job_orders_format_may_use_the_tools_namespaces(tmp_path: Path) -> Non
     inputs = job_inputs(job, {"edam": "http://edamontology.org/"})
     assert inputs["input"]["format"] == "http://edamontology.org/format_2330"
     assert job_inputs(job)["input"]["format"] == "edam:format_2330"  # no namespace known: left as written
+
+
+def test_packing_keeps_an_output_named_as_an_input(tmp_path: Path) -> None:
+    """cwltool's pack folds an object whose id it met before into an `$import`: with two such tools in a workflow, a
+    tool's output named as its input lost its type and binding."""
+    tool = """\
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: "true"
+inputs: {folder: Directory}
+outputs: {folder: {type: Directory, outputBinding: {glob: x}}}
+"""
+    (tmp_path / "one.cwl").write_text(tool)
+    (tmp_path / "two.cwl").write_text(tool)
+    (tmp_path / "wf.cwl").write_text("""\
+cwlVersion: v1.2
+class: Workflow
+inputs: {folder: Directory}
+outputs: {out: {type: Directory, outputSource: second/folder}}
+steps:
+  first: {run: one.cwl, in: {folder: folder}, out: [folder]}
+  second: {run: two.cwl, in: {folder: first/folder}, out: [folder]}
+""")
+    packed = pack(str(tmp_path / "wf.cwl"))
+    tools = {p["id"]: p for p in packed["$graph"] if p["class"] == "CommandLineTool"}
+    for name in ("#one.cwl", "#two.cwl"):
+        assert tools[name]["outputs"] == [{"type": "Directory", "outputBinding": {"glob": "x"}, "id": f"{name}/folder"}]
+    assert not parameter_imported(packed)
