@@ -13,7 +13,7 @@ and Directory of its results is downloaded into --outdir and the CWL output obje
 The command line is cwltool's, as `cwltest --tool ades-cwl-runner` calls it; cwltool options without a meaning
 here are accepted and ignored. Exit codes: 0 the outputs were printed; 1 the job failed or the server refused (its
 reason on stderr); 33 the server refused a requirement it does not support (cwltest's "unsupported feature");
-2 usage.
+2 usage; 130 stopped by SIGTERM or Ctrl-C (the job is dismissed and the process undeployed first).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -37,6 +38,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNSUPPORTED = 33
+EXIT_STOPPED = 130
 UNSUPPORTED = re.compile(r"unsupported[-_ ]requirement", re.IGNORECASE)
 """How the server says it refuses a requirement it does not support (in the exception's type, title or detail)."""
 MAIN = "#main"
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "job order's inputs, wait, download the outputs into --outdir, print the CWL output object.",
         epilog="The server: --url, else env ADES_URL, else " + DEFAULT_URL + "; a bearer token: --token, else env "
                "ADES_TOKEN. Exit codes: 0 ok, 1 the job failed or the server refused, 2 usage, 33 a requirement the "
-               "server does not support.",
+               "server does not support, 130 stopped (SIGTERM, Ctrl-C: the job is dismissed, the process undeployed).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tool", help="the CWL file (`file.cwl#id` picks a process of a $graph)")
     p.add_argument("job", nargs="?", help="the job order: the inputs, as YAML or JSON (none: no inputs)")
@@ -244,7 +246,14 @@ class Runner:
     def execute(self, process_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
         job = self.client.execute(process_id, inputs)
         self.say(f"job {job.id} {job.info.get('status')}")
-        status = job.wait(poll=0.5)
+        try:
+            status = job.wait(poll=0.5)
+        except BaseException:  # stopped (SIGTERM, Ctrl-C, a cwltest timeout): the job goes with us
+            try:
+                job.dismiss()
+            except (ApiError, OSError) as err:
+                self.say(f"could not dismiss job {job.id}: {err}")
+            raise
         if status != "successful":
             message = job.info.get("message") or ""
             log = job.logs().strip()
@@ -262,8 +271,14 @@ def exit_code(err: ApiError) -> int:
     return EXIT_UNSUPPORTED if err.status < 500 and UNSUPPORTED.search(said) else EXIT_FAILED
 
 
+def stopped(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # cwltest ends a test that runs too long with SIGTERM: dismiss the job and undeploy on the way out
+    signal.signal(signal.SIGTERM, stopped)
     url = args.url or os.environ.get("ADES_URL") or DEFAULT_URL
     client = Client(url, token=args.token or os.environ.get("ADES_TOKEN") or None, timeout=120)
     outdir = Path(args.outdir).resolve()
@@ -277,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RunnerError, OSError) as err:
         print(f"ades-cwl-runner: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("ades-cwl-runner: stopped; the job was dismissed and the process undeployed", file=sys.stderr)
+        return EXIT_STOPPED
     print(json.dumps(outputs, indent=4))
     return EXIT_OK
 

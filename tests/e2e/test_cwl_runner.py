@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ import pytest
 
 from ades.config import Settings
 from tests.e2e.conftest import LiveServer, serve_app
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +81,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "upper.cwl").write_text(UPPER)
     (root / "graph.cwl").write_text(GRAPH)
     (root / "nested.cwl").write_text(NESTED)
+    (root / "slow.cwl").write_text("cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: [sleep, '60']\n"
+                                   "inputs: {}\noutputs: {}\n")
     (root / "data").mkdir()
     (root / "data" / "words.txt").write_text("make me loud\n")
     (root / "job.yml").write_text("text: {class: File, location: data/words.txt}\nnot_an_input: 3\n")
@@ -89,11 +94,14 @@ def server(e2e_settings: Settings, folder: Path) -> Iterator[LiveServer]:
     yield from serve_app(e2e_settings, file_roots=[folder / "data"])
 
 
-def run(server: LiveServer, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def runner_env(server: LiveServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "ADES_TOKEN"}
-    env |= {"ADES_URL": server.url, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    return subprocess.run([str(RUNNER), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
-                          check=False)
+    return env | {"ADES_URL": server.url, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+
+
+def run(server: LiveServer, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(RUNNER), *args], capture_output=True, text=True, env=runner_env(server), cwd=cwd,
+                          timeout=300, check=False)
 
 
 def deployed(server: LiveServer) -> list[str]:
@@ -151,3 +159,27 @@ def test_a_directory_a_file_in_a_record_and_an_absent_optional_output(server: Li
     assert (tmp_path / "out" / "sub" / "b.txt").read_text() == "two\n"
     record_file = outputs["rec"]["f"]
     assert Path(record_file["path"]).read_text() == "r\n" and record_file["location"].startswith("file://")
+
+
+def test_stopped_by_sigterm_it_dismisses_the_job_and_undeploys(server: LiveServer, folder: Path,
+                                                               tmp_path: Path) -> None:
+    """cwltest ends a test that outlives its timeout with SIGTERM: nothing may be left running or deployed."""
+    runner = subprocess.Popen([str(RUNNER), "--outdir", str(tmp_path), "slow.cwl"], cwd=folder, text=True,
+                              env=runner_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert runner.stderr is not None
+        job_id = ""
+        while not job_id:
+            line = runner.stderr.readline()
+            assert line, "the runner ended before it started a job"
+            match = re.match(r"job (\S+) ", line)
+            job_id = match.group(1) if match else ""
+        server.wait_status(job_id, ("running",), timeout=60)
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130 and "stopped" in err, err
+    assert server.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
+    wait_for(lambda: deployed(server) == [], 10, "the process to be undeployed")
