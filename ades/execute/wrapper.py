@@ -127,9 +127,11 @@ def wrap(package: Package, results_base_url: str = "http://127.0.0.1:5000") -> d
         # Optional (or defaulted) inputs may be absent: the author's process then applies its own default.
         outer = _outer_type(param.type)
         inputs[param.id] = {"type": _optional(outer) if param.optional else outer}
-        if "secondaryFiles" in raw.get(param.id, {}):
-            # cwltool finds secondary files on disk for the top-level process only: here, the wrapper
-            inputs[param.id]["secondaryFiles"] = copy.deepcopy(raw[param.id]["secondaryFiles"])
+        for key in ("secondaryFiles", "default"):
+            # cwltool finds secondary files on disk, and turns a default File's `path` into its location, for the
+            # top-level process's inputs only: here, the wrapper's
+            if key in raw.get(param.id, {}):
+                inputs[param.id][key] = copy.deepcopy(raw[param.id][key])
     inputs["ades_job_id"] = {"type": "string"}
     inputs["ades_sink"] = {"type": "string"}
 

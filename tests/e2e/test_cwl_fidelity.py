@@ -111,6 +111,25 @@ outputs:
   upper: {type: File, outputBinding: {glob: upper.txt}}
 """
 
+DEFAULTS = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-defaults
+inputs:
+  rec:
+    type: ["null", {type: record, fields: {name: string, doc: File}}]
+    default: {name: x, doc: {class: File, path: "INPUTS/note.txt"}}
+  ref:
+    type: File
+    secondaryFiles: [.fai]
+    default: {class: File, location: "file://INPUTS/ref.fa"}
+baseCommand: [sh, -c, 'cat "$0" "$1" "$1.fai"']
+arguments: [$(inputs.rec.doc.path), $(inputs.ref.path)]
+stdout: all.txt
+outputs:
+  all: {type: File, outputBinding: {glob: all.txt}}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -267,6 +286,8 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
                                                             "location": (inputs / "tree").as_uri()},
                                                     "note": file(inputs / "note.txt")}),
         "an optional output left out": (OPTIONAL_OUTPUT, {}),
+        "defaults: a File by path in a record, a File with secondary files": (
+            DEFAULTS.replace("INPUTS", str(inputs)), {}),
         "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
                                                               "envDef": [{"envName": "GREETING",
                                                                           "envValue": "hello from the job order"}]}]}),
