@@ -49,10 +49,11 @@ class AdesContext:
             return cached
         started = time.perf_counter()
         try:
-            package = load_package(process.package, "application/cwl+json")
+            package = load_package(process.package, "application/cwl+json", allowed_roots=self.file_roots)
         except PackageError:
             # a $graph with several Workflows: the stored process id says which one was deployed
-            package = load_package(process.package, "application/cwl+json", workflow_id=process.id)
+            package = load_package(process.package, "application/cwl+json", workflow_id=process.id,
+                                   allowed_roots=self.file_roots)
         log.info("loaded package %s in %.0f ms", process.key, (time.perf_counter() - started) * 1000)
         if len(self._packages) > MAX_PACKAGES:
             self._packages.clear()

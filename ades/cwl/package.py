@@ -188,7 +188,7 @@ def _build(doc: dict[str, Any], text: str | None, source: Path | None, workflow_
         main = main_object(doc, main_ref)  # its label and doc as included
         text = None
     doc = _json_safe(doc)
-    tool = _validate(doc, text, main_ref)
+    tool = _validate(doc, text, main_ref, reach.roots)
 
     named = _named_types(tool)
     order_in = _declared_order(main.get("inputs"))
@@ -219,7 +219,8 @@ def _packed(doc: dict[str, Any], text: str | None, source: Path | None, main_ref
             return pack_file(source, main_ref, roots, remote)
         with tempfile.TemporaryDirectory(prefix="ades-cwl-") as tmp:
             path = Path(tmp) / "package.cwl"
-            path.write_text(text if text is not None else json.dumps(doc, indent=1), encoding="utf-8")
+            path.write_text(text if text is not None else json.dumps(doc, indent=1, ensure_ascii=False),
+                            encoding="utf-8")
             return pack_file(path, main_ref, [Path(tmp), *roots], remote)
     except CwlLoadError as err:
         raise PackageError(f"cwltool rejected the CWL: {err}") from err
@@ -332,9 +333,13 @@ def _json_safe(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- validation and normalized parameters ----------------------------------------------------------------------
-def _validate(doc: dict[str, Any], text: str | None, main_ref: str | None) -> Any:
+def _validate(doc: dict[str, Any], text: str | None, main_ref: str | None, roots: list[Path]) -> Any:
+    """cwltool's load of the package; the files it names (File defaults, InitialWorkDir listings) resolve inside
+    `roots` (the input roots), where the run will read them."""
     try:
-        return load_text(text if text is not None else json.dumps(doc, indent=1), main_ref)
+        # not ASCII-escaped: YAML reads a \u-escaped surrogate pair as two surrogates
+        return load_text(text if text is not None else json.dumps(doc, indent=1, ensure_ascii=False), main_ref,
+                         roots=roots)
     except CwlLoadError as err:
         raise PackageError(f"cwltool rejected the CWL: {err}") from err
 

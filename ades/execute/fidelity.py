@@ -3,6 +3,8 @@ alone. Where cwltool treats a step differently from a top-level process, this pu
 
 - outputs: a process alone may leave an optional output out of its output object (a `cwl.output.json` that does
   not name it); cwltool fails a step whose process does that. `main` takes an absent output as null.
+- secondary files: cwltool finds an input's secondary files on disk (by its patterns, in records and arrays too)
+  for the top-level process only. `main` runs its process as top-level, which is all that flag changes.
 - `cwl:requirements` in the job order: cwltool adds them to the top-level process, which here is the wrapper, and
   they would never reach the package. They are added to the package's process instead, as cwltool alone does.
 """
@@ -10,7 +12,6 @@ alone. Where cwltool treats a step differently from a top-level process, this pu
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 from ades.execute.wrapper import WRAPPER_ID
@@ -23,17 +24,26 @@ def main_step(wrapper: Any) -> Any:
     return next(step for step in wrapper.steps if str(step.id).endswith(MAIN_STEP))
 
 
-def absent_outputs_are_null(wrapper: Any) -> Any:
-    """`wrapper` with its `main` step taking an output its process left out as null (see the module doc)."""
-    step = main_step(wrapper)
+def as_when_alone(wrapper: Any) -> Any:
+    """`wrapper` with its `main` step behaving as the package would alone (see the module doc)."""
+    _keep_semantics(main_step(wrapper))
+    return wrapper
+
+
+def _keep_semantics(step: Any) -> None:
+    cls = type(step)
     names = [str(output["id"]).rsplit("/", 1)[-1].rsplit("#", 1)[-1] for output in step.tool["outputs"]]
-    receive: Callable[[Any, dict[str, Any], str], None] = step.receive_output
 
     def receive_output(output_callback: Any, jobout: dict[str, Any], status: str) -> None:
-        receive(output_callback, {**dict.fromkeys(names), **jobout}, status)
+        cls.receive_output(step, output_callback, {**dict.fromkeys(names), **jobout}, status)
+
+    def job(job_order: Any, output_callbacks: Any, runtime_context: Any) -> Any:
+        context = runtime_context.copy()
+        context.toplevel = True
+        yield from cls.job(step, job_order, output_callbacks, context)
 
     step.receive_output = receive_output
-    return wrapper
+    step.job = job
 
 
 def with_job_requirements(wrapper: Any, requirements: list[dict[str, Any]]) -> Any:
@@ -44,4 +54,5 @@ def with_job_requirements(wrapper: Any, requirements: list[dict[str, Any]]) -> A
     step = main_step(result)
     step.embedded_tool = copy.copy(step.embedded_tool)
     step.embedded_tool.requirements = [*step.embedded_tool.requirements, *copy.deepcopy(requirements)]
+    _keep_semantics(step)
     return result

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ades.events.sinks import SinkConfig
+from ades.execute.wrapper import WRAPPER_ID
 from ades.models import StatusUpdate
 
 UPDATE_JOB_COMMAND = "ades-update-job"
@@ -66,6 +67,13 @@ def make_tool(toolpath_object: Any, loading_context: Any) -> Any:
 
     if is_update_job(toolpath_object):
         return _tool_class()(toolpath_object, loading_context)
+    if isinstance(toolpath_object, dict) and str(toolpath_object.get("id", "")).endswith(f"#{WRAPPER_ID}"):
+        # cwltool's static checker trips on the wrapper's ordering inputs (undeclared, so it compares secondary
+        # files, and crashes on a step output whose secondaryFiles is an expression); the package it wraps, its own
+        # workflows included, was checked alone at deploy
+        wrapper_context = loading_context.copy()
+        wrapper_context.do_validate = False
+        return default_make_tool(toolpath_object, wrapper_context)
     if isinstance(toolpath_object, dict) and toolpath_object.get("class") == "CommandLineTool":
         return sandbox.tool_class()(toolpath_object, loading_context)
     return default_make_tool(toolpath_object, loading_context)

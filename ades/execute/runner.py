@@ -26,7 +26,7 @@ from typing import Any
 from ades.cwl.loader import CwlLoadError, clean_message, confined_context, load_process
 from ades.execute import inprocess
 from ades.execute.containers import ContainerRuntime, runtime_options
-from ades.execute.fidelity import absent_outputs_are_null
+from ades.execute.fidelity import as_when_alone
 from ades.execute.sandbox import Confinement
 from ades.execute.staging import Staging, path_mapper
 from ades.execute.wrapper import WRAPPER_ID
@@ -59,9 +59,10 @@ class _DropWrapperWarnings(logging.Filter):
 _TOOLS: dict[str, Any] = {}
 
 
-def _run_loading_context(workflow_file: Path) -> Any:
-    # the wrapped document stands alone (ades packed it): a load reads nothing else of the host
-    context = confined_context([workflow_file.parent])
+def _run_loading_context(workflow_file: Path, roots: list[Path]) -> Any:
+    # the wrapped document stands alone (ades packed it); the files it names (File defaults, InitialWorkDir
+    # listings) are checked, as at deploy, inside the input roots
+    context = confined_context([workflow_file.parent, *roots])
     context.construct_tool_object = inprocess.make_tool
     return context
 
@@ -72,7 +73,7 @@ def read_workflow(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def load_wrapped(workflow_file: Path, cache_key: str | None) -> Any:
+def load_wrapped(workflow_file: Path, cache_key: str | None, roots: list[Path] | None = None) -> Any:
     """The cwltool Process of a wrapped workflow, from this process's cache when seen before.
 
     Keyed by `cache_key` (`id:version`) and the document's digest (its file name), so a changed wrapper (another
@@ -85,8 +86,8 @@ def load_wrapped(workflow_file: Path, cache_key: str | None) -> Any:
         quiet = _DropWrapperWarnings()
         cwl_logger.addFilter(quiet)
         try:
-            tool = absent_outputs_are_null(
-                load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", _run_loading_context(workflow_file)))
+            context = _run_loading_context(workflow_file, roots or [])
+            tool = as_when_alone(load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", context))
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), workflow_file.parent)) from err
         finally:

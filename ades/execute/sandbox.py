@@ -150,6 +150,22 @@ def staged_inputs(pathmapper: Any) -> list[Path]:
     return found
 
 
+def in_place_targets(pathmapper: Any, job_folder: Path) -> list[Path]:
+    """Host paths a tool with InplaceUpdateRequirement may change in place: its writable inputs that lie in its own
+    job's folder (what an earlier step made). An input from anywhere else is never written in place: the tool
+    sees it read-only."""
+    if pathmapper is None:
+        return []
+    folder = job_folder.resolve()
+    found = []
+    for _, entry in pathmapper.items():
+        if entry.type in ("WritableFile", "WritableDirectory") and entry.resolved.startswith(("/", "file:")):
+            path = Path(entry.resolved.removeprefix("file://")).resolve()
+            if path.is_relative_to(folder):
+                found.append(path)
+    return found
+
+
 def escaping_links(root: Path, visible: Iterable[Path]) -> list[Path]:
     """Symbolic links under `root` whose target is nowhere a confined tool may read. The tool cannot read such a
     file, but it may name one, and output collection runs outside the sandbox: followed, the link would hand the
@@ -265,6 +281,8 @@ def tool_class() -> type:
                 confinement: Confinement | None = getattr(runtimeContext, "ades_confinement", None)
                 if confinement is not None:
                     writable = [Path(self.outdir), Path(self.tmpdir)]
+                    if getattr(self, "inplace_update", False):
+                        writable += in_place_targets(self.pathmapper, Path(runtimeContext.basedir))
                     # where cwltool links the inputs for this tool (outside its working folder)
                     stage = [Path(self.stagedir)] if self.stagedir and os.path.isdir(self.stagedir) else []
                     if confinement.uid is not None:

@@ -27,7 +27,7 @@ UPDATE_JOB_ID = "ades-update-job"
 AFTER_START = "ades_wrapper_after_start"
 AFTER_PREFIX = "ades_wrapper_after_"
 RESERVED_IDS = (WRAPPER_ID, UPDATE_JOB_ID)
-_ROOT_KEYS_KEPT = ("$namespaces",)
+_ROOT_KEYS_KEPT = ("$namespaces", "$schemas")
 
 
 class WrapError(ValueError):
@@ -127,11 +127,10 @@ def wrap(package: Package, results_base_url: str = "http://127.0.0.1:5000") -> d
         # Optional (or defaulted) inputs may be absent: the author's process then applies its own default.
         outer = _outer_type(param.type)
         inputs[param.id] = {"type": _optional(outer) if param.optional else outer}
-        for key in ("secondaryFiles", "default"):
-            # cwltool finds secondary files on disk, and turns a default File's `path` into its location, for the
-            # top-level process's inputs only: here, the wrapper's
-            if key in raw.get(param.id, {}):
-                inputs[param.id][key] = copy.deepcopy(raw[param.id][key])
+        if "default" in raw.get(param.id, {}):
+            # an absent input takes its default here, as in a top-level process (cwltool gives a step the default
+            # without turning a File's `path` into its location)
+            inputs[param.id]["default"] = copy.deepcopy(raw[param.id]["default"])
     inputs["ades_job_id"] = {"type": "string"}
     inputs["ades_sink"] = {"type": "string"}
 

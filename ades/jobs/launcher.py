@@ -109,7 +109,8 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
     if folder.cancel_requested():
         return publisher.dismissed(spec.job_id, "dismissed before it started", spec.sink)
     with contextlib.suppress(CwlLoadError):
-        load_wrapped(spec.workflow_file, spec.cache_key)  # cached here, inherited by the child (which reports errors)
+        # cached here, inherited by the child (which reports errors)
+        load_wrapped(spec.workflow_file, spec.cache_key, list(spec.input_roots))
     pid = os.fork()
     if pid == 0:
         run_in_child(spec)

@@ -119,7 +119,7 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         if (why := _unrunnable(spec)) is not None:
             return failed_here(why)
         try:
-            tool = load_wrapped(spec.workflow_file, spec.cache_key)
+            tool = load_wrapped(spec.workflow_file, spec.cache_key, list(spec.input_roots))
         except CwlLoadError as err:
             stream.write(f"ades: cwltool cannot load the workflow:\n{err}\n")
             return failed(f"cwltool cannot load the workflow: {err}")

@@ -104,7 +104,9 @@ def wrapped_file(package: Package, results_base_url: str, data_dir: Path) -> Pat
     hit = _WRAPPED.get(key)
     if hit is not None and hit[0] is package:  # the package is held, so its id cannot have been reused
         return hit[1]
-    text = json.dumps(wrap(package, results_base_url), indent=1, sort_keys=True)
+    # not ASCII-escaped: cwltool reads it as YAML, which takes a \u-escaped surrogate pair (an emoji) as two
+    # surrogates that no tool's command line can carry
+    text = json.dumps(wrap(package, results_base_url), indent=1, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     directory = DataDir(data_dir).wrapped_cache
     path = directory / f"{digest}.cwl"

@@ -130,6 +130,112 @@ outputs:
   all: {type: File, outputBinding: {glob: all.txt}}
 """
 
+STAGED = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-staged
+requirements:
+  InitialWorkDirRequirement:
+    listing:
+      - {class: File, location: "file://INPUTS/note.txt"}
+      - {entryname: script.sh, entry: "cat note.txt > copy.txt", writable: true}
+inputs: {}
+baseCommand: [sh, script.sh]
+outputs:
+  copy: {type: File, outputBinding: {glob: copy.txt}}
+"""
+
+SECONDARY_BY_EXPRESSION = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-secondary-expression
+requirements: {InlineJavascriptRequirement: {}}
+inputs: {}
+baseCommand: [sh, -c, 'echo data > data.txt && echo index > data.idx']
+outputs:
+  data:
+    type: File
+    outputBinding: {glob: data.txt}
+    secondaryFiles: |
+      ${ return [{"class": "File", "path": self.path.replace(/txt$/, "idx"), "basename": "renamed.idx"}]; }
+"""
+
+IN_RECORDS = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-records
+requirements: {InlineJavascriptRequirement: {}}
+inputs:
+  pair:
+    type:
+      type: record
+      fields:
+        ref: {type: File, secondaryFiles: [.fai]}
+  renamed:
+    type: File
+    secondaryFiles: '${ return [{"class": "File", "location": self.location + ".fai"}]; }'
+baseCommand: [sh, -c, 'cat "$0.fai" "$1.fai"']
+arguments: [$(inputs.pair.ref.path), $(inputs.renamed.path)]
+stdout: both.txt
+outputs:
+  both: {type: File, outputBinding: {glob: both.txt}}
+"""
+
+SUBCLASS = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-ontology
+$namespaces: {ex: "http://example.com/formats#"}
+$schemas: ["file://INPUTS/formats.ttl"]
+inputs:
+  text: {type: File, format: "ex:parent"}
+baseCommand: [cat]
+arguments: [$(inputs.text.path)]
+stdout: out.txt
+outputs:
+  out: {type: File, format: $(inputs.text.format), outputBinding: {glob: out.txt}}
+"""
+
+UNICODE = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-unicode
+inputs:
+  word: {type: string, default: "naïve"}
+arguments: ["🕺", $(inputs.word), "日本"]
+baseCommand: echo
+stdout: out.txt
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
+IN_PLACE = """
+cwlVersion: v1.2
+$graph:
+- class: CommandLineTool
+  id: make
+  inputs: {}
+  baseCommand: [sh, -c, 'echo 1 > count.txt']
+  outputs: {made: {type: File, outputBinding: {glob: count.txt}}}
+- class: CommandLineTool
+  id: bump
+  requirements:
+    InplaceUpdateRequirement: {inplaceUpdate: true}
+    InitialWorkDirRequirement: {listing: [{entry: $(inputs.file), writable: true}]}
+  inputs: {file: File}
+  baseCommand: [sh, -c, 'echo 2 >> count.txt']
+  outputs: {bumped: {type: File, outputBinding: {glob: count.txt}}}
+- class: Workflow
+  id: main
+  requirements: {InlineJavascriptRequirement: {}}
+  inputs: {}
+  steps:
+    make: {run: "#make", in: {}, out: [made]}
+    bump: {run: "#bump", in: {file: make/made}, out: [bumped]}
+  outputs:
+    result: {type: File, outputSource: bump/bumped}
+"""
+
 GREETING = """
 cwlVersion: v1.2
 class: CommandLineTool
@@ -176,6 +282,9 @@ def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "ref.fa").write_text(">one\nACGT\n")
     (folder / "ref.fa.fai").write_text("one\t4\t5\t4\t5\n")
     (folder / "note.txt").write_text("a note\n")
+    (folder / "formats.ttl").write_text("@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
+                                        "<http://example.com/formats#child> rdfs:subClassOf "
+                                        "<http://example.com/formats#parent> .\n")
     (folder / "tree" / "deeper").mkdir(parents=True)
     (folder / "tree" / "one.txt").write_text("one\n")
     (folder / "tree" / "deeper" / "two.txt").write_text("two\n")
@@ -205,8 +314,9 @@ def live(es_url: str, inputs_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def bare(tool: str, order: dict[str, Any], tmp: Path) -> dict[str, Any] | None:
     """What bare cwltool prints for `tool` run on `order` (None: it failed)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "tool.cwl").write_text(tool)
-    (tmp / "job.json").write_text(json.dumps(order))
+    (tmp / "tool.cwl").write_text(tool, encoding="utf-8")
+    # not ASCII-escaped: cwltool reads a job file as YAML, which splits an escaped surrogate pair
+    (tmp / "job.json").write_text(json.dumps(order, ensure_ascii=False), encoding="utf-8")
     # the console script: `python -m cwltool` exits 0 whatever happened
     cwltool = str(Path(sys.executable).with_name("cwltool"))
     done = subprocess.run([cwltool, "--no-container", "--quiet", "--outdir", str(tmp / "out"), str(tmp / "tool.cwl"),
@@ -280,14 +390,22 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
                                                            secondaryFiles=[file(inputs / "ref.fa.fai")])}),
         "a wrong format fails": (FORMATTED, {"text": file(inputs / "note.txt", format=FASTA)}),
         "a right format passes": (FORMATTED, {"text": file(inputs / "note.txt", format=TEXT)}),
+        "a format that is a subclass, by the package's $schemas": (SUBCLASS.replace("INPUTS", str(inputs)), {
+            "text": file(inputs / "note.txt", format="http://example.com/formats#child")}),
         "literals and a directory output": (LISTING, {
             "dir": literal_dir, "note": {"class": "File", "basename": "note.txt", "contents": "literal note\n"}}),
         "a directory input by location": (LISTING, {"dir": {"class": "Directory",
                                                             "location": (inputs / "tree").as_uri()},
                                                     "note": file(inputs / "note.txt")}),
         "an optional output left out": (OPTIONAL_OUTPUT, {}),
+        "characters outside the BMP in arguments and inputs": (UNICODE, {"word": "🛰️ über"}),
         "defaults: a File by path in a record, a File with secondary files": (
             DEFAULTS.replace("INPUTS", str(inputs)), {}),
+        "InitialWorkDir: a file named by the package, a writable script": (STAGED.replace("INPUTS", str(inputs)), {}),
+        "an output's secondaryFiles by an expression": (SECONDARY_BY_EXPRESSION, {}),
+        "a step's output updated in place by the next": (IN_PLACE, {}),
+        "secondary files of a record field and by an expression": (IN_RECORDS, {
+            "pair": {"ref": file(inputs / "ref.fa")}, "renamed": file(inputs / "ref.fa")}),
         "cwl:requirements": (GREETING, {"cwl:requirements": [{"class": "EnvVarRequirement",
                                                               "envDef": [{"envName": "GREETING",
                                                                           "envValue": "hello from the job order"}]}]}),
@@ -326,3 +444,27 @@ def test_an_http_input_is_fetched_before_its_contents_are_loaded(live: LiveServe
     got = through_server(live, LOADED, {"text": {"class": "File", "location": f"{web}/note.txt"}})
     assert got is not None
     assert requests.get(got["upper"]["location"], timeout=30).text == "A NOTE\n"
+
+
+BUMP = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-bump
+requirements:
+  InplaceUpdateRequirement: {inplaceUpdate: true}
+  InitialWorkDirRequirement: {listing: [{entry: $(inputs.file), writable: true}]}
+inputs: {file: File}
+baseCommand: [sh, -c, 'echo changed >> "$0"']
+arguments: [$(inputs.file.basename)]
+outputs: {bumped: {type: File, outputBinding: {glob: $(inputs.file.basename)}}}
+"""
+
+
+def test_a_host_file_is_never_updated_in_place(live: LiveServer, inputs_dir: Path) -> None:
+    """A policy where the server differs from cwltool alone: InplaceUpdateRequirement changes only what the job's
+    own steps made; an input from the host's input roots stays read-only (the tool fails writing it)."""
+    target = inputs_dir / "keep.txt"
+    target.write_text("as it was\n")
+    got = through_server(live, BUMP, {"file": file(target)})
+    assert got is None
+    assert target.read_text() == "as it was\n"
