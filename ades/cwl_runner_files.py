@@ -126,6 +126,9 @@ class OutputFetcher:
         self.outdir = outdir
         self.base = base.rstrip("/") + "/"
         self.taken: set[Path] = set()
+        self.fetched: dict[str, Path] = {}
+        """URL -> its local copy: outputs that name the same file (a file updated in place, passed on by two
+        outputs) name the same copy, as under cwltool."""
 
     def fetch_all(self, outputs: dict[str, Any]) -> dict[str, Any]:
         return {name: self.fetch(value, self.outdir, name) for name, value in outputs.items()}
@@ -172,8 +175,10 @@ class OutputFetcher:
                 raise RunnerError(f"output {where}: a File without a location or contents")
             path = self.target(folder, str(value.get("basename") or where))
             path.write_text(value["contents"], encoding="utf-8")
+        elif url in self.fetched:
+            path = self.fetched[url]
         else:
-            path = self.download(url, folder, value.get("basename"), where)
+            path = self.fetched[url] = self.download(url, folder, value.get("basename"), where)
         result = {**value, "location": path.as_uri(), "path": str(path), "basename": path.name}
         if isinstance(value.get("secondaryFiles"), list):
             result["secondaryFiles"] = [self.fetch(item, folder, f"{where}.secondaryFiles[{i}]")
@@ -185,8 +190,13 @@ class OutputFetcher:
             raise RunnerError(f"output {where}: a Directory without a listing (its files cannot be fetched)")
         url = self.url(value, where)
         name = value.get("basename") or (unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]) if url else "")
-        path = self.target(folder, str(name or where))
-        path.mkdir(parents=True)
+        if url is not None and url in self.fetched:
+            path = self.fetched[url]
+        else:
+            path = self.target(folder, str(name or where))
+            path.mkdir(parents=True)
+            if url is not None:
+                self.fetched[url] = path
         listing = [self.fetch(item, path, f"{where}.listing[{i}]") for i, item in enumerate(value["listing"])]
         return {**value, "location": path.as_uri(), "path": str(path), "basename": path.name, "listing": listing}
 

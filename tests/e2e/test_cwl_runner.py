@@ -71,6 +71,8 @@ outputs:
       fields:
         f: {type: File, outputBinding: {glob: r.txt}}
   nothing: {type: File?, outputBinding: {glob: absent.txt}}
+  again: {type: File, outputBinding: {glob: r.txt}}
+  folder_again: {type: Directory, outputBinding: {glob: out}}
 """
 
 
@@ -159,6 +161,10 @@ def test_a_directory_a_file_in_a_record_and_an_absent_optional_output(server: Li
     assert (tmp_path / "out" / "sub" / "b.txt").read_text() == "two\n"
     record_file = outputs["rec"]["f"]
     assert Path(record_file["path"]).read_text() == "r\n" and record_file["location"].startswith("file://")
+    # two outputs of one file (or folder) are one local copy, as under cwltool: not r_2.txt, not out_2
+    assert outputs["again"]["path"] == record_file["path"] == str(tmp_path / "r.txt")
+    assert outputs["folder_again"]["path"] == directory["path"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r.txt"]
 
 
 def test_stopped_by_sigterm_it_dismisses_the_job_and_undeploys(server: LiveServer, folder: Path,
