@@ -226,7 +226,7 @@ $graph:
   baseCommand: [sh, -c, 'echo 2 >> count.txt']
   outputs: {bumped: {type: File, outputBinding: {glob: count.txt}}}
 - class: Workflow
-  id: main
+  id: fid-in-place
   requirements: {InlineJavascriptRequirement: {}}
   inputs: {}
   steps:
@@ -264,7 +264,7 @@ $graph:
   expression: '$({"total": inputs.files.reduce(function(n, f) { return n + f.size; }, 0)})'
   outputs: {total: int}
 - class: Workflow
-  id: main
+  id: fid-scatter
   requirements: {ScatterFeatureRequirement: {}}
   inputs: {words: "string[]"}
   steps:
@@ -319,19 +319,20 @@ def bare(tool: str, order: dict[str, Any], tmp: Path) -> dict[str, Any] | None:
     (tmp / "job.json").write_text(json.dumps(order, ensure_ascii=False), encoding="utf-8")
     # the console script: `python -m cwltool` exits 0 whatever happened
     cwltool = str(Path(sys.executable).with_name("cwltool"))
-    done = subprocess.run([cwltool, "--no-container", "--quiet", "--outdir", str(tmp / "out"), str(tmp / "tool.cwl"),
-                           str(tmp / "job.json")], capture_output=True, text=True, timeout=300)
+    doc = yaml.safe_load(tool)
+    fragment = f"#{_main(doc)['id']}" if "$graph" in doc else ""
+    done = subprocess.run([cwltool, "--no-container", "--quiet", "--outdir", str(tmp / "out"),
+                           f"{tmp / 'tool.cwl'}{fragment}", str(tmp / "job.json")],
+                          capture_output=True, text=True, timeout=300)
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
 def through_server(live: LiveServer, tool: str, order: dict[str, Any]) -> dict[str, Any] | None:
     """The CWL output object the server's results give for `tool` run on `order` (None: the job failed); every
     file in it is fetched and must match its checksum and size."""
-    process = yaml.safe_load(tool).get("id", "main")
+    process = _main(yaml.safe_load(tool))["id"]
     deployed = live.post("/processes", data=tool, headers={"Content-Type": "application/cwl+yaml"})
     assert deployed.status_code in (201, 409), deployed.text
-    if "$graph" in yaml.safe_load(tool):
-        process = deployed.json().get("id", process) if deployed.status_code == 201 else process
     submitted = live.post(f"/processes/{process}/execution", headers=ASYNC, json={"inputs": order})
     assert submitted.status_code == 201, submitted.text
     info = live.wait_status(submitted.json()["jobID"])
@@ -342,6 +343,11 @@ def through_server(live: LiveServer, tool: str, order: dict[str, Any]) -> dict[s
     cwl = {name: _cwl_value(entry) for name, entry in results.items()}
     _fetch_every_file(live, cwl)
     return cwl
+
+
+def _main(doc: dict[str, Any]) -> dict[str, Any]:
+    """The process a document runs: its Workflow when it is a `$graph`."""
+    return next(m for m in doc["$graph"] if m["class"] == "Workflow") if "$graph" in doc else doc
 
 
 def _cwl_value(entry: Any) -> Any:
