@@ -250,7 +250,7 @@ class Job:
     def _fetch(self, href: str, target: Path, output: str, taken: list[Path], progress: bool,
                file: IO[str] | None) -> Path:
         with self.client.request("GET", href, stream=True, headers={"Accept": "*/*"}) as response:
-            name = _safe_name(_filename(response) or output)
+            name = _safe_name(served_filename(response) or output)
             path = target / name
             if path in taken or path.name == "results.json":
                 path = target / _safe_name(f"{output}-{name}")
@@ -275,7 +275,8 @@ def _monitor_link(header: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _filename(response: requests.Response) -> str | None:
+def served_filename(response: requests.Response) -> str | None:
+    """The file name a response gives (Content-Disposition), else the last part of its URL."""
     disposition = response.headers.get("Content-Disposition", "")
     match = re.search(r"filename\*=(?:UTF-8'')?([^;]+)", disposition, re.IGNORECASE)
     if match:
