@@ -15,7 +15,8 @@ from typing import Any
 
 from ades.storage import local_path
 
-_HOST_ONLY = ("path", "dirname", "location", "nameroot", "nameext", "http://commonwl.org/cwltool#generation")
+_CWLTOOL_OWN = "http://commonwl.org/cwltool#generation"
+_HOST_ONLY = ("path", "dirname", "location", "nameroot", "nameext", _CWLTOOL_OWN)
 """Where a file lies on this host, what its basename says, and cwltool's own bookkeeping: what cwltool leaves out of the
 output object it prints."""
 
@@ -32,7 +33,7 @@ def _served(value: Any, base: str, root: Path) -> Any:
     if not isinstance(value, dict):
         return value
     if value.get("class") not in ("File", "Directory"):
-        return {key: _kept(_served(item, base, root)) for key, item in value.items() if key not in _HOST_ONLY[-1:]}
+        return {key: _kept(_served(item, base, root)) for key, item in value.items() if key != _CWLTOOL_OWN}
     path = local_path(value)
     if path is None:  # a literal cwltool did not write out: nothing on disk to serve
         return {k: v for k, v in value.items() if k not in _HOST_ONLY}
