@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 
-from common import ades_server, ms_summary, write_figures
+from common import ades_server, bare_echo, ms_summary, write_figures
 from common import parser as benchmark_parser
 
 from ades.config import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "cwl" / "examples" / "echo.cwl"
 
 
 def _post(url: str, body: dict, headers: dict[str, str]) -> dict:
@@ -44,19 +38,7 @@ def _get(url: str) -> dict:
 
 
 def bare_cwltool(runs: int) -> list[float]:
-    cwltool = str(Path(sys.executable).parent / "cwltool")
-    samples = []
-    for i in range(runs):
-        with tempfile.TemporaryDirectory() as out:
-            # a job file, not `--message`: cwltool's command line turns echo's optional record input into a record
-            # of nulls, which its own validation then refuses
-            job = Path(out) / "job.json"
-            job.write_text(json.dumps({"message": f"hi {i}"}))
-            t = time.perf_counter()
-            subprocess.run([cwltool, "--quiet", "--no-container", "--outdir", out, str(ECHO), str(job)],
-                           check=True, capture_output=True)
-            samples.append(time.perf_counter() - t)
-    return samples
+    return [bare_echo(f"hi {i}") for i in range(runs)]
 
 
 def server_jobs(base: str, runs: int) -> list[float]:

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import ECHO, bare_echo, write_figures
 from common import parser as benchmark_parser
-from common import write_figures
 
 from ades.config import Settings
 from ades.cwl import load_package, to_job_order
@@ -42,8 +42,6 @@ from ades.models import Job
 from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.setup import drop_indexes
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "cwl" / "examples" / "echo.cwl"
 BASE_URL = "http://127.0.0.1:5000"
 WARM_UP_PER_WORKER = 2
 GOAL = 20.0
@@ -51,13 +49,7 @@ GOAL = 20.0
 
 def bare_cwltool(runs: int) -> float:
     """Seconds for `runs` bare cwltool CLI runs of echo.cwl, one after the other."""
-    cwltool = str(Path(sys.executable).parent / "cwltool")
-    started = time.perf_counter()
-    for i in range(runs):
-        with tempfile.TemporaryDirectory() as out:
-            subprocess.run([cwltool, "--quiet", "--no-container", "--outdir", out, str(ECHO), "--message", f"hi {i}"],
-                           check=True, capture_output=True)
-    return time.perf_counter() - started
+    return sum(bare_echo(f"hi {i}") for i in range(runs))
 
 
 def _specs(settings: Settings, count: int, tag: str) -> list[RunSpec]:
