@@ -47,14 +47,6 @@ class RunDirs:
     work: Path
 
 
-class _DropWrapperWarnings(logging.Filter):
-    """The wrapper's hidden ordering inputs always make cwltool print a 'workflow checker warning'; authors saw
-    the warnings about their own CWL when it was deployed, so here it is only noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Workflow checker warning")
-
-
 # --- loading, cached -------------------------------------------------------------------------------------------
 _TOOLS: dict[str, Any] = {}
 
@@ -82,16 +74,11 @@ def load_wrapped(workflow_file: Path, cache_key: str | None, roots: list[Path] |
     key = f"{cache_key or 'anonymous'}#{workflow_file.stem}"
     tool = _TOOLS.get(key)
     if tool is None:
-        cwl_logger = logging.getLogger("cwltool")
-        quiet = _DropWrapperWarnings()
-        cwl_logger.addFilter(quiet)
         try:
             context = _run_loading_context(workflow_file, roots or [])
             tool = as_when_alone(load_process(f"{workflow_file.as_uri()}#{WRAPPER_ID}", context))
         except CwlLoadError as err:
             raise CwlLoadError(clean_message(str(err), workflow_file.parent)) from err
-        finally:
-            cwl_logger.removeFilter(quiet)
         _TOOLS[key] = tool
     return tool
 
@@ -105,7 +92,6 @@ def job_log(path: Path, redirect_fds: bool) -> Iterator[Any]:
     cwl_logger = logging.getLogger("cwltool")
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.addFilter(_DropWrapperWarnings())
     removed: list[logging.Handler] = []
     saved: list[int] = []
     if redirect_fds:

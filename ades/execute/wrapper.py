@@ -7,7 +7,8 @@ the author's processes side by side), which cwltool loads from a single file.
 
 Ordering uses hidden step inputs: `main` takes start's `receipt` and `finish` takes every output of `main` as
 inputs their processes do not declare. cwltool waits for every step input before running a step and otherwise
-ignores undeclared ones (it prints a "workflow checker warning", which the runner keeps out of the job log).
+ignores undeclared ones (its static checker, which would warn about them, is not run on the wrapper:
+ades.execute.inprocess).
 A process with no outputs gives `finish` nothing to wait on; such a process is not a useful OGC process anyway.
 """
 
