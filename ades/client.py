@@ -28,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 from tqdm import tqdm
 
+from ades import floats
+
 DEFAULT_URL = "http://127.0.0.1:5000"
 TERMINAL = ("successful", "failed", "dismissed")
 STORE_TO_OGC = {"submitted": "accepted", "succeeded": "successful"}
@@ -121,7 +123,9 @@ class Client:
         body = {"inputs": inputs or {}, "labels": list(labels), "response": "document"}
         headers = {} if sync else {"Prefer": "respond-async"}
         url = f"{self.url}/processes/{process}/execution"
-        response = self.http.post(url, json=body, headers=headers, timeout=None if sync else self.timeout)
+        # floats go as spelled in the job order: ades.floats
+        response = self.http.post(url, data=floats.dumps(body).encode(), timeout=None if sync else self.timeout,
+                                  headers={**headers, "Content-Type": "application/json"})
         location = response.headers.get("Location") or _monitor_link(response.headers.get("Link", ""))
         if response.status_code >= 400 and not (sync and location and response.status_code >= 500):
             raise ApiError.from_response(response)

@@ -31,6 +31,7 @@ from unittest import mock
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from ades import floats
 from ades.client import DEFAULT_URL, ApiError, Client
 from ades.cwl_runner_files import OutputFetcher, RunnerError, job_inputs, results_to_outputs
 
@@ -109,13 +110,13 @@ def pack(tool: str) -> dict[str, Any]:
     try:
         context, document, uri = fetch_document(tool_uri(tool), LoadingContext())
         context, uri = resolve_and_validate_document(context, document, uri)
-        packed = json.loads(json.dumps(cwl_pack(context, uri), default=str))
+        packed = floats.plain(cwl_pack(context, uri), default=str)
         if parameter_imported(packed):
             # cwltool's pack replaces an object whose id it has met before by an $import of it; a tool with an
             # input and an output of the same name then loses the output's definition. Packed again without that
             # folding, each parameter keeps its own.
             with mock.patch("cwltool.pack.import_embed", lambda *args, **kwargs: None):
-                packed = json.loads(json.dumps(cwl_pack(context, uri), default=str))
+                packed = floats.plain(cwl_pack(context, uri), default=str)
     except (ValidationException, WorkflowException, OSError, ValueError, KeyError, TypeError) as err:
         raise RunnerError(f"cwltool cannot load {tool}: {err}") from err
     graph = packed.get("$graph")
@@ -186,8 +187,8 @@ def deploy_request(doc: dict[str, Any], process_id: str) -> tuple[bytes, str]:
     if len(workflows) > 1:
         body = {"processDescription": {"id": process_id},
                 "executionUnit": {"value": doc, "mediaType": CWL_JSON}}
-        return json.dumps(body).encode(), OGC_PACKAGE
-    return json.dumps(doc).encode(), CWL_JSON
+        return floats.dumps(body).encode(), OGC_PACKAGE
+    return floats.dumps(doc).encode(), CWL_JSON
 
 
 # --- one run -----------------------------------------------------------------------------------------------------

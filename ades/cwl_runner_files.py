@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
+from ades import floats
 from ades.client import Client, served_filename
 
 REFERENCES = ("File", "Directory")
@@ -27,10 +28,8 @@ def job_inputs(path: Path, namespaces: dict[str, str] | None = None) -> dict[str
     """The inputs of the job order at `path` (YAML or JSON) as cwltool reads them: relative File and Directory
     references resolved against the file's folder, `format` names expanded with its `$namespaces` (over the tool's
     `namespaces`)."""
-    from ruamel.yaml import YAML
-
     try:
-        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        data = floats.safe_yaml().load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise RunnerError(f"cannot read the job order {path}: {err.strerror or err}") from err
     except Exception as err:  # any YAML error

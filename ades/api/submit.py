@@ -6,7 +6,6 @@ leaves a document behind; then the job service accepts the job (ades.jobs.servic
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal, TypeVar
 
@@ -14,6 +13,7 @@ from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ades import floats
 from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
@@ -151,7 +151,7 @@ def json_body(request: Request) -> dict[str, Any]:
                       f"{request.mimetype or 'no Content-Type'})")
     raw = read_body(request)
     try:
-        body = json.loads(raw, parse_constant=_not_json)
+        body = floats.loads(raw, parse_constant=_not_json)  # floats keep their spelling: ades.floats
     except RecursionError:
         raise problem(400, "invalid-parameter", f"body: nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as err:  # JSONDecodeError, bad UTF-8, NaN/Infinity

@@ -23,6 +23,8 @@ from typing import Any
 from schema_salad.exceptions import ValidationException
 from schema_salad.fetcher import DefaultFetcher
 
+from ades import floats
+
 MAX_ERROR_LINES = 40
 MAX_ERROR_CHARS = 4000
 
@@ -142,8 +144,6 @@ def pack_file(path: Path, fragment: str | None = None, roots: Sequence[Path] = (
     """A self-contained copy of a CWL file whose steps `run:` other files, or that `$include`s or `$import`s them
     (what `cwltool --pack` prints): the result deploys without the files beside it. Ids may be rewritten (the top
     process becomes `main`). Local files are read inside `roots` only, remote ones from `remote` only."""
-    import json
-
     from cwltool.errors import WorkflowException
     from cwltool.load_tool import fetch_document, resolve_and_validate_document
     from cwltool.pack import pack
@@ -155,4 +155,4 @@ def pack_file(path: Path, fragment: str | None = None, roots: Sequence[Path] = (
         packed = pack(context, uri)
     except (ValidationException, WorkflowException) as err:
         raise CwlLoadError(clean_message(str(err), path.parent)) from err
-    return json.loads(json.dumps(packed))
+    return floats.plain(packed)  # cwltool's floats keep their spelling

@@ -10,7 +10,6 @@ validates it, and describes it (metadata, normalized parameters).
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ades import floats
 from ades.cwl.loader import CwlLoadError, load_text, pack_file
 from ades.cwl.parse import (
     MAX_PACKAGE_DEPTH,
@@ -219,7 +219,7 @@ def _packed(doc: dict[str, Any], text: str | None, source: Path | None, main_ref
             return pack_file(source, main_ref, roots, remote)
         with tempfile.TemporaryDirectory(prefix="ades-cwl-") as tmp:
             path = Path(tmp) / "package.cwl"
-            path.write_text(text if text is not None else json.dumps(doc, indent=1, ensure_ascii=False),
+            path.write_text(text if text is not None else floats.dumps(doc, indent=1, ensure_ascii=False),
                             encoding="utf-8")
             return pack_file(path, main_ref, [Path(tmp), *roots], remote)
     except CwlLoadError as err:
@@ -325,9 +325,10 @@ def _text(value: Any) -> str | None:
 
 
 def _json_safe(doc: dict[str, Any]) -> dict[str, Any]:
-    # YAML may carry dates and other non-JSON scalars; the document is stored in Elasticsearch as JSON.
+    # YAML may carry dates and other non-JSON scalars; the document is stored in Elasticsearch as JSON. Floats keep
+    # their spelling (ades.floats).
     try:
-        return json.loads(json.dumps(doc, default=str, allow_nan=False))
+        return floats.plain(doc, default=str, allow_nan=False)
     except ValueError:
         raise PackageError("the CWL holds NaN or Infinity (a YAML .nan or .inf), which JSON cannot carry") from None
 
@@ -338,7 +339,7 @@ def _validate(doc: dict[str, Any], text: str | None, main_ref: str | None, roots
     `roots` (the input roots), where the run will read them."""
     try:
         # not ASCII-escaped: YAML reads a \u-escaped surrogate pair as two surrogates
-        return load_text(text if text is not None else json.dumps(doc, indent=1, ensure_ascii=False), main_ref,
+        return load_text(text if text is not None else floats.dumps(doc, indent=1, ensure_ascii=False), main_ref,
                          roots=roots)
     except CwlLoadError as err:
         raise PackageError(f"cwltool rejected the CWL: {err}") from err

@@ -10,7 +10,6 @@ PackageError is defined here, at the bottom of the package-loading modules, so e
 from __future__ import annotations
 
 import contextlib
-import json
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from ades import floats
 from ades.fetch import Fetcher, FetchError
 
 HREF_TIMEOUT = 15.0
@@ -56,12 +56,12 @@ def parse_cwl_text(text: str, *, json_only: bool = False) -> dict[str, Any]:
     try:
         if json_only:
             try:
-                doc = json.loads(text, parse_constant=_not_json)
+                doc = floats.loads(text, parse_constant=_not_json)
             except ValueError as err:
                 raise PackageError(f"the CWL is not valid JSON: {err}") from err
         else:
             try:
-                doc = YAML(typ="safe", pure=True).load(text)
+                doc = floats.safe_yaml().load(text)
             except YAMLError as err:
                 raise PackageError(f"the CWL is not valid YAML: {err}") from err
     except RecursionError:
@@ -76,7 +76,7 @@ def parse_json_object(data: str | bytes | dict[str, Any], what: str) -> dict[str
     if isinstance(data, dict):
         return data
     try:
-        value = json.loads(data, parse_constant=_not_json)
+        value = floats.loads(data, parse_constant=_not_json)
     except RecursionError:
         raise PackageError(f"{what} is nested deeper than {MAX_PACKAGE_DEPTH} levels") from None
     except ValueError as err:  # JSONDecodeError, bad UTF-8, NaN/Infinity

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ades import floats
 from ades.cwl.inputs import JOB_REQUIREMENTS
 from ades.cwl.loader import CwlLoadError
 from ades.events.sinks import SinkConfig
@@ -136,7 +137,7 @@ def run_job(spec: RunSpec, publisher: Publisher, *, redirect_fds: bool = False,
         requirements = job_order.pop(JOB_REQUIREMENTS, None)
         if requirements:
             tool = with_job_requirements(tool, requirements)
-        job_order = {**job_order, "ades_job_id": spec.job_id,
+        job_order = {**floats.for_cwltool(job_order), "ades_job_id": spec.job_id,
                      "ades_sink": spec.sink.model_dump_json(exclude_none=True)}
         dirs = RunDirs(base=folder.path, outputs=folder.outputs, tmp=folder.tmp, work=folder.work)
         outputs, status = run_workflow(tool, job_order, dirs, stream, reporter, confinement, staging,

@@ -4,15 +4,15 @@ line a job leaves in the submission journal."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ades import floats
 from ades.cwl.package import Package
 from ades.events.sinks import SinkConfig
 from ades.execute.sandbox import Sandbox
@@ -33,6 +33,9 @@ class RunSpec(BaseModel):
     workflow_file: Path = Field(description="the wrapped CWL document (ades.execute.wrapper.wrap), named by its "
                                 "content in the data dir's cache and shared by every job of the process version")
     job_order: dict[str, Any] = Field(description="cwltool job order without the ades_* inputs")
+    job_order_floats: dict[str, str] = Field(default_factory=dict, description="JSON pointer -> spelling of the "
+                                             "job order's floats whose spelling a float does not keep "
+                                             "(ades.floats)")
     sink: SinkConfig
     cache_key: str | None = Field(default=None, description="`id:version`; loaded tools are reused per key")
     max_seconds: float | None = Field(default=None, gt=0, description="run-time limit; past it the job is killed "
@@ -51,6 +54,12 @@ class RunSpec(BaseModel):
     user_id: str | None = Field(default=None, description="who submitted the job: queued jobs start in turns "
                                 "across users (ades.jobs.fairshare); None: the one user of an open server")
 
+    @model_validator(mode="after")
+    def _respelled(self) -> RunSpec:
+        if self.job_order_floats:
+            floats.respell(self.job_order, self.job_order_floats)
+        return self
+
     @property
     def folder(self) -> JobFolder:
         return JobFolder(self.data_dir, self.job_id)
@@ -62,7 +71,8 @@ class RunSpec(BaseModel):
                     *, fetch: FetchPolicy | None = None, input_roots: list[Path] | None = None,
                     user_id: str | None = None, max_output_bytes: int | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
-                   job_order=job_order, sink=sink, cache_key=package.key, max_seconds=max_seconds, storage=storage,
+                   job_order=job_order, job_order_floats=floats.spellings(job_order), sink=sink,
+                   cache_key=package.key, max_seconds=max_seconds, storage=storage,
                    sandbox=sandbox or Sandbox(), fetch=fetch or FetchPolicy(), input_roots=input_roots or [],
                    user_id=user_id, max_output_bytes=max_output_bytes or None)
 
@@ -106,7 +116,7 @@ def wrapped_file(package: Package, results_base_url: str, data_dir: Path) -> Pat
         return hit[1]
     # not ASCII-escaped: cwltool reads it as YAML, which takes a \u-escaped surrogate pair (an emoji) as two
     # surrogates that no tool's command line can carry
-    text = json.dumps(wrap(package, results_base_url), indent=1, sort_keys=True, ensure_ascii=False)
+    text = floats.dumps(wrap(package, results_base_url), indent=1, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     directory = DataDir(data_dir).wrapped_cache
     path = directory / f"{digest}.cwl"

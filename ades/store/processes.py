@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ades import floats
 from ades.config import Settings
 from ades.models import ID_PATTERN, UtcDatetime, iso, utcnow
 from ades.store.client import StoreUnavailable
@@ -41,6 +42,16 @@ class DeployedProcess(BaseModel):
     mutable: bool = True
     title: str | None = None
     deployed: UtcDatetime = Field(default_factory=utcnow)
+    float_spellings: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON pointer -> spelling of the package's floats whose spelling a float does not keep "
+                    "(ades.floats); Elasticsearch's client writes plain floats")
+
+    @model_validator(mode="after")
+    def _respelled(self) -> DeployedProcess:
+        if self.float_spellings:
+            floats.respell(self.package, self.float_spellings)
+        return self
 
     @property
     def key(self) -> str:
@@ -49,6 +60,7 @@ class DeployedProcess(BaseModel):
     def to_document(self) -> dict[str, Any]:
         doc = self.model_dump(mode="json")
         doc["deployed"] = iso(self.deployed)
+        doc["float_spellings"] = floats.spellings(self.package)
         return doc
 
 

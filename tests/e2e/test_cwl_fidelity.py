@@ -6,7 +6,8 @@ serves, whose bytes match the checksum and size the result states.
 The cases are the gaps the CWL conformance suite found (our own tools, not the suite's): secondary files (listed
 and found on disk), formats checked as cwltool checks them, File and Directory literals, Directory outputs with
 their listing, Files inside records, an optional output a `cwl.output.json` leaves out, `cwl:requirements` in the
-job order, a scattering workflow with an expression tool in a `$graph`.
+job order, a scattering workflow with an expression tool in a `$graph`, floats that reach a command line as their
+author spelled them (`4.5e6` is `4500000` there, `2.50` stays `2.50`).
 """
 
 from __future__ import annotations
@@ -276,6 +277,24 @@ $graph:
     total: {type: int, outputSource: sizes/total}
 """
 
+FLOATS = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: fid-floats
+inputs:
+  small: {type: float, default: 0.000012, inputBinding: {position: 1}}
+  big: {type: float, default: 4.5e6, inputBinding: {position: 2}}
+  trailing: {type: float, default: 2.50, inputBinding: {position: 3}}
+  given: {type: float, inputBinding: {position: 4}}
+  many: {type: "float[]", inputBinding: {position: 5}}
+baseCommand: [echo, -n]
+stdout: floats.txt
+outputs:
+  said: {type: string, outputBinding: {glob: floats.txt, loadContents: true, outputEval: "$(self[0].contents)"}}
+"""
+FLOATS_ORDER = '{"given": 7.7e4, "many": [1e2, 3.0E-2, 10.50, 1e-05]}'
+"""The job order as text: its floats are spelled as no Python float would write them."""
+
 
 @pytest.fixture(scope="module")
 def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -312,12 +331,14 @@ def live(es_url: str, inputs_dir: Path, tmp_path_factory: pytest.TempPathFactory
     yield from serve_app(settings, file_roots=[inputs_dir])
 
 
-def bare(tool: str, order: dict[str, Any], tmp: Path) -> dict[str, Any] | None:
-    """What bare cwltool prints for `tool` run on `order` (None: it failed)."""
+def bare(tool: str, order: dict[str, Any] | str, tmp: Path) -> dict[str, Any] | None:
+    """What bare cwltool prints for `tool` run on `order` (JSON text, or a value to write as JSON; None: it
+    failed)."""
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "tool.cwl").write_text(tool, encoding="utf-8")
     # not ASCII-escaped: cwltool reads a job file as YAML, which splits an escaped surrogate pair
-    (tmp / "job.json").write_text(json.dumps(order, ensure_ascii=False), encoding="utf-8")
+    text = order if isinstance(order, str) else json.dumps(order, ensure_ascii=False)
+    (tmp / "job.json").write_text(text, encoding="utf-8")
     # the console script: `python -m cwltool` exits 0 whatever happened
     cwltool = str(Path(sys.executable).with_name("cwltool"))
     doc = yaml.safe_load(tool)
@@ -328,13 +349,15 @@ def bare(tool: str, order: dict[str, Any], tmp: Path) -> dict[str, Any] | None:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
-def through_server(live: LiveServer, tool: str, order: dict[str, Any]) -> dict[str, Any] | None:
+def through_server(live: LiveServer, tool: str, order: dict[str, Any] | str) -> dict[str, Any] | None:
     """The CWL output object the server's results give for `tool` run on `order` (None: the job failed); every
     file in it is fetched and must match its checksum and size."""
     process = _main(yaml.safe_load(tool))["id"]
     deployed = live.post("/processes", data=tool, headers={"Content-Type": "application/cwl+yaml"})
     assert deployed.status_code in (201, 409), deployed.text
-    submitted = live.post(f"/processes/{process}/execution", headers=ASYNC, json={"inputs": order})
+    text = order if isinstance(order, str) else json.dumps(order)
+    submitted = live.post(f"/processes/{process}/execution", data=f'{{"inputs": {text}}}',
+                          headers={**ASYNC, "Content-Type": "application/json"})
     assert submitted.status_code == 201, submitted.text
     info = live.wait_status(submitted.json()["jobID"])
     if info["status"] != "successful":
@@ -386,7 +409,7 @@ def file(path: Path, **extra: Any) -> dict[str, Any]:
     return {"class": "File", "location": path.as_uri(), **extra}
 
 
-def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any] | str]]:
     literal_dir = {"class": "Directory", "basename": "made-up",
                    "listing": [{"class": "File", "basename": "a.txt", "contents": "A\n"},
                                {"class": "Directory", "basename": "sub",
@@ -417,6 +440,7 @@ def cases(inputs: Path) -> dict[str, tuple[str, dict[str, Any]]]:
                                                               "envDef": [{"envName": "GREETING",
                                                                           "envValue": "hello from the job order"}]}]}),
         "scatter, expression tool, $graph": (SCATTER, {"words": ["alpha", "beta", "gamma"]}),
+        "floats on the command line as spelled, in the package and the job order": (FLOATS, FLOATS_ORDER),
     }
 
 
