@@ -49,6 +49,8 @@ def keep_spelling(value: float, text: str) -> float:
     """`value`, as a SpelledFloat when `text` spells a decimal Python's repr of it would not give."""
     if not math.isfinite(value):
         return value
+    if repr(value) == text:  # the common case, without two Decimals
+        return value
     spelling = _decimal_text(text)
     if spelling is None or spelling == _decimal_text(repr(float(value))):
         return float(value)
@@ -146,18 +148,27 @@ def plain(value: Any, **kwargs: Any) -> Any:
 def spellings(node: Any) -> dict[str, str]:
     """The spelled floats of a JSON document by JSON pointer, to store beside it."""
     found: dict[str, str] = {}
-    stack: list[tuple[Any, str]] = [(node, "")]
-    while stack:
-        item, pointer = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((v, f"{pointer}/{_escape(str(k))}") for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((v, f"{pointer}/{i}") for i, v in enumerate(item))
-        elif isinstance(item, float):
-            spelling = _spelling_of(item)
-            if spelling is not None:
-                found[pointer] = spelling
+    _collect(node, [], found)
     return found
+
+
+def _collect(node: Any, path: list[str], found: dict[str, str]) -> None:
+    # on every submission's job order: pointers are only built for what is found
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        if isinstance(node, float) and type(node) is not float:
+            spelling = _spelling_of(node)
+            if spelling is not None:
+                found["".join(f"/{_escape(str(k))}" for k in path)] = spelling
+        return
+    for key, value in items:
+        if isinstance(value, dict | list | float):
+            path.append(key)
+            _collect(value, path, found)
+            path.pop()
 
 
 def _escape(key: str) -> str:
