@@ -198,7 +198,8 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     try:
         job_order = to_job_order(package, inputs, ctx.file_roots, ctx.fetcher)
     except InputError as err:
-        raise ApiProblem(400, "invalid-input", str(err), "Invalid input") from None
+        title = "Unsupported requirement" if err.kind == "unsupported-requirement" else "Invalid input"
+        raise ApiProblem(400, err.kind, str(err), title) from None
     depends_on, delay = _check_scheduling(ctx, scheduling)
     if mode == "sync" and (depends_on or delay):
         raise problem(400, "invalid-parameter", "dependsOn and delay need an asynchronous execution")

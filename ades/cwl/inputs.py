@@ -37,11 +37,15 @@ otherwise reach (NetworkAccess only to turn the network off)."""
 
 
 class InputError(ValueError):
-    """An execute input is unusable. `str()` names the input and says what is wrong."""
+    """An execute input is unusable. `str()` names the input and says what is wrong; `kind` is the OGC exception
+    type: `unsupported-requirement` for a requirement the server will not apply (cwltool's "unsupported feature",
+    exit 33), `invalid-input` otherwise."""
 
-    def __init__(self, input_id: str, problem: str, message: str | None = None) -> None:
+    def __init__(self, input_id: str, problem: str, message: str | None = None, *,
+                 kind: str = "invalid-input") -> None:
         self.input_id = input_id
         self.problem = problem
+        self.kind = kind
         super().__init__(message or f"input {input_id!r}: {problem}")
 
 
@@ -91,7 +95,8 @@ def job_requirements(value: Any, package: Package) -> list[dict[str, Any]]:
     reach or run; InputError naming those that do."""
     if package.cwl_version == "v1.0":
         raise InputError(JOB_REQUIREMENTS, "not part of CWL v1.0",
-                         f"{JOB_REQUIREMENTS} is not part of CWL v1.0, the version of this process")
+                         f"{JOB_REQUIREMENTS} is not part of CWL v1.0, the version of this process",
+                         kind="unsupported-requirement")
     if not isinstance(value, list) or not all(isinstance(r, dict) and isinstance(r.get("class"), str) for r in value):
         raise InputError(JOB_REQUIREMENTS, "must be a list of requirement objects, each with a `class`")
     refused = [r["class"] for r in value if r["class"] not in SAFE_REQUIREMENTS
@@ -100,7 +105,8 @@ def job_requirements(value: Any, package: Package) -> list[dict[str, Any]]:
         raise InputError(JOB_REQUIREMENTS, "refused", (
             f"{JOB_REQUIREMENTS}: {', '.join(dict.fromkeys(refused))} cannot be set by an execute request: it could "
             f"widen what the job reaches or runs; the process's own requirements decide it. Allowed here: "
-            f"{', '.join(SAFE_REQUIREMENTS)} (NetworkAccess only with networkAccess: false)"))
+            f"{', '.join(SAFE_REQUIREMENTS)} (NetworkAccess only with networkAccess: false)"),
+            kind="unsupported-requirement")
     return value
 
 
