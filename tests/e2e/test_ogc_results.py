@@ -142,6 +142,21 @@ def test_async_results_answer_as_the_execute_request_asked(live: LiveServer) -> 
     assert [link["title"] for link in links_of(answer) if link["rel"] == RESULTS_REL] == ["out"]
 
 
+def test_a_wpst_job_answers_its_results_as_its_request_asked(live: LiveServer) -> None:
+    body = {"inputs": [{"id": "message", "data": "wps-t raw"}], "response": "raw",
+            "outputs": [{"id": "out", "transmissionMode": "value"}]}
+    created = live.post("/processes/echo:1.0.0/jobs", json=body)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["jobID"]
+    assert live.wait_status(job_id)["status"] == "successful"
+    results = live.get(f"/jobs/{job_id}/results")
+    assert results.status_code == 200 and results.text == "wps-t raw\n"
+    before = count_jobs(live)
+    unknown = live.post("/processes/echo:1.0.0/jobs", json={**body, "outputs": [{"id": "nope"}]})
+    assert "nope" in assert_problem(unknown, 400, "invalid-parameter")["detail"]
+    assert count_jobs(live) == before
+
+
 def test_a_job_says_where_to_monitor_it(live: LiveServer) -> None:
     created = run(live, {"inputs": {"message": "wait", "pause": 3}}, ASYNC)
     job_id = created.json()["jobID"]
