@@ -217,10 +217,14 @@ class JobService:
     def reconcile(self) -> Report | None:
         """Settle jobs a previous run left unfinished, if this process wins the data dir's lock; None if another
         process of this server does it."""
-        handle = claim(self.data.root)
+        # a retry (the store did not answer the first time) keeps the lock it holds: a second open of the lock file
+        # would be refused by this very process's first one
+        handle = self._reconcile_lock or claim(self.data.root)
         if handle is None:
             return None
         self._reconcile_lock = handle
+        if self._reconciler is not None:
+            self._reconciler.close()
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
         self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
                                       held_elsewhere=held_elsewhere)

@@ -24,8 +24,9 @@ from ades.jobs.reconcile import HOST_LOST, Reconciler
 from ades.jobs.service import JobService
 from ades.models import StatusUpdate
 from ades.status import Status
-from ades.store import JobStore
+from ades.store import JobStore, make_client
 from tests import helpers
+from tests.conftest import free_port
 from tests.helpers import GATE_CWL, assert_a_restart_leaves_it, gate_folder, wait_for
 
 pytestmark = pytest.mark.integration
@@ -96,3 +97,22 @@ def test_closing_the_reconciler_stops_its_watchers_while_their_jobs_still_run(ga
         assert not watcher.is_alive()
     job_store.refresh()
     assert job_store.get(beating)["status"] == "running"
+
+
+def test_reconciliation_runs_once_the_store_answers_after_a_failed_first_try(gate, settings: Settings,
+                                                                               job_store: JobStore, es):
+    """A server that starts before Elasticsearch retries reconciliation; the retry used to open the data dir's lock
+    a second time, which the first handle (same process, another open file) still held: reconciliation never ran
+    and a job lost before the restart stayed running."""
+    silent = _running_elsewhere(settings, job_store, gate, time.time() - STALE_SECONDS - 1)
+    down = settings.model_copy(update={"es_url": f"http://127.0.0.1:{free_port()}", "es_max_retries": 0,
+                                       "es_request_timeout": 1})
+    service = JobService(settings, JobStore(make_client(down), down), "http://127.0.0.1:5000")
+    try:
+        with pytest.raises(Exception):  # noqa: B017 (whatever the client raises for a closed port)
+            service.reconcile()
+        service.store = job_store  # Elasticsearch answers now
+        report = service.reconcile()
+        assert report is not None and report.lost == [silent], report
+    finally:
+        service.close()
