@@ -50,6 +50,7 @@ from ades.services.base import (
     run_as,
 )
 from ades.services.es_distribution import Distribution, ensure_distribution
+from ades.services.es_root import ensure_root_plugin
 from ades.services.java import find_java_home
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ def _local_url(settings: Settings) -> str:
 
 def _elasticsearch_info(url: str) -> dict | None:
     """{"version": "8.19.21", "name": node name, "cluster_name": …} when `url` is an Elasticsearch (or OpenSearch)
-    server, else None. The integ-test-zip has no `GET /` (405: the rest-root module is missing), so the local node
-    is asked via `GET /_nodes/_local`, which every distribution has."""
+    server, else None. Asked via `GET /_nodes/_local`, which every distribution has: the integ-test-zip answers
+    `GET /` only with the ades-root plugin (ades.services.es_root), which a node started before it lacks."""
     base = url.rstrip("/")
     nodes = http_json(base + "/_nodes/_local?filter_path=cluster_name,nodes.*.version,nodes.*.name")
     if isinstance(nodes, dict) and isinstance(nodes.get("nodes"), dict) and nodes["nodes"]:
@@ -264,8 +265,8 @@ def _check_ports_free(settings: Settings) -> None:
 
 
 def _prerequisites(settings: Settings) -> tuple[Path, int, Distribution]:
-    """(Java home, Java major version, distribution); looks for all of them so one error names every missing
-    program."""
+    """(Java home, Java major version, distribution with the ades-root plugin installed); looks for all of them so
+    one error names every missing program."""
     problems: list[str] = []
     try:
         java_home, java_version = find_java_home(settings.es_java_home)
@@ -275,6 +276,11 @@ def _prerequisites(settings: Settings) -> tuple[Path, int, Distribution]:
         dist = ensure_distribution(settings)
     except MissingPrerequisite as error:
         problems.append(str(error))
+    if not problems:
+        try:
+            ensure_root_plugin(settings, dist, java_home)
+        except MissingPrerequisite as error:
+            problems.append(str(error))
     if problems:
         raise MissingPrerequisite("; ".join(problems))
     return java_home, java_version, dist
