@@ -146,7 +146,8 @@ def _managed_pid(paths: NodePaths) -> int | None:
     return pid if "elasticsearch" in process_cmdline(pid).lower() else None
 
 
-def _elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
+def elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
+    """The node's elasticsearch.yml, written on every start."""
     values = {
         "cluster.name": "ades",
         "node.name": node_name(settings),
@@ -163,6 +164,15 @@ def _elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
         "cluster.routing.allocation.disk.threshold_enabled": True,
         "action.destructive_requires_name": False,
     }
+    if settings.es_cors_origin:
+        # What a browser app such as Elasticvue needs: it sends JSON (Content-Type: a preflight) and, against a
+        # secured cluster, its own Authorization header; it never asks for cookies, so credentials stay off.
+        values |= {
+            "http.cors.enabled": True,
+            "http.cors.allow-origin": settings.es_cors_origin,
+            "http.cors.allow-headers": "X-Requested-With,Content-Type,Content-Length,Authorization,Accept",
+            "http.cors.allow-credentials": False,
+        }
     lines = ["# Written by ades on every start; edit ades settings (ADES_*) instead."]
     # JSON scalars are valid YAML scalars, and quote paths safely.
     lines += [f"{key}: {json.dumps(value)}" for key, value in values.items()]
@@ -175,7 +185,7 @@ def _prepare_node(settings: Settings, dist: Distribution, user: RunAs) -> NodePa
         directory.mkdir(parents=True, exist_ok=True)
     # A fresh copy of the distribution's config each start (the keystore ES creates there is kept).
     shutil.copytree(dist.home / "config", paths.config, dirs_exist_ok=True)
-    (paths.config / "elasticsearch.yml").write_text(_elasticsearch_yml(settings, paths))
+    (paths.config / "elasticsearch.yml").write_text(elasticsearch_yml(settings, paths))
     jvm_options = paths.config / "jvm.options.d"
     jvm_options.mkdir(exist_ok=True)
     heap = settings.es_heap
