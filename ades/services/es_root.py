@@ -1,7 +1,8 @@
 """The ades-root plugin: `GET /` and `HEAD /` on the local node, as every Elasticsearch client expects them.
 
-    ensure_root_plugin(settings, dist, java_home)    build once per (Elasticsearch version, plugin source); install
-    source_hash() -> str                             identifies the plugin's source (its descriptor's version)
+    ensure_root_plugin(settings, dist, java_home)        build once per (ES version, plugin source); install
+    build_plugin(version, digest, archive, java_home)    the Maven build alone
+    source_hash() -> str                                 identifies the plugin's source (its descriptor's version)
 
 The integ-test-zip that ades runs leaves out the module that answers the root (the default distribution's
 rest-root, which Elastic does not publish as an artifact of its own), so Elasticvue's connection test,
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING
 
 from ades.services.base import MissingPrerequisite, ServiceError
 from ades.services.es_distribution import MAVEN_HINT, Distribution, cache_lock
-from ades.services.java import MINIMUM, java_major
 
 if TYPE_CHECKING:
     from ades.config import Settings
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "ades-root"
 SOURCES = Path(__file__).with_name("es_root_plugin")
-JDK_HINT = "install it with `apt-get install -y openjdk-17-jdk-headless` (a JDK: the runtime alone has no javac)"
 
 
 def source_hash() -> str:
@@ -63,7 +62,7 @@ def installed_version(dist: Distribution) -> str | None:
 def ensure_root_plugin(settings: Settings, dist: Distribution, java_home: Path) -> None:
     """Make sure `dist` has the current ades-root plugin: nothing to do when it is installed and current (or when
     the distribution has its own root module); else build it (unless built before) and install it. Raises
-    MissingPrerequisite (no Maven, no JDK to compile with) or ServiceError (the build or the install failed)."""
+    MissingPrerequisite (no Maven) or ServiceError (the build or the install failed)."""
     if (dist.home / "modules" / "rest-root").is_dir():
         log.info("Elasticsearch %s has its own rest-root module: the ades-root plugin is not needed", dist.version)
         return
@@ -75,7 +74,7 @@ def ensure_root_plugin(settings: Settings, dist: Distribution, java_home: Path) 
             return
         archive = _archive_path(settings, dist.version, wanted)
         if not archive.is_file():
-            _build(dist.version, wanted, archive, java_home)
+            build_plugin(dist.version, wanted, archive, java_home)
         _install(dist, archive, java_home)
 
 
@@ -83,33 +82,20 @@ def _archive_path(settings: Settings, version: str, digest: str) -> Path:
     return settings.cache_dir / "elasticsearch" / f"{PLUGIN_NAME}-{version}-{digest}.zip"
 
 
-def _jdk_home(java_home: Path) -> Path:
-    """A JDK to compile with: the node's Java home when it has javac, else the javac on PATH (17+)."""
-    if (java_home / "bin" / "javac").is_file():
-        return java_home
-    javac = shutil.which("javac")
-    if javac is not None:
-        home = Path(os.path.realpath(javac)).parent.parent
-        major = java_major(home)
-        if major is not None and major >= MINIMUM:
-            return home
-    raise MissingPrerequisite(f"a Java {MINIMUM}+ JDK is needed to build the ades-root plugin: {JDK_HINT}")
-
-
-def _build(version: str, digest: str, archive: Path, java_home: Path) -> None:
-    """`mvn package` in a copy of the sources (package data may be read-only), the zip moved to `archive`."""
+def build_plugin(version: str, digest: str, archive: Path, java_home: Path) -> None:
+    """`mvn package` in a copy of the sources (package data may be read-only), the zip moved to `archive`. Maven
+    runs on `java_home`, a JDK or a runtime alone: the pom compiles with the Eclipse compiler, not javac."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise MissingPrerequisite(f"Maven not found (needed to build the ades-root plugin): {MAVEN_HINT}")
-    jdk = _jdk_home(java_home)
-    log.info("building the ades-root plugin for Elasticsearch %s with Maven (JDK %s)", version, jdk)
+    log.info("building the ades-root plugin for Elasticsearch %s with Maven (Java %s)", version, java_home)
     started = time.monotonic()
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=archive.parent) as work:
         project = Path(work) / "ades-root"
         shutil.copytree(SOURCES, project, ignore=shutil.ignore_patterns("target"))
-        # Maven's own environment (proxy, MAVEN_OPTS, ~/.m2) is the user's; only the JDK is chosen here.
-        env = {**os.environ, "JAVA_HOME": str(jdk)}
+        # Maven's own environment (proxy, MAVEN_OPTS, ~/.m2) is the user's; only its Java is chosen here.
+        env = {**os.environ, "JAVA_HOME": str(java_home)}
         result = subprocess.run(
             [mvn, "-B", "-q", "package", f"-Delasticsearch.version={version}", f"-Dades.plugin.version={digest}"],
             cwd=project, env=env, capture_output=True, text=True, check=False,

@@ -10,7 +10,9 @@ browser on the allowed origin, so each carries that Origin, its JSON headers, an
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +24,8 @@ from ades.config import Settings
 from ades.models import Job
 from ades.services import elasticsearch
 from ades.services.es_distribution import cached_distribution
-from ades.services.es_root import ensure_root_plugin, installed_version, source_hash
-from ades.services.java import find_java_home
+from ades.services.es_root import build_plugin, ensure_root_plugin, installed_version, source_hash
+from ades.services.java import find_java_home, java_major
 from ades.store import JobStore, ensure_indexes, make_client
 from tests.conftest import free_port_pair
 from tests.helpers import store_jobs
@@ -151,3 +153,25 @@ def test_a_second_start_builds_and_installs_nothing(node: Settings, monkeypatch:
     monkeypatch.setenv("PATH", "/nonexistent")
     ensure_root_plugin(node, dist, java_home)
     assert descriptor.stat().st_mtime_ns == before
+
+
+def test_a_java_runtime_without_a_compiler_builds_the_plugin(node: Settings, tmp_path: Path):
+    """The node needs only a Java runtime (README: openjdk-17-jre-headless), which has no javac: Maven on such a
+    runtime (here a jlink image of the JDK without its compiler module) still builds the plugin. Maven finds what it
+    needs in its local repository, filled by the node's own build."""
+    java_home, _ = find_java_home(node.es_java_home)
+    jlink = java_home / "bin" / "jlink"
+    if not jlink.is_file():
+        pytest.skip("no jlink (a JDK) to make a runtime without a compiler from")
+    runtime = tmp_path / "jre"
+    subprocess.run([str(jlink), "--add-modules", "java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs",
+                    "--output", str(runtime)], check=True, capture_output=True)
+    assert not (runtime / "bin" / "javac").exists() and java_major(runtime) is not None
+    dist = cached_distribution(node)
+    assert dist is not None
+    archive = tmp_path / "ades-root.zip"
+    build_plugin(dist.version, "jre-build", archive, runtime)
+    with zipfile.ZipFile(archive) as built:
+        assert sorted(built.namelist()) == ["ades-root.jar", "plugin-descriptor.properties"]
+        descriptor = built.read("plugin-descriptor.properties").decode()
+    assert f"elasticsearch.version={dist.version}" in descriptor and "version=jre-build" in descriptor

@@ -1,10 +1,8 @@
-"""The ades-root plugin's preparation, on real directories: what identifies its source, and what is missing when it
-cannot be built."""
+"""The ades-root plugin's preparation, on real directories: what identifies its source, what is missing when it
+cannot be built, when it is not needed. (Its build and install: tests/integration/test_elasticvue.py.)"""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,26 +25,6 @@ def _bare_dist(tmp_path: Path) -> Distribution:
     (home / "modules").mkdir(parents=True)
     (home / "plugins").mkdir()
     return Distribution("8.19.21", home)
-
-
-def test_a_java_runtime_without_javac_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Maven is there, the node's Java has no javac and none is on PATH: the error says a JDK is needed and how to
-    get one, and nothing is installed."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        pytest.skip("Maven is not installed here")
-    runtime = tmp_path / "jre"
-    (runtime / "bin").mkdir(parents=True)
-    (runtime / "bin" / "java").symlink_to(os.path.realpath(shutil.which("java") or "/usr/bin/java"))
-    only_mvn = tmp_path / "bin"
-    only_mvn.mkdir()
-    (only_mvn / "mvn").symlink_to(mvn)
-    monkeypatch.setenv("PATH", str(only_mvn))
-    dist = _bare_dist(tmp_path)
-    with pytest.raises(MissingPrerequisite, match=r"JDK.*openjdk-17-jdk-headless"):
-        ensure_root_plugin(Settings(cache_dir=tmp_path / "cache"), dist, runtime)
-    assert installed_version(dist) is None
-    assert not list((tmp_path / "cache" / "elasticsearch").glob("ades-root-*.zip"))
 
 
 def test_no_maven_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
