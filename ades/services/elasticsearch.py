@@ -252,6 +252,10 @@ def _join_running_node(settings: Settings, url: str, paths: NodePaths) -> bool:
         owner = f"pid {pid}, started by ades" if pid else "not started by this data dir"
         log.info("reusing Elasticsearch %s already running at %s (%s)", info["version"], url, owner)
         _wait_ready(settings, url, pid, paths)
+        if http_json(url + "/") is None:
+            fix = "a restart (`ades services stop elasticsearch`, then start) installs" if pid else "it lacks"
+            log.warning("Elasticsearch at %s does not answer GET / (Elasticvue and client.info() need it): %s the "
+                        "ades-root plugin", url, fix)
         return True
     pid = _managed_pid(paths)
     if pid is not None:

@@ -99,6 +99,7 @@ def test_start_twice_reuses_then_stop_leaves_nothing(node_env: dict[str, str], n
     assert second.returncode == 0, second.stderr
     assert "reusing Elasticsearch" in second.stderr
     assert "downloading" not in second.stderr and "starting Elasticsearch" not in second.stderr
+    assert "does not answer GET /" not in second.stderr
     assert int((data_dir / "elasticsearch" / "elasticsearch.pid").read_text()) == pid
 
     status = _ades(node_env, "services", "status", "--check", "elasticsearch")
