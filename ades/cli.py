@@ -221,7 +221,8 @@ def _add_services_commands(commands: Commands) -> None:
         "services",
         help="start, stop or inspect the real local services (Elasticsearch, moto, consumer)",
         description="Real local services for development and tests. Elasticsearch is fetched once with Maven "
-        "(integ-test-zip, cached in ADES_CACHE_DIR), runs as a non-root user with its data in ADES_DATA_DIR, "
+        "(integ-test-zip, cached in ADES_CACHE_DIR) with a plugin of ades that answers GET / (built once with "
+        "Maven), runs as a non-root user with its data in ADES_DATA_DIR, "
         "and is reused when one already answers on ADES_ES_HOST:ADES_ES_PORT. With ADES_ES_URL set, nothing is "
         "started and that cluster is used. moto stands in for AWS on ADES_MOTO_PORT and gets the status "
         "topic, queue and dead-letter queue; the consumer applies that queue to Elasticsearch.",

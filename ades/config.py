@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
     es_user: str = Field(default="ades-es", description="Non-root system user the local node runs as.")
     es_java_home: Path | None = Field(
         default=None, description="Java 17+ home for Elasticsearch; found automatically when unset."
+    )
+    es_cors_origin: str | None = Field(
+        default=None,
+        description="Browser origins (scheme://host[:port], several separated by commas, or a /regex/) whose pages "
+        "may call the local node (CORS), e.g. http://localhost:8080 for the Elasticvue web app; unset: none may. The "
+        "node has no authentication: any page from such an origin can read and change every index.",
     )
     es_start_timeout: float = Field(default=180.0, gt=0, description="Seconds to wait for the node to be yellow.")
     es_request_timeout: float = Field(default=30.0, gt=0, description="Seconds before an ES request gives up.")
@@ -337,6 +344,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("es_cors_origin", mode="before")
+    @classmethod
+    def _cors_origin(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not re.fullmatch(r"https?://[^/\s,]+(,https?://[^/\s,]+)*|/.+/", value):
+            raise ValueError(f"{value!r} is neither origins (scheme://host[:port], no path, comma-separated) nor a "
+                             "/regex/")
+        return value
 
     @property
     def auth_enabled(self) -> bool:

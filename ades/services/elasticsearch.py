@@ -50,6 +50,7 @@ from ades.services.base import (
     run_as,
 )
 from ades.services.es_distribution import Distribution, ensure_distribution
+from ades.services.es_root import ensure_root_plugin
 from ades.services.java import find_java_home
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ def _local_url(settings: Settings) -> str:
 
 def _elasticsearch_info(url: str) -> dict | None:
     """{"version": "8.19.21", "name": node name, "cluster_name": …} when `url` is an Elasticsearch (or OpenSearch)
-    server, else None. The integ-test-zip has no `GET /` (405: the rest-root module is missing), so the local node
-    is asked via `GET /_nodes/_local`, which every distribution has."""
+    server, else None. Asked via `GET /_nodes/_local`, which every distribution has: the integ-test-zip answers
+    `GET /` only with the ades-root plugin (ades.services.es_root), which a node started before it lacks."""
     base = url.rstrip("/")
     nodes = http_json(base + "/_nodes/_local?filter_path=cluster_name,nodes.*.version,nodes.*.name")
     if isinstance(nodes, dict) and isinstance(nodes.get("nodes"), dict) and nodes["nodes"]:
@@ -145,7 +146,8 @@ def _managed_pid(paths: NodePaths) -> int | None:
     return pid if "elasticsearch" in process_cmdline(pid).lower() else None
 
 
-def _elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
+def elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
+    """The node's elasticsearch.yml, written on every start."""
     values = {
         "cluster.name": "ades",
         "node.name": node_name(settings),
@@ -162,6 +164,15 @@ def _elasticsearch_yml(settings: Settings, paths: NodePaths) -> str:
         "cluster.routing.allocation.disk.threshold_enabled": True,
         "action.destructive_requires_name": False,
     }
+    if settings.es_cors_origin:
+        # What a browser app such as Elasticvue needs: it sends JSON (Content-Type: a preflight) and, against a
+        # secured cluster, its own Authorization header; it never asks for cookies, so credentials stay off.
+        values |= {
+            "http.cors.enabled": True,
+            "http.cors.allow-origin": settings.es_cors_origin,
+            "http.cors.allow-headers": "X-Requested-With,Content-Type,Content-Length,Authorization,Accept",
+            "http.cors.allow-credentials": False,
+        }
     lines = ["# Written by ades on every start; edit ades settings (ADES_*) instead."]
     # JSON scalars are valid YAML scalars, and quote paths safely.
     lines += [f"{key}: {json.dumps(value)}" for key, value in values.items()]
@@ -174,7 +185,7 @@ def _prepare_node(settings: Settings, dist: Distribution, user: RunAs) -> NodePa
         directory.mkdir(parents=True, exist_ok=True)
     # A fresh copy of the distribution's config each start (the keystore ES creates there is kept).
     shutil.copytree(dist.home / "config", paths.config, dirs_exist_ok=True)
-    (paths.config / "elasticsearch.yml").write_text(_elasticsearch_yml(settings, paths))
+    (paths.config / "elasticsearch.yml").write_text(elasticsearch_yml(settings, paths))
     jvm_options = paths.config / "jvm.options.d"
     jvm_options.mkdir(exist_ok=True)
     heap = settings.es_heap
@@ -241,6 +252,10 @@ def _join_running_node(settings: Settings, url: str, paths: NodePaths) -> bool:
         owner = f"pid {pid}, started by ades" if pid else "not started by this data dir"
         log.info("reusing Elasticsearch %s already running at %s (%s)", info["version"], url, owner)
         _wait_ready(settings, url, pid, paths)
+        if http_json(url + "/") is None:
+            fix = "a restart (`ades services stop elasticsearch`, then start) installs" if pid else "it lacks"
+            log.warning("Elasticsearch at %s does not answer GET / (Elasticvue and client.info() need it): %s the "
+                        "ades-root plugin", url, fix)
         return True
     pid = _managed_pid(paths)
     if pid is not None:
@@ -264,8 +279,8 @@ def _check_ports_free(settings: Settings) -> None:
 
 
 def _prerequisites(settings: Settings) -> tuple[Path, int, Distribution]:
-    """(Java home, Java major version, distribution); looks for all of them so one error names every missing
-    program."""
+    """(Java home, Java major version, distribution with the ades-root plugin installed); looks for all of them so
+    one error names every missing program."""
     problems: list[str] = []
     try:
         java_home, java_version = find_java_home(settings.es_java_home)
@@ -275,6 +290,11 @@ def _prerequisites(settings: Settings) -> tuple[Path, int, Distribution]:
         dist = ensure_distribution(settings)
     except MissingPrerequisite as error:
         problems.append(str(error))
+    if not problems:
+        try:
+            ensure_root_plugin(settings, dist, java_home)
+        except MissingPrerequisite as error:
+            problems.append(str(error))
     if problems:
         raise MissingPrerequisite("; ".join(problems))
     return java_home, java_version, dist

@@ -1,13 +1,14 @@
 """The Elasticsearch distribution a local node runs: fetched once with Maven, unpacked once, shared by every node.
 
     ensure_distribution(settings) -> Distribution    the cached one for settings.es_version, else fetched/unpacked
+    cache_lock(settings)                             held while one process changes the cache
     version_matches(spec, version) -> bool           Maven version spec ("8.19.21", "[8.19.0,8.20.0)") check
 
 Where things live:
 
     <cache_dir>/elasticsearch/elasticsearch-<v>.zip     the integ-test-zip, fetched with Maven (kept)
     <cache_dir>/elasticsearch/elasticsearch-<v>/        unpacked, read-only, shared by every node
-    <cache_dir>/elasticsearch/.lock                     held while one process fetches or unpacks
+    <cache_dir>/elasticsearch/.lock                     held while one process fetches, unpacks or adds a plugin
 
 The tree is unpacked with world-readable modes (it holds no secrets) so that a node running as another user than
 ades (see ades.services.elasticsearch) can read it without a copy of its own.
@@ -202,6 +203,11 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_lock(settings: Settings) -> contextlib.AbstractContextManager:
+    """The lock held while one process changes the Elasticsearch cache (fetch, unpack, install a plugin)."""
+    return _locked(_dist_root(settings) / ".lock")
 
 
 def ensure_distribution(settings: Settings) -> Distribution:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def test_start_twice_reuses_then_stop_leaves_nothing(node_env: dict[str, str], n
     assert second.returncode == 0, second.stderr
     assert "reusing Elasticsearch" in second.stderr
     assert "downloading" not in second.stderr and "starting Elasticsearch" not in second.stderr
+    assert "does not answer GET /" not in second.stderr
     assert int((data_dir / "elasticsearch" / "elasticsearch.pid").read_text()) == pid
 
     status = _ades(node_env, "services", "status", "--check", "elasticsearch")
@@ -116,8 +118,10 @@ def test_start_twice_reuses_then_stop_leaves_nothing(node_env: dict[str, str], n
     again = _ades(node_env, "services", "start", "elasticsearch")
     assert again.returncode == 0, again.stderr
     assert "using cached Elasticsearch" in again.stderr
-    assert "downloading" not in again.stderr
+    assert "downloading" not in again.stderr and "building the ades-root plugin" not in again.stderr
     assert {z: z.stat().st_mtime_ns for z in zips} == mtimes
+    with urllib.request.urlopen(url + "/", timeout=10) as response:  # the ades-root plugin's root endpoint
+        assert json.load(response)["tagline"] == "You Know, for Search"
     assert _ades(node_env, "services", "stop", "elasticsearch").returncode == 0
     assert not [p for p in _pids_mentioning(str(data_dir)) if _alive(p)]
 
