@@ -39,8 +39,8 @@ from ades.store.purge import PAGE_SIZE, Deleted, Found, JobPurger, PurgeFilter, 
 S3_THREADS = 8
 """Output listings in flight at once: S3 lists one job's objects a request."""
 FOLDER_THREADS = 4
-"""Folders removed at once: the unlinks and rmdirs are the kernel's work, and 4 threads removed about 1.5-2 times
-as many folders a second as one on the 2-core VM (benchmarks/README.md)."""
+"""Folders removed at once: the unlinks and rmdirs are the kernel's work, which threads overlap
+(benchmarks/README.md, Retention)."""
 log = logging.getLogger(__name__)
 
 
