@@ -7,8 +7,12 @@ the settings' index prefix), the data dir and the output bucket directly, not th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ades.durations import HINT, parse_duration
@@ -30,7 +34,8 @@ DESCRIPTION = (
     "version found: a job written to while the purge runs is kept (the next purge looks at it again). Works on "
     "Elasticsearch and the data dir directly (ADES_ES_URL or the local node, ADES_INDEX_PREFIX), not through a "
     "server. --dry-run counts the jobs by status and deletes nothing. A progress bar goes to stderr on a terminal. "
-    "Exit codes: 0 ok, 1 a delete or a removal failed (or the store cannot be reached), 2 usage."
+    "Ctrl-C or SIGTERM stops it after the page of jobs in hand. Exit codes: 0 ok, 1 a delete or a removal failed, "
+    "the store cannot be reached, or it was stopped; 2 usage."
 )
 
 
@@ -83,9 +88,11 @@ def cmd_jobs_purge(args: argparse.Namespace) -> int:
     purge_filter = PurgeFilter(older_than=args.older_than, statuses=statuses, labels=args.label)
     bars = not args.quiet and not args.as_json and not args.dry_run and sys.stderr.isatty()
     client = make_client(settings)
+    stop = threading.Event()
     try:
-        with tqdm(total=None, unit="job", desc="purging", disable=not bars, file=sys.stderr) as bar:
-            report = Purge(settings, client).run(purge_filter, dry_run=args.dry_run,
+        with tqdm(total=None, unit="job", desc="purging", disable=not bars, file=sys.stderr) as bar, \
+                _stopped_by_signals(stop):
+            report = Purge(settings, client).run(purge_filter, dry_run=args.dry_run, stop=stop,
                                                  on_total=lambda n: bar.reset(total=n), progress=bar.update)
     except StoreUnavailable as err:
         print(f"ades: error: {err}", file=sys.stderr)
@@ -96,7 +103,19 @@ def cmd_jobs_purge(args: argparse.Namespace) -> int:
         print(json.dumps(report.model_dump(), indent=2))
     else:
         _print_report(report, settings)
-    return EXIT_OK if report.ok else EXIT_ERROR
+    return EXIT_OK if report.ok and not report.stopped else EXIT_ERROR
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the purge after the page in hand, whose jobs' files are then removed too (an
+    interruption between a page's deletes and its files would leave folders of jobs no longer in the store)."""
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _by_status(counts: dict[str, int]) -> str:
@@ -122,7 +141,7 @@ def _print_report(report: PurgeReport, settings: Settings) -> None:
         print(f"kept {len(report.kept):,} jobs written to while the purge ran (the next purge looks at them again): "
               + ", ".join(report.kept[:10]) + (" ..." if len(report.kept) > 10 else ""))
     if report.stopped:
-        print("stopped before the end", file=sys.stderr)
+        print("ades: stopped before the end (a signal): run it again to go on", file=sys.stderr)
     for job_id, reason in list(report.failed.items())[:10]:
         print(f"ades: error: job {job_id} could not be deleted: {reason}", file=sys.stderr)
     for problem in report.file_errors[:10]:

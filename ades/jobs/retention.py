@@ -16,6 +16,7 @@ gone, and each removes the folders of its own data dir.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -183,7 +184,7 @@ class Purge:
 
 class Retention:
     """The periodic purge of a server: every `interval` seconds, finished jobs older than `older_than` go. The first
-    purge runs at once; `close` stops it between two pages and waits for its thread."""
+    purge runs at once; `close` (or the process's exit) stops it between two pages and waits for its thread."""
 
     def __init__(self, settings: Settings, client: Elasticsearch, older_than: float, interval: float,
                  data_dir: Path | None = None) -> None:
@@ -198,10 +199,14 @@ class Retention:
 
     def start(self) -> None:
         self._thread.start()
+        # a gunicorn worker leaves by sys.exit without closing its app: stop between two pages then too, rather than
+        # be cut off between a page's deletes and the removal of its files
+        atexit.register(self.close)
 
     def close(self, timeout: float = 30.0) -> None:
         self._closed.set()
-        if self._thread.is_alive():
+        atexit.unregister(self.close)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     @property

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,9 @@ from ades.status import Status
 from ades.storage import S3Storage, s3_client
 from ades.store import JobStore
 from ades.store.purge import PurgeFilter
+from tests.conftest import free_port
+from tests.helpers import wait_for
+from tests.integration.conftest import start_serve
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=40)
@@ -167,6 +171,18 @@ def test_many_pages(es, settings) -> None:
     assert not any(exists(es, settings, i) for i in ids) and exists(es, settings, keep)
 
 
+def test_a_stop_ends_the_purge_between_two_pages(es, settings) -> None:
+    ids = [put_job(es, settings, "failed", ended=OLD) for _ in range(25)]
+    es.indices.refresh(index=settings.jobs_alias)
+    stop = threading.Event()
+    stop.set()  # asked before the first page ends: that page is finished, files and all, and no other begins
+    report = Purge(settings, es, page_size=7).run(PurgeFilter(older_than=MONTH), stop=stop)
+    assert report.stopped and report.purged == {"failed": 7} and report.folders == 7
+    gone = [i for i in ids if not exists(es, settings, i)]
+    assert len(gone) == 7 and not any(JobFolder(settings.data_dir, i).exists() for i in gone)
+    assert all(JobFolder(settings.data_dir, i).exists() for i in ids if i not in gone)
+
+
 # --- stored outputs in S3 (moto) ----------------------------------------------------------------------------------
 @pytest.fixture
 def s3_settings(settings: Settings, moto_url: str) -> Iterator[Settings]:
@@ -267,3 +283,20 @@ def test_no_retention_by_default(es, settings) -> None:
     service.reconcile()
     assert service.retention is None
     service.close()
+
+
+def test_ades_serve_purges_with_retention_set_and_stops_on_sigterm(es, settings, jobs, tmp_path) -> None:
+    port = free_port()
+    env = {**os.environ, "ADES_ES_URL": settings.elasticsearch_url, "ADES_INDEX_PREFIX": settings.index_prefix,
+           "ADES_DATA_DIR": str(settings.data_dir), "ADES_EVENT_SINK": "direct", "ADES_RETENTION": "30d",
+           "ADES_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    log = tmp_path / "server.log"
+    server = start_serve(env, port, log, "--workers", "2", "--job-workers", "1")
+    try:
+        wait_for(lambda: not remaining(es, settings, jobs) & OLD_FINISHED, 60, "the old finished jobs to go")
+        assert remaining(es, settings, jobs) == set(jobs) - OLD_FINISHED
+        assert with_folders(settings, jobs) == set(jobs) - OLD_FINISHED
+    finally:
+        server.terminate()
+        assert server.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
