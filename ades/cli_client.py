@@ -5,6 +5,7 @@
     ades execute PROCESS -i name=value … [--label L] [--wait]
     ades jobs list [--label L] [--status S] [--process P] [--limit N]
     ades jobs status|wait|logs [--follow]|results [--download DIR]|dismiss ID
+    ades jobs purge --older-than AGE [...]             (on the store directly: ades.cli_purge)
 
 Every command takes --url (default: env ADES_URL, else http://127.0.0.1:5000), --token (env ADES_TOKEN), --json
 (one JSON document on stdout, for scripts) and --quiet (no progress bars; bars are also off when stderr is not a
@@ -24,6 +25,7 @@ from typing import Any
 
 import requests
 
+from ades.cli_purge import add_purge_command
 from ades.client import DEFAULT_URL, TERMINAL, ApiError, Client, Job, ogc_status
 
 EXIT_OK = 0
@@ -299,8 +301,9 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     execute.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
     execute.set_defaults(handler=_guarded(cmd_execute))
 
-    jobs = commands.add_parser("jobs", help="list and follow jobs on a server",
-                               description="Jobs on an ades server: list, status, wait, logs, results, dismiss.")
+    jobs = commands.add_parser("jobs", help="list and follow jobs on a server; purge old ones",
+                               description="Jobs on an ades server: list, status, wait, logs, results, dismiss. "
+                               "purge removes old finished jobs, working on the store and data dir directly.")
     actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", parents=[common], help="list jobs, newest first, all pages",
@@ -338,3 +341,4 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     job_action("dismiss", cmd_jobs_dismiss, "cancel a running job, or remove a finished job's files",
                "Dismiss a job (DELETE /jobs/ID): a running job is cancelled; a finished one keeps its status and "
                "its files are removed.")
+    add_purge_command(actions)

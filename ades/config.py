@@ -18,6 +18,11 @@ few of the 16 request threads `ades serve` runs by default (2 processes of 8), a
 counted."""
 
 
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?|(\d+(\.\d+)?[smhdwSMHDW])+)\s*$"
+"""A duration as ades.durations reads it (30d, 1d12h, or seconds); parsed where it is used, since the status
+consumer's Lambda carries this module without that one."""
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ades"
 
@@ -273,6 +278,32 @@ class Settings(BaseSettings):
     presign_expiry: int = Field(
         default=604800, ge=1, le=604800, description="Seconds a presigned output URL stays valid (S3 allows 7 days)."
     )
+
+    # --- Retention (ades/jobs/retention.py): the server's periodic `ades jobs purge` ----------------------------
+    retention: str | None = Field(
+        default=None, pattern=DURATION_PATTERN,
+        description="Age past which the server removes finished jobs (succeeded, failed, dismissed) with their "
+        "folders and stored outputs, counted from their end (stop-time), or their creation when they have none: "
+        "a duration such as 30d, 12h or 1d12h (units s, m, h, d, w), or seconds. Unset: never (`ades jobs purge` "
+        "does it by hand).",
+    )
+    retention_interval: str = Field(
+        default="1h", pattern=DURATION_PATTERN,
+        description="How often the server runs that purge, a duration such as 1h (or seconds, above 0); the first "
+        "run is at start. One process per data dir runs it: the one that reconciles the data dir.",
+    )
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _no_retention(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("retention_interval", mode="after")
+    @classmethod
+    def _some_interval(cls, value: str) -> str:
+        if not any(digit in value for digit in "123456789"):
+            raise ValueError("the interval must be above 0")
+        return value
 
     # --- Auth (ades/api/auth.py): bearer tokens; with neither set the server is open, everyone is `anonymous` ------
     auth_tokens_file: Path | None = Field(

@@ -208,6 +208,33 @@ class S3Storage:
                     urls[output_id] = self._upload_value(job_id, output_id, value)
         return urls
 
+    def job_keys(self, job_id: str) -> list[str]:
+        """The keys of every object stored for the job (outputs, secondary files, values); none when the bucket
+        does not exist. Raises StorageError."""
+        prefix = f"{self.prefix}/{job_id}/" if self.prefix else f"{job_id}/"
+        keys: list[str] = []
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        except Exception as err:  # botocore's ClientError, told apart by its code
+            if str(getattr(err, "response", {}).get("Error", {}).get("Code", "")) == "NoSuchBucket":
+                return []
+            raise StorageError(f"could not list s3://{self.bucket}/{prefix}: {err}") from err
+        return keys
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete the objects (1,000 a request, S3's most). Raises StorageError naming the first key refused."""
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            try:
+                answer = self.s3.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in chunk], "Quiet": True})
+            except Exception as err:  # botocore raises many types; the caller needs one
+                raise StorageError(f"could not delete objects of s3://{self.bucket}: {err}") from err
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StorageError(f"could not delete s3://{self.bucket}/{first.get('Key')}: {first.get('Message')}")
+
     def presign(self, key: str) -> str:
         return str(self.s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expiry))

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from ades.config import Settings
 from ades.cwl.package import Package
+from ades.durations import parse_duration
 from ades.events.sinks import SinkConfig
 from ades.execute.sandbox import Sandbox
 from ades.fetch import FetchPolicy
@@ -32,6 +33,7 @@ from ades.jobs.lifecycle import HostState, JobTable
 from ades.jobs.publisher import Publisher
 from ades.jobs.quota import SyncSlots, UserQuota
 from ades.jobs.reconcile import Reconciler, Report, claim
+from ades.jobs.retention import Retention
 from ades.jobs.scheduler import JobScheduler
 from ades.jobs.spec import QueuedJob, RunSpec
 from ades.models import Job, StatusUpdate
@@ -55,6 +57,7 @@ class JobService:
         self._lock = threading.Lock()
         self._reconcile_lock: IO[str] | None = None
         self._reconciler: Reconciler | None = None
+        self.retention: Retention | None = None
 
     # --- wiring, each made on first use ---
     @functools.cached_property
@@ -223,12 +226,21 @@ class JobService:
         if handle is None:
             return None
         self._reconcile_lock = handle
+        self._start_retention()  # once: a retry finds it running
         if self._reconciler is not None:
             self._reconciler.close()
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
         self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
                                       held_elsewhere=held_elsewhere)
         return self._reconciler.run()
+
+    def _start_retention(self) -> None:
+        """The periodic purge (ADES_RETENTION), in the one process of the data dir that holds its reconcile lock."""
+        if self.settings.retention is None or self.retention is not None:
+            return
+        self.retention = Retention(self.settings, self.store.client, parse_duration(self.settings.retention),
+                                   parse_duration(self.settings.retention_interval), self.data.root)
+        self.retention.start()
 
     def _held_by_workers(self) -> set[str]:
         return set(self.executor.running())  # type: ignore[attr-defined] (the Dask executor asks every worker)
@@ -245,6 +257,8 @@ class JobService:
             self.journal.close()
         if self._reconciler is not None:
             self._reconciler.close()
+        if self.retention is not None:
+            self.retention.close()
         if self._reconcile_lock is not None:
             self._reconcile_lock.close()
             self._reconcile_lock = None
