@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ades.config_node import LocalNodeSettings
 
 DEFAULT_RUNNING_JOBS_PER_USER = 1000
 """Unfinished jobs per user when auth is configured and max_running_jobs_per_user is unset: a tenth of
@@ -27,7 +28,7 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ades"
 
 
-class Settings(BaseSettings):
+class Settings(LocalNodeSettings):
     # `ades services start` writes what it started (the moto endpoint, topic and queue) to .ades/services.env,
     # so every later `ades …` in the same folder finds them; real environment variables always win.
     model_config = SettingsConfigDict(env_prefix="ADES_", extra="ignore", env_file=".ades/services.env")
@@ -43,35 +44,6 @@ class Settings(BaseSettings):
         "status-consumer Lambda of infra/ades.yaml, which reads it at start when es_url is unset (so the "
         "credentials are in no environment variable).",
     )
-    es_host: str = Field(default="127.0.0.1", description="Address the local Elasticsearch node binds to.")
-    es_port: int = Field(default=9200, ge=1, le=65535, description="HTTP port of the local Elasticsearch node.")
-    es_version: str = Field(
-        default="[8.19.0,8.20.0)",
-        description="Maven version (or range) of the Elasticsearch integ-test-zip to fetch; a range picks the newest.",
-    )
-    es_transport_port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        description="Transport (node-to-node) port of the local node; es_port + 100 when unset.",
-    )
-    es_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$", description="Fixed JVM heap of the local node.")
-    es_java_options: list[str] = Field(
-        default_factory=list,
-        description="More JVM options of the local node, e.g. [\"-XX:TieredStopAtLevel=1\"] (a quicker start, "
-        "slower afterwards: for nodes that are stopped and started often, as in tests).",
-    )
-    es_user: str = Field(default="ades-es", description="Non-root system user the local node runs as.")
-    es_java_home: Path | None = Field(
-        default=None, description="Java 17+ home for Elasticsearch; found automatically when unset."
-    )
-    es_cors_origin: str | None = Field(
-        default=None,
-        description="Browser origins (scheme://host[:port], several separated by commas, or a /regex/) whose pages "
-        "may call the local node (CORS), e.g. http://localhost:8080 for the Elasticvue web app; unset: none may. The "
-        "node has no authentication: any page from such an origin can read and change every index.",
-    )
-    es_start_timeout: float = Field(default=180.0, gt=0, description="Seconds to wait for the node to be yellow.")
     es_request_timeout: float = Field(default=30.0, gt=0, description="Seconds before an ES request gives up.")
     es_max_retries: int = Field(default=3, ge=0, description="Retries of a failed ES request (with backoff).")
     es_bulk_max_bytes: int = Field(
@@ -265,6 +237,19 @@ class Settings(BaseSettings):
         default=Path(".ades"), description="Run-time state: Elasticsearch data and logs, pid files, job folders."
     )
 
+    # --- Job logs seen from every node (ades/store/logs.py, ades/jobs/logship.py) -------------------------
+    log_store: Literal["local", "elasticsearch"] = Field(
+        default="local",
+        description="Where a job's log is read from when its folder is not on the node asked: local (nowhere else: "
+        "one host, or a data dir every node shares) or elasticsearch (the host running a job ships its log to the "
+        "job-logs index once a second and at its end; every node reads and follows it there).",
+    )
+    log_ship_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=4096,
+        description="The most of one job's log shipped to the job-logs index (log_store=elasticsearch); past it the "
+        "shipped log says where it was cut, and the whole log stays in the job's folder on its host.",
+    )
+
     # --- Job outputs (ades/storage.py) ---------------------------------------------------------------------
     output_storage: Literal["local", "s3"] = Field(
         default="local",
@@ -376,15 +361,6 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
-    @field_validator("es_cors_origin", mode="before")
-    @classmethod
-    def _cors_origin(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip() or None
-        if isinstance(value, str) and not re.fullmatch(r"https?://[^/\s,]+(,https?://[^/\s,]+)*|/.+/", value):
-            raise ValueError(f"{value!r} is neither origins (scheme://host[:port], no path, comma-separated) nor a "
-                             "/regex/")
-        return value
 
     @property
     def auth_enabled(self) -> bool:
@@ -436,3 +412,7 @@ class Settings(BaseSettings):
     @property
     def processes_alias(self) -> str:
         return f"{self.index_prefix}processes"
+
+    @property
+    def logs_alias(self) -> str:
+        return f"{self.index_prefix}job-logs"

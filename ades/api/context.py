@@ -6,6 +6,7 @@ own app, hence its own JobService (ades.jobs.service).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from ades.cwl import Package, PackageError, load_package
 from ades.fetch import Fetcher
 from ades.jobs.service import JobService
 from ades.store import JobStore, ProcessStore
+from ades.store.logs import LogStore
 from ades.store.processes import DeployedProcess
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,13 @@ class AdesContext:
     def close(self) -> None:
         self.jobs.close()
         self.job_store.close()
+
+    @functools.cached_property
+    def log_store(self) -> LogStore | None:
+        """Where jobs that ran on other hosts have their logs (ADES_LOG_STORE=elasticsearch), else None."""
+        if self.settings.log_store != "elasticsearch":
+            return None
+        return LogStore(self.job_store.client, self.settings)
 
     # --- packages ---
     def package_of(self, process: DeployedProcess) -> Package:

@@ -16,6 +16,7 @@ from pygeoapi.api import APIRequest
 from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
+from ades.api.logs import LogQuery, follow, last_lines, source_of
 from ades.api.outputs import served
 from ades.api.results import ResultsRequest, answer
 from ades.api.views import jobs_page, status_info
@@ -250,10 +251,25 @@ def job_file(job_id: str, relative: str) -> Response:
 
 @bp.get("/jobs/<job_id>/logs")
 def job_logs(job_id: str) -> Response:
+    """The log from this node's disk or the shipped chunks (ades.api.logs); queued, or its files removed: empty."""
     c = ctx()
     visible_job(c, job_id)
-    # queued, or its files were removed: an empty log, not an error
-    return Response(c.jobs.folder(job_id).read_log(), mimetype="text/plain")
+    query = LogQuery.of(request)
+    folder = c.jobs.folder(job_id)
+    if query.tail is not None and folder.log.exists():
+        return Response(folder.log_tail(query.tail), mimetype="text/plain")
+    source = source_of(folder, c.log_store)
+    if query.follow:
+        def ended() -> bool:
+            try:
+                return Status(c.job_store.get(job_id)["status"]).terminal
+            except JobNotFound:  # removed meanwhile
+                return True
+        return Response(follow(source, ended, query.offset, query.seconds), mimetype="text/plain")
+    got = source.read(query.offset)
+    response = Response(last_lines(got.text, query.tail) if query.tail else got.text, mimetype="text/plain")
+    response.headers["Ades-Log-Offset"] = str(got.next_offset)  # where a later read goes on from
+    return response
 
 
 @bp.delete("/jobs/<job_id>")

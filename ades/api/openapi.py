@@ -323,9 +323,19 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
         },
         "/jobs/{jobId}/logs": {
             "parameters": [JOB_ID],
-            "get": {"operationId": "getLogs", "summary": "the job log (cwltool and tool output)",
-                    "responses": {"200": {"description": "log", "content": {"text/plain": {
-                        "schema": {"type": "string"}}}}, **_errors(404, 503)}},
+            "get": {"operationId": "getLogs", "summary": "the job log (cwltool and tool output), from this node's "
+                    "disk or, for a job that ran on another host, the job-logs index (ADES_LOG_STORE=elasticsearch)",
+                    "parameters": [
+                        _query("offset", "read from this byte of the log on (the Ades-Log-Offset of an earlier "
+                               "read)", {"type": "integer", "minimum": 0}),
+                        _query("tail", "only the last lines", {"type": "integer", "minimum": 1}),
+                        _query("follow", "stream the log as it grows until the job ends (at most 300 s; go on "
+                               "with offset)", {"type": "boolean"}),
+                        _query("timeout", "seconds to follow, at most 300", {"type": "integer", "minimum": 1})],
+                    "responses": {"200": {"description": "log", "headers": {"Ades-Log-Offset": {
+                        "description": "the offset after what was read (not sent when following)",
+                        "schema": {"type": "integer"}}}, "content": {"text/plain": {
+                        "schema": {"type": "string"}}}}, **_errors(400, 404, 503)}},
         },
     }
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from ades.cwl.loader import CwlLoadError, load_process
 from ades.execute.runner import load_wrapped
 from ades.jobs import groups
+from ades.jobs.logship import LogShipper
 from ades.jobs.publisher import Publisher
 from ades.jobs.run import RunResult, over_output_limit, run_job
 from ades.jobs.spec import RunSpec
@@ -118,11 +119,16 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
     if folder.cancel_requested():
         groups.kill(pid)  # the cancel came while the child was being started, before anyone knew its group
     limits = Limits(spec, pid)
+    shipper = LogShipper(spec.logs, spec.job_id, folder.log) if spec.logs is not None else None
     try:
         _, status = os.waitpid(pid, 0)
     finally:
         limits.close()
-    return _outcome(spec, publisher, pid, status, limits)
+    try:
+        return _outcome(spec, publisher, pid, status, limits)
+    finally:
+        if shipper is not None:
+            shipper.close()  # after the outcome's own lines
 
 
 class Limits:

@@ -41,6 +41,7 @@ from ades.status import Status
 from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore
 from ades.store.freshness import WriteMarks
+from ades.store.logs import LogShipConfig
 
 
 class JobService:
@@ -65,6 +66,10 @@ class JobService:
         """Where jobs' events go. Resolved once: against a local endpoint without a topic ARN the topic is found by
         name, which is AWS calls that must not be repeated on every submission."""
         return SinkConfig.from_settings(self.settings)
+
+    @functools.cached_property
+    def log_shipping(self) -> LogShipConfig | None:
+        return LogShipConfig.from_settings(self.settings)
 
     @functools.cached_property
     def publisher(self) -> Publisher:
@@ -157,7 +162,8 @@ class JobService:
         s = self.settings
         return RunSpec.for_package(package, job_id, job_order, self.data.root, self.sink_config, self.base_url,
                                    self.storage_config, s.job_timeout, sandbox=self.sandbox, fetch=self.fetch_policy,
-                                   input_roots=s.input_roots, user_id=user_id, max_output_bytes=s.max_output_bytes)
+                                   input_roots=s.input_roots, user_id=user_id, max_output_bytes=s.max_output_bytes,
+                                   logs=self.log_shipping)
 
     def submit(self, package: Package, job: Job, job_order: dict[str, Any]) -> None:
         """Accept a validated job: journaled, indexed `submitted`, then scheduled. Raises LowDisk or TooManyQueued

@@ -21,6 +21,7 @@ from ades.fetch import FetchPolicy
 from ades.jobs.folder import DataDir, JobFolder
 from ades.models import ID_PATTERN
 from ades.storage import StorageConfig
+from ades.store.logs import LogShipConfig
 
 
 class RunSpec(BaseModel):
@@ -53,6 +54,8 @@ class RunSpec(BaseModel):
                                     "from, beside its own folder (ADES_INPUT_ROOTS)")
     user_id: str | None = Field(default=None, description="who submitted the job: queued jobs start in turns "
                                 "across users (ades.jobs.fairshare); None: the one user of an open server")
+    logs: LogShipConfig | None = Field(default=None, description="where the host running the job ships its log "
+                                       "(ADES_LOG_STORE=elasticsearch); None: it stays in the job's folder only")
 
     @model_validator(mode="after")
     def _respelled(self) -> RunSpec:
@@ -69,12 +72,13 @@ class RunSpec(BaseModel):
                     sink: SinkConfig, results_base_url: str, storage: StorageConfig | None = None,
                     max_seconds: float | None = None, sandbox: Sandbox | None = None,
                     *, fetch: FetchPolicy | None = None, input_roots: list[Path] | None = None,
-                    user_id: str | None = None, max_output_bytes: int | None = None) -> RunSpec:
+                    user_id: str | None = None, max_output_bytes: int | None = None,
+                    logs: LogShipConfig | None = None) -> RunSpec:
         return cls(job_id=job_id, data_dir=data_dir, workflow_file=wrapped_file(package, results_base_url, data_dir),
                    job_order=job_order, job_order_floats=floats.spellings(job_order), sink=sink,
                    cache_key=package.key, max_seconds=max_seconds, storage=storage,
                    sandbox=sandbox or Sandbox(), fetch=fetch or FetchPolicy(), input_roots=input_roots or [],
-                   user_id=user_id, max_output_bytes=max_output_bytes or None)
+                   user_id=user_id, max_output_bytes=max_output_bytes or None, logs=logs)
 
 
 class QueuedJob(BaseModel):

@@ -16,7 +16,6 @@ from typing import Any
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError, TransportError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ades import floats
 from ades.config import Settings
 from ades.models import ID_PATTERN, UtcDatetime, iso, utcnow
 from ades.store.client import StoreUnavailable
@@ -50,6 +49,9 @@ class DeployedProcess(BaseModel):
     @model_validator(mode="after")
     def _respelled(self) -> DeployedProcess:
         if self.float_spellings:
+            # imported here: the status consumer's Lambda carries ades.store without ades.floats (and ruamel)
+            from ades import floats
+
             floats.respell(self.package, self.float_spellings)
         return self
 
@@ -60,6 +62,8 @@ class DeployedProcess(BaseModel):
     def to_document(self) -> dict[str, Any]:
         doc = self.model_dump(mode="json")
         doc["deployed"] = iso(self.deployed)
+        from ades import floats
+
         doc["float_spellings"] = floats.spellings(self.package)
         return doc
 

@@ -48,13 +48,16 @@ def _ensure(client: Elasticsearch, alias: str, body: dict[str, Any]) -> None:
 
 
 def ensure_indexes(client: Elasticsearch, settings: Settings) -> None:
-    """Create the `jobs` and `processes` indexes and their aliases if they are missing; change nothing else."""
+    """Create the `jobs` and `processes` indexes (and `job-logs` where logs are shipped there) and their aliases if
+    they are missing; change nothing else."""
     _ensure(client, settings.jobs_alias, _mapping("jobs"))
     _ensure(client, settings.processes_alias, _mapping("processes"))
+    if settings.log_store == "elasticsearch":
+        _ensure(client, settings.logs_alias, _mapping("job-logs"))
 
 
 def drop_indexes(client: Elasticsearch, settings: Settings) -> None:
     """Delete ades's indexes and templates (tests and `ades services reset` use it)."""
-    for alias in (settings.jobs_alias, settings.processes_alias):
+    for alias in (settings.jobs_alias, settings.processes_alias, settings.logs_alias):
         client.indices.delete(index=physical_index(alias), ignore_unavailable=True)
         client.options(ignore_status=404).indices.delete_index_template(name=f"{alias}-template")
