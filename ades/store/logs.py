@@ -88,9 +88,11 @@ class LogStore:
                     # a gap: a chunk not stored yet (shipped out of order after a retry): stop before it
                     return LogRead("".join(text), position, False)
                 encoded = chunk.encode("utf-8")
+                final = bool(source.get("final"))
+                if start + len(encoded) <= position and not (final and start == position):
+                    continue  # all before `offset`
                 text.append(encoded[position - start:].decode("utf-8", errors="replace"))
                 position = start + len(encoded)
-                final = bool(source.get("final"))
             max_chunks -= len(hits)
             if len(hits) < PAGE or final or max_chunks <= 0:
                 return LogRead("".join(text), position, final)
