@@ -1,9 +1,10 @@
 """Shipping a running job's log to the `job-logs` index (ADES_LOG_STORE=elasticsearch), from the host that runs it.
 
-The launcher (ades.jobs.launcher) starts one LogShipper per job beside the job's process: once a second it sends
-what the log gained since the last send, cut at a line end, and at the job's end it sends the rest with `final`.
-It never fails a job: while the store is away the bytes wait in the log file and go with the next send. Past
-`max_bytes` the shipped log ends with a line that says so; the whole log stays in the job's folder.
+The launcher (ades.jobs.launcher) starts one LogShipper per job beside the job's process: once a second (every 5 s
+after the first minute) it sends what the log gained since the last send, cut at a line end, and at the job's end
+it sends the rest with `final`. It never fails a job: while the store is away the bytes wait in the log file and go
+with the next send. Past `max_bytes` the shipped log ends with a line that says so; the whole log stays in the
+job's folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from ades.store.logs import CHUNK_BYTES, LogShipConfig, LogStore, whole_characte
 
 log = logging.getLogger(__name__)
 SHIP_SECONDS = 1.0
+LATER_SHIP_SECONDS = 5.0
+AFTER_SECONDS = 60.0
+"""A job that has run this long ships every LATER_SHIP_SECONDS: a long job's log is not thousands of tiny chunks."""
 FINAL_TRIES_SECONDS = 10.0
 """How long the last chunk is tried at a job's end while the store does not answer."""
 
@@ -51,7 +55,9 @@ class LogShipper:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(SHIP_SECONDS):
+        started = time.monotonic()
+        while not self._stop.wait(SHIP_SECONDS if time.monotonic() - started < AFTER_SECONDS
+                                  else LATER_SHIP_SECONDS):
             try:
                 self.ship(final=False)
             except StoreUnavailable as err:

@@ -35,6 +35,8 @@ from ades.durations import format_duration
 from ades.jobs.folder import DataDir
 from ades.models import iso
 from ades.storage import S3Storage, StorageError
+from ades.store.client import StoreUnavailable
+from ades.store.logs import LogStore
 from ades.store.purge import PAGE_SIZE, Deleted, Found, JobPurger, PurgeFilter, Scan, build_purge_query
 
 S3_THREADS = 8
@@ -60,6 +62,7 @@ class PurgeReport(BaseModel):
     failed: dict[str, str] = Field(default_factory=dict, description="job id -> why the store refused its delete")
     folders: int = Field(default=0, description="job folders removed from this host's data dir")
     objects: int = Field(default=0, description="stored output objects removed from the output bucket")
+    log_chunks: int = Field(default=0, description="chunks of shipped logs removed (ADES_LOG_STORE=elasticsearch)")
     file_errors: list[str] = Field(default_factory=list, description="files or objects that could not be removed")
     stopped: bool = Field(default=False, description="the purge was stopped before its end (the server closes)")
     seconds: float = 0.0
@@ -87,6 +90,7 @@ class Purge:
         self.data = DataDir(data_dir or settings.data_dir)
         self.outputs = (S3Storage(settings.output_bucket, settings.output_prefix, settings=settings)
                         if settings.output_bucket else None)
+        self.logs = LogStore(client, settings) if settings.log_store == "elasticsearch" else None
 
     def new_report(self, purge: PurgeFilter, now: datetime, dry_run: bool = False) -> PurgeReport:
         return PurgeReport(older_than=format_duration(purge.older_than), cutoff=iso(purge.cutoff(now)),
@@ -147,6 +151,11 @@ class Purge:
                     report.file_errors.append(f"{path}: could not be removed entirely")
         if self.outputs is not None and removed:
             self._remove_outputs(removed, report)
+        if self.logs is not None and removed:
+            try:
+                report.log_chunks += self.logs.delete(removed)
+            except StoreUnavailable as err:
+                report.file_errors.append(f"shipped logs of {len(removed)} jobs: {err}")
         return outcome
 
     def _remove_folder(self, job_id: str) -> tuple[Path, bool | None]:

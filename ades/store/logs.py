@@ -113,13 +113,22 @@ class LogStore:
         """Remove the chunks of these jobs (retention); how many went. Without _delete_by_query: find, then bulk."""
         ids = list(job_ids)
         removed = 0
-        for start in range(0, len(ids), 100):
-            found = self.client.search(index=self.index, query={"terms": {"job-id": ids[start:start + 100]}},
-                                       size=10000, source=False, track_total_hits=False)["hits"]["hits"]
-            if found:
-                body = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in found]
-                self.client.bulk(operations=body)
-                removed += len(found)
+        try:
+            for start in range(0, len(ids), 100):
+                query = {"terms": {"job-id": ids[start:start + 100]}}
+                after = None
+                while True:  # a long job's log has many chunks: page through them, deleting each page
+                    found = self.client.search(index=self.index, query=query, size=PAGE, source=False,
+                                               sort=[{"job-id": "asc"}, {"offset": "asc"}], search_after=after,
+                                               track_total_hits=False)["hits"]["hits"]
+                    if not found:
+                        break
+                    self.client.bulk(operations=[{"delete": {"_index": h["_index"], "_id": h["_id"]}}
+                                                 for h in found])
+                    removed += len(found)
+                    after = found[-1]["sort"]
+        except (ApiError, TransportError) as err:
+            raise StoreUnavailable(f"could not remove shipped logs: {err}") from err
         return removed
 
 

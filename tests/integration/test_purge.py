@@ -25,7 +25,8 @@ from ades.jobs.service import JobService
 from ades.models import Job, StatusUpdate, iso
 from ades.status import Status
 from ades.storage import S3Storage, s3_client
-from ades.store import JobStore
+from ades.store import JobStore, ensure_indexes
+from ades.store.logs import LogStore
 from ades.store.purge import PurgeFilter
 from tests.conftest import free_port
 from tests.helpers import wait_for
@@ -300,3 +301,16 @@ def test_ades_serve_purges_with_retention_set_and_stops_on_sigterm(es, settings,
         server.terminate()
         assert server.wait(timeout=60) == 0, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
+
+
+def test_shipped_logs_go_with_their_jobs(es, settings, jobs) -> None:
+    shipping = settings.model_copy(update={"log_store": "elasticsearch"})
+    ensure_indexes(es, shipping)
+    logs = LogStore(es, shipping)
+    for name in ("old-succeeded", "recent-succeeded"):
+        logs.append(jobs[name], 0, "first\n")
+        logs.append(jobs[name], 6, "last\n", final=True, refresh=True)
+    report = Purge(shipping, es).run(PurgeFilter(older_than=MONTH))
+    assert report.log_chunks == 2
+    es.indices.refresh(index=shipping.logs_alias)
+    assert logs.read(jobs["old-succeeded"]).text == "" and logs.read(jobs["recent-succeeded"]).text == "first\nlast\n"
