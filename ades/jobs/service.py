@@ -26,6 +26,7 @@ from ades.fetch import FetchPolicy
 from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission, DiskFloor
+from ades.jobs.dismissals import DismissalWatch
 from ades.jobs.executor import DEFAULT_GRACE, Executor
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.journal import Journal
@@ -58,6 +59,7 @@ class JobService:
         self._lock = threading.Lock()
         self._reconcile_lock: IO[str] | None = None
         self._reconciler: Reconciler | None = None
+        self._dismissals: DismissalWatch | None = None
         self.retention: Retention | None = None
 
     # --- wiring, each made on first use ---
@@ -125,6 +127,8 @@ class JobService:
         with self._lock:
             if self._executor is None:
                 self._executor = self._make_executor()
+                # jobs run here from now on: one dismissed through another node must stop here too
+                self._dismissals = DismissalWatch(self.store, self.table, self.stop_here)
             return self._executor
 
     def _make_executor(self) -> Executor:
@@ -208,6 +212,13 @@ class JobService:
         self.store.apply(StatusUpdate(job_id=job_id, status=Status.DISMISSED, message="dismissed on request"))
         self.store.refresh()
 
+    def stop_here(self, job_id: str) -> None:
+        """Stop a job this process holds without recording anything (it was dismissed through another node)."""
+        with self._lock:
+            executor = self._executor
+        if executor is None or not executor.cancel(job_id):
+            self.stop_elsewhere(self.folder(job_id))
+
     @staticmethod
     def stop_elsewhere(folder: JobFolder, grace: float = DEFAULT_GRACE) -> int:
         """Request the job's cancel and stop the process groups working in its folder: a job another server process
@@ -254,6 +265,9 @@ class JobService:
     def close(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None
+            dismissals, self._dismissals = self._dismissals, None
+        if dismissals is not None:
+            dismissals.close()
         if executor is not None:
             executor.close()
         for name in ("acceptance", "scheduler"):

@@ -1,6 +1,6 @@
-"""Two API nodes with their own data dirs and one Elasticsearch (ADES_LOG_STORE=elasticsearch): a job runs on node A,
-and node B, which never sees A's disk, reads its log while it runs, follows it to its end, and reads it whole after;
-what B serves is what A has on disk."""
+"""Two API nodes with their own data dirs and one Elasticsearch (ADES_LOG_STORE=elasticsearch), each running jobs on
+its own workers: node B, which never sees A's disk, reads the log of a job running on A while it runs, follows it
+to its end and reads it whole after (what A has on disk); a job on A dismissed through B stops on A."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ades.config import Settings
+from ades.jobs import groups
 from tests.e2e.conftest import LiveServer, serve_app
 from tests.helpers import assert_problem, gate_folder, wait_for
 
@@ -86,3 +87,18 @@ def test_a_job_on_one_node_has_its_log_read_and_followed_on_another(nodes, gates
     assert b.get(f"/jobs/{job_id}/logs", params={"tail": 1}).text == on_disk.splitlines(keepends=True)[-1]
     assert_problem(b.get(f"/jobs/{job_id}/logs", params={"tail": 0}), 400, "invalid-parameter")
     assert_problem(b.get(f"/jobs/{job_id}/logs", params={"follow": "maybe"}), 400, "invalid-parameter")
+
+
+def test_a_job_dismissed_through_another_node_stops_where_it_runs(nodes, gates: Path) -> None:
+    a, b = nodes
+    assert a.post("/processes", data=CHATTY, headers={"Content-Type": "application/cwl+yaml"}).status_code in (201,
+                                                                                                                409)
+    gate = gates / f"never-{uuid.uuid4().hex[:8]}"  # never opened: only a dismissal ends this job
+    job_id = a.post("/processes/chatty-gate/execution", json={"inputs": {"gate": str(gate)}},
+                    headers={"Prefer": "respond-async"}).json()["jobID"]
+    folder = a.settings.data_dir / "jobs" / job_id
+    wait_for(lambda: groups.working_in(folder), 30, "the job's processes to run on node A")
+    dismissed = b.delete(f"/jobs/{job_id}")
+    assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed", dismissed.text
+    wait_for(lambda: not groups.working_in(folder), 30, "node A to stop the job dismissed through node B")
+    assert a.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
