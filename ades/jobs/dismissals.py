@@ -1,21 +1,27 @@
 """Dismissals made on another node: a job this process holds (queued, waiting, running) whose stored status turned
 `dismissed` was dismissed through another API node, which cannot reach this host's processes. Every
-POLL_SECONDS, while this process holds unfinished jobs, one realtime mget of their statuses finds those, and they are
-stopped here as a local dismissal would stop them (their status is already stored)."""
+POLL_SECONDS, while this process holds unfinished jobs, one search finds the jobs dismissed since the last round
+(`status: dismissed`, `updated` since then, less LAG_SECONDS for the index's refresh and the clocks of other
+nodes); those held here are stopped as a local dismissal would stop them (their status is already stored). One
+small search whatever the number of jobs held: a queue of thousands costs what a queue of one does."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from elasticsearch import ApiError, TransportError
 
 from ades.jobs.lifecycle import HostState, JobTable
+from ades.models import iso
 from ades.status import Status
 from ades.store import JobStore
-from ades.store.client import StoreUnavailable
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
+LAG_SECONDS = 30.0
 LIVE = (HostState.JOURNALED, HostState.WAITING, HostState.DELAYED, HostState.QUEUED, HostState.HELD,
         HostState.STARTED)
 
@@ -27,6 +33,7 @@ class DismissalWatch:
         self.table = table
         self.stop_here = stop_here
         self.interval = interval
+        self._since = datetime.now(UTC) - timedelta(seconds=LAG_SECONDS)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ades-dismissals", daemon=True)
         self._thread.start()
@@ -43,16 +50,22 @@ class DismissalWatch:
                 log.exception("checking for dismissals made elsewhere failed")
 
     def check(self) -> list[str]:
-        """Stop the jobs held here that the store says are dismissed; their ids."""
-        held = [job.job_id for job in self.table.in_state(*LIVE)]
+        """Stop the jobs held here that were dismissed since the last round; their ids."""
+        held = {job.job_id for job in self.table.in_state(*LIVE)}
+        now = datetime.now(UTC)
         if not held:
+            self._since = now - timedelta(seconds=LAG_SECONDS)
             return []
+        query = {"bool": {"filter": [{"term": {"status": Status.DISMISSED.value}},
+                                     {"range": {"updated": {"gte": iso(self._since)}}}]}}
         try:
-            statuses = self.store.statuses(held)
-        except StoreUnavailable as err:
+            hits = self.store.client.search(index=self.store.index, query=query, size=10_000, source=False,
+                                            track_total_hits=False)["hits"]["hits"]
+        except (ApiError, TransportError) as err:
             log.info("dismissals made elsewhere not checked: %s", err)
             return []
-        dismissed = [job_id for job_id, status in statuses.items() if status == Status.DISMISSED.value]
+        self._since = now - timedelta(seconds=LAG_SECONDS)
+        dismissed = [hit["_id"] for hit in hits if hit["_id"] in held]
         for job_id in dismissed:
             log.info("job %s was dismissed through another node: stopping it here", job_id)
             self.stop_here(job_id)
