@@ -22,7 +22,8 @@ MIGRATION_WAIT = 30.0
 """Seconds a writer keeps sending a write held by a migration. The hold lasts a fraction of a second
 (benchmarks/README.md); this covers a node slowed by other work, after which the write fails as before (a status
 update then comes again from the queue, a submission is answered 503)."""
-_BLOCK = re.compile(r"index \[([^\]]+)\] blocked by: \[FORBIDDEN/8/index write")
+# `_block/write` first adds a temporary block ("moving to block index write"), then the lasting one ("index write")
+_BLOCK = re.compile(r"index \[([^\]]+)\] blocked by: \[FORBIDDEN/8/[^\]]*index write")
 
 
 def blocked_index(error: Any) -> str | None:

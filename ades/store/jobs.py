@@ -88,6 +88,9 @@ class JobStore:
         self._bulk_lock = threading.Lock()
         self.conflicts = 0
         """Write races lost so far (each one cost another read-merge-write round); a metric, not a limit."""
+        self.held = 0
+        """Writes an index write block refused so far (those a migration held went again, ades.store.blocks); a
+        metric."""
 
     # --- create / read -----------------------------------------------------------------------------------
     def create(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]:
@@ -107,6 +110,7 @@ class JobStore:
                                      strict=True):
                     results[i] = result
                     if isinstance(result, _Held):
+                        self.held += 1
                         again.append(i)
                         indexes.add(result.index)
                 done += len(chunk)
@@ -338,6 +342,7 @@ class JobStore:
             for i, _ in outcomes:
                 results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, reason)
             if (index := blocked_index(op.get("error"))) is not None:
+                self.held += 1
                 left.held.extend(i for i, _ in outcomes)
                 left.held_indexes.add(index)
         return left

@@ -57,7 +57,8 @@ MAX_PASSES = 10
 KEEP_ALIVE = "5m"
 
 Progress = Callable[[str, int], None]
-"""Told after every batch: the phase (`copy`, `catch-up`, `held`) and documents written to the target so far."""
+"""Told after every batch, and once when writes begin to be held: the phase (`copy`, `catch-up`, `held`) and the
+documents written to the target so far."""
 
 
 class MigrationRefused(RuntimeError):
@@ -158,6 +159,7 @@ def _hold_and_move(client: Elasticsearch, copier: _Copier, alias: str, checkpoin
     """Block the source's writes, copy the last changes and deletions, move the alias; the number deleted."""
     source, target = copier.source, copier.target
     client.indices.add_block(index=source, block="write")
+    copier.progress("held", copier.written)
     copier.catch_up(checkpoints, "held")
     deleted = copier.drop_deleted()
     client.indices.refresh(index=target)
