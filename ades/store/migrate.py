@@ -85,13 +85,18 @@ class Migration:
     seconds: float
 
 
+def schema_layout(schema: str | None) -> int:
+    """The layout an index mapping's `_meta.schema` names (`ades jobs v2` -> 2); 1 for none (the first layouts
+    named none, or v1)."""
+    last = str(schema or "").rsplit(" ", 1)[-1]
+    return int(last[1:]) if last[:1] == "v" and last[1:].isdigit() else 1
+
+
 def layout_of(client: Elasticsearch, index: str) -> int:
-    """The layout an index was made with (the `vN` of its mapping's `_meta.schema`; 1 when it has none)."""
+    """The layout an index was made with."""
     answer = client.indices.get_mapping(index=index, filter_path="*.mappings._meta.schema")
     for body in (answer.body or {}).values():
-        schema = str(body.get("mappings", {}).get("_meta", {}).get("schema", ""))
-        if schema.rsplit(" ", 1)[-1][1:].isdigit():
-            return int(schema.rsplit(" ", 1)[-1][1:])
+        return schema_layout(body.get("mappings", {}).get("_meta", {}).get("schema"))
     return 1
 
 
