@@ -128,14 +128,14 @@ def migrate(client: Elasticsearch, settings: Settings, alias: str, *, batch: int
     known = generations(client, alias)
     target = f"{alias}-v{max([*known.values(), generation(alias, source) or 0]) + 1}"
     client.indices.create(index=target)
-    client.cluster.health(index=target, wait_for_status="yellow", timeout="30s")
-    refresh_interval = _setting(client, target, "index.refresh_interval")
-    client.indices.put_settings(index=target, settings={"index.refresh_interval": "-1"})
-    _mark(client, source, {"to": target, "since": datetime.now(UTC).isoformat(timespec="seconds")})
     bulk = BulkConnection.from_settings(settings)
     copier = _Copier(client, bulk, source, target, batch, settings.es_bulk_max_bytes,
                      progress or (lambda phase, n: None))
     try:
+        client.cluster.health(index=target, wait_for_status="yellow", timeout="30s")
+        refresh_interval = _setting(client, target, "index.refresh_interval")
+        client.indices.put_settings(index=target, settings={"index.refresh_interval": "-1"})
+        _mark(client, source, {"to": target, "since": datetime.now(UTC).isoformat(timespec="seconds")})
         checkpoints = copier.checkpoints()
         client.indices.refresh(index=source)
         copier.copy_all()
