@@ -307,7 +307,7 @@ def _run_acceptance(es: Elasticsearch, settings: Settings, consumers: list[subpr
         "recopied": done.recopied, "passes": done.passes, "deleted": done.deleted,
         "migration_s": round(done.seconds, 1), "writes_held_ms": round(done.held_s * 1000),
         "copied_per_s": round(done.documents / done.seconds), "updates_applied_during_migration": applied_during,
-        "updates_total": sum(len(e) for e in events.values()), "updates_after_s": round(drained - began, 1),
+        "updates_total": sum(len(e) for e in events.values()), "all_updates_applied_after_s": round(drained - began, 1),
         "held_writes": {"consumer_streams": streams.held, "api": api.held, "direct_sink": sink.store.held},
         "phases": phases,
     }
