@@ -27,7 +27,8 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:  # type: i
         "migrate", help="copy an index into the next <alias>-vN with the current layout and move the alias there",
         description="Create the next <alias>-vN from the current template, copy every document into it while the "
         "server and the consumer keep writing (every write made during the copy is copied too), hold writes for "
-        "the last changes (a fraction of a second; held writes wait, they do not fail), move the alias atomically. "
+        "the last changes (a fraction of a second; held writes wait for it, up to 30 s, rather than fail), move the "
+        "alias atomically. "
         "The old index stays, write-blocked, until --drop-old. Without --index, migrates the indexes whose layout "
         "is older than ades' (jobs v2: sorted by creation, so first pages of a frequent label stop early). "
         "Run the writers of this ades version during it (older ones write through the alias with the old index's "

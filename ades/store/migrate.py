@@ -47,7 +47,15 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 from ades.config import Settings
 from ades.store.blocks import MIGRATION_META, migration_of
 from ades.store.bulk import BulkConnection, ndjson_text
-from ades.store.setup import LAYOUTS, alias_indexes, family_of, generation, generations, put_template
+from ades.store.setup import (
+    LAYOUTS,
+    alias_indexes,
+    family_of,
+    generation,
+    generations,
+    layout_of,
+    put_template,
+)
 
 CALM = 1000
 """A catch-up pass that copied at most this many documents is the last one before writes are held: the held
@@ -83,21 +91,6 @@ class Migration:
     held_s: float
     """Seconds writes were held (block to alias move)."""
     seconds: float
-
-
-def schema_layout(schema: str | None) -> int:
-    """The layout an index mapping's `_meta.schema` names (`ades jobs v2` -> 2); 1 for none (the first layouts
-    named none, or v1)."""
-    last = str(schema or "").rsplit(" ", 1)[-1]
-    return int(last[1:]) if last[:1] == "v" and last[1:].isdigit() else 1
-
-
-def layout_of(client: Elasticsearch, index: str) -> int:
-    """The layout an index was made with."""
-    answer = client.indices.get_mapping(index=index, filter_path="*.mappings._meta.schema")
-    for body in (answer.body or {}).values():
-        return schema_layout(body.get("mappings", {}).get("_meta", {}).get("schema"))
-    return 1
 
 
 def source_of(client: Elasticsearch, alias: str) -> str:

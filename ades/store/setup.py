@@ -9,6 +9,7 @@ index keeps that index, whatever its layout: `ades index migrate` (ades.store.mi
 from __future__ import annotations
 
 import json
+import logging
 import re
 from importlib import resources
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
 from ades.config import Settings
+
+log = logging.getLogger(__name__)
 
 LAYOUTS = {"jobs": 2, "processes": 1}
 """The layout each family's template holds (the `vN` of its `_meta.schema`): jobs v2 sorts its segments on
@@ -62,6 +65,21 @@ def alias_indexes(client: Elasticsearch, alias: str) -> list[str]:
         return []
 
 
+def schema_layout(schema: str | None) -> int:
+    """The layout an index mapping's `_meta.schema` names (`ades jobs v2` -> 2); 1 for none (the first layouts
+    named none, or v1)."""
+    last = str(schema or "").rsplit(" ", 1)[-1]
+    return int(last[1:]) if last[:1] == "v" and last[1:].isdigit() else 1
+
+
+def layout_of(client: Elasticsearch, index: str) -> int:
+    """The layout an index was made with."""
+    answer = client.indices.get_mapping(index=index, filter_path="*.mappings._meta.schema")
+    for body in (answer.body or {}).values():
+        return schema_layout(body.get("mappings", {}).get("_meta", {}).get("schema"))
+    return 1
+
+
 def put_template(client: Elasticsearch, alias: str) -> None:
     """The family's current layout as the template of every `<alias>-vN` created from now on (existing indexes keep
     theirs). It carries no alias: only creation by ensure_indexes or the end of a migration points the alias."""
@@ -79,6 +97,10 @@ def _ensure(client: Elasticsearch, alias: str) -> None:
     current = alias_indexes(client, alias)
     if current:
         client.cluster.health(index=current, wait_for_status="yellow", timeout="30s")
+        behind = [index for index in current if layout_of(client, index) < LAYOUTS[family_of(alias)]]
+        if behind:
+            log.warning("%s: %s has an older layout than ades' (v%d); `ades index migrate` moves it while ades runs",
+                        alias, ", ".join(behind), LAYOUTS[family_of(alias)])
         return
     index = physical_index(alias)
     if not client.indices.exists(index=index):

@@ -149,6 +149,135 @@ def test_migration_under_load_loses_and_regresses_nothing(aws_settings: Settings
         es.close()
 
 
+class Load:
+    """Everything that writes while the migration runs, and the migration's progress hook that paces the copy so
+    that writes land between every two of its batches:
+
+    - consumer streams (Streams) with the events of most jobs;
+    - the API's path: five new jobs submitted at every batch (JobStore.create is what acceptance calls), whose
+      events then go to the streams too;
+    - the real `ades consumer`, reading the events of MOTO_JOBS jobs from moto's SQS, queued beforehand;
+    - a worker's direct sink, publishing the events of LATE_JOBS jobs only once writes are held."""
+
+    def __init__(self, settings: Settings, events: dict[str, list[StatusUpdate]], initial: dict[str, Any],
+                 moto_ids: list[str], late_ids: list[str]) -> None:
+        self.settings, self.events, self.initial, self.late_ids = settings, events, initial, late_ids
+        self.rng = random.Random(25)
+        self.streams = Streams(settings, WRITERS)
+        for job_id in events:
+            if job_id not in moto_ids and job_id not in late_ids:
+                self.streams.add(job_id, events[job_id])
+        sns = SnsSink(settings)
+        for job_id in moto_ids:
+            for update in events[job_id]:
+                sns.publish(update)
+        self.sqs = aws_client("sqs", settings)
+        self.api = JobStore(make_client(settings), settings)
+        self.sink = DirectSink(settings)
+        self.created: list[Job] = []
+        self.errors: list[str] = []
+        self.phases: dict[str, dict[str, int]] = {}
+        self.moto_backlog = self.backlog()
+        self.ticks = threading.Semaphore(0)
+        self.migrating, self.late = threading.Event(), threading.Event()
+        self.helpers = [threading.Thread(target=self._submit, daemon=True),
+                        threading.Thread(target=self._publish_late, daemon=True)]
+
+    def backlog(self) -> int:
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.settings.sqs_queue_url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def start(self, consumers: list[subprocess.Popen]) -> None:
+        s = self.settings
+        env = {**os.environ, "ADES_ES_URL": s.elasticsearch_url, "ADES_INDEX_PREFIX": s.index_prefix,
+               "ADES_AWS_ENDPOINT_URL": s.aws_endpoint_url or "", "ADES_SQS_QUEUE_URL": s.sqs_queue_url or "",
+               "ADES_SNS_TOPIC_ARN": s.sns_topic_arn or ""}
+        log = Path(s.data_dir) / "consumer.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        consumers.append(subprocess.Popen([sys.executable, "-m", "ades.cli", "consumer", "--wait", "1"], env=env,
+                                          stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=s.data_dir))
+        self.migrating.set()
+        for thread in self.helpers:
+            thread.start()
+        self.streams.start()
+
+    def stop(self, consumers: list[subprocess.Popen]) -> None:
+        """After the migration: let every writer finish its events."""
+        self.migrating.clear()
+        self.late.set()
+        for thread in self.helpers:
+            thread.join(timeout=120)
+        self.streams.finish.set()
+        for thread in self.streams.threads:
+            thread.join(timeout=max(300, N_JOBS // 100))
+        wait_for(lambda: self.backlog() == 0, 120, "the moto queue to drain", interval=0.2)
+        consumers[0].terminate()
+        consumers[0].wait(timeout=30)
+
+    def progress(self, phase: str, written: int) -> None:
+        streams = self.streams
+        seen = self.phases.setdefault(phase, {"batches": 0, "applied_from": streams.applied,
+                                              "moto_backlog_from": self.moto_backlog})
+        seen["batches"] += 1
+        self.ticks.release()
+        if phase == "held":
+            self.late.set()
+            wait_for(lambda: self.api.held and self.sink.store.held, 60, "a submission and an update to be held")
+            return
+        target = streams.applied + PACE
+        wait_for(lambda: streams.applied >= target or not any(t.is_alive() for t in streams.threads), 60,
+                 "the consumer streams to apply updates", interval=0.002)
+        if self.moto_backlog > 0:
+            wait_for(lambda: self.backlog() < self.moto_backlog, 60, "the moto consumer to apply a message",
+                     interval=0.02)
+            self.moto_backlog = self.backlog()
+        seen["applied_to"], seen["moto_backlog_to"] = streams.applied, self.moto_backlog
+
+    def _submit(self) -> None:
+        while self.migrating.is_set():
+            if not self.ticks.acquire(timeout=0.05):
+                continue
+            batch = [Job(process_id="echo", labels=["during"], created=datetime.now(UTC)) for _ in range(5)]
+            refused = [repr(e) for e in self.api.create(batch) if e is not None]
+            if refused:
+                self.errors.extend(refused)
+                return
+            for job in batch:
+                self.events[job.id] = events_for(job.id, self.rng)
+                self.initial[job.id] = job.to_document()
+                self.streams.add(job.id, self.events[job.id])
+            self.created.extend(batch)
+
+    def _publish_late(self) -> None:
+        self.late.wait()
+        for job_id in self.late_ids:
+            for update in self.events[job_id]:
+                try:
+                    self.sink.publish(update)
+                except Exception as err:  # reported by the test's thread
+                    self.errors.append(repr(err))
+
+
+def wrong_jobs(es: Elasticsearch, alias: str, initial: dict[str, Any], events: dict[str, list[StatusUpdate]],
+               unordered: list[str]) -> list[tuple[str, Any]]:
+    """Every job that differs from the fold of its events (the run without a migration): status, progress,
+    outputs, message, times, the events applied, the merge clock; for `unordered` jobs (their events came in any
+    order) the public view only, since which events changed something then depends on their order."""
+    wrong: list[tuple[str, Any]] = []
+    ids = list(initial)
+    for start in range(0, len(ids), 1000):
+        for doc in es.mget(index=alias, ids=ids[start:start + 1000])["docs"]:
+            expected = fold(initial[doc["_id"]], events[doc["_id"]])
+            got = doc.get("_source")
+            if doc["_id"] in unordered:
+                expected, got = public_view(expected), got and public_view(got)
+            if got != expected:
+                wrong.append((doc["_id"], got and {k: (got.get(k), expected.get(k)) for k in expected
+                                                   if got.get(k) != expected.get(k)}))
+    return wrong
+
+
 def _run_acceptance(es: Elasticsearch, settings: Settings, consumers: list[subprocess.Popen]) -> None:
     rng = random.Random(24)
     source = legacy_jobs_index(es, settings)
@@ -161,113 +290,19 @@ def _run_acceptance(es: Elasticsearch, settings: Settings, consumers: list[subpr
     events = {j.id: events_for(j.id, rng) for j in jobs}
     initial = {j.id: j.to_document() for j in jobs}
     moto_ids, late_ids = [j.id for j in jobs[:MOTO_JOBS]], [j.id for j in jobs[MOTO_JOBS:MOTO_JOBS + LATE_JOBS]]
-
-    # The real consumer through moto: every event of its jobs queued before the migration begins.
-    sns = SnsSink(settings)
-    for job_id in moto_ids:
-        for update in events[job_id]:
-            sns.publish(update)
-    sqs = aws_client("sqs", settings)
-
-    def backlog() -> int:
-        attrs = sqs.get_queue_attributes(QueueUrl=settings.sqs_queue_url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
-    streams = Streams(settings, WRITERS)
-    for j in jobs[MOTO_JOBS + LATE_JOBS:]:
-        streams.add(j.id, events[j.id])
-
-    # The API's path: new jobs submitted all through the migration (JobStore.create is what acceptance calls).
-    api = JobStore(make_client(settings), settings)
-    created: list[Job] = []
-    ticks = threading.Semaphore(0)
-    migrating = threading.Event()
-    migrating.set()
-
-    submit_errors: list[str] = []
-
-    def submit() -> None:
-        while migrating.is_set():
-            if not ticks.acquire(timeout=0.05):
-                continue
-            batch = [Job(process_id="echo", labels=["during"], created=datetime.now(UTC)) for _ in range(5)]
-            refused = [repr(e) for e in api.create(batch) if e is not None]
-            if refused:
-                submit_errors.extend(refused)
-                return
-            for job in batch:
-                events[job.id] = events_for(job.id, rng)
-                initial[job.id] = job.to_document()
-                streams.add(job.id, events[job.id])
-            created.extend(batch)
-
-    # A worker's direct sink, publishing its jobs' events only while the writes are held.
-    late = threading.Event()
-    sink = DirectSink(settings)
-    late_errors: list[str] = []
-
-    def publish_late() -> None:
-        late.wait()
-        for job_id in late_ids:
-            for update in events[job_id]:
-                try:
-                    sink.publish(update)
-                except Exception as err:  # reported by the test's thread
-                    late_errors.append(repr(err))
-
-    phases: dict[str, dict[str, int]] = {}
-    last_backlog = [backlog()]
-
-    def progress(phase: str, written: int) -> None:
-        seen = phases.setdefault(phase, {"batches": 0, "applied_from": streams.applied, "moto_backlog_from":
-                                         last_backlog[0]})
-        seen["batches"] += 1
-        ticks.release()
-        if phase == "held":
-            late.set()
-            wait_for(lambda: api.held and sink.store.held, 60, "a submission and an update to be held")
-            return
-        target = streams.applied + PACE
-        wait_for(lambda: streams.applied >= target or not any(t.is_alive() for t in streams.threads), 60,
-                 "the consumer streams to apply updates", interval=0.002)
-        if last_backlog[0] > 0:
-            wait_for(lambda: backlog() < last_backlog[0], 60, "the moto consumer to apply a message", interval=0.02)
-            last_backlog[0] = backlog()
-        seen["applied_to"], seen["moto_backlog_to"] = streams.applied, last_backlog[0]
-
-    env = {**os.environ, "ADES_ES_URL": settings.elasticsearch_url, "ADES_INDEX_PREFIX": settings.index_prefix,
-           "ADES_AWS_ENDPOINT_URL": settings.aws_endpoint_url or "", "ADES_SQS_QUEUE_URL": settings.sqs_queue_url or "",
-           "ADES_SNS_TOPIC_ARN": settings.sns_topic_arn or ""}
-    log = Path(settings.data_dir) / "consumer.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    consumers.append(subprocess.Popen([sys.executable, "-m", "ades.cli", "consumer", "--wait", "1"], env=env,
-                                      stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=settings.data_dir))
-    helpers = [threading.Thread(target=submit, daemon=True), threading.Thread(target=publish_late, daemon=True)]
-    for thread in helpers:
-        thread.start()
-    streams.start()
+    load = Load(settings, events, initial, moto_ids, late_ids)
+    load.start(consumers)
     began = time.monotonic()
-    applied_before = streams.applied
+    applied_before = load.streams.applied
     try:
-        done = migrate(es, settings, settings.jobs_alias, batch=max(100, N_JOBS // 100), progress=progress)
+        done = migrate(es, settings, settings.jobs_alias, batch=max(100, N_JOBS // 100), progress=load.progress)
     finally:
-        migrating.clear()
-        late.set()
-    applied_during = streams.applied - applied_before
-    for thread in helpers:
-        thread.join(timeout=120)
-    streams.finish.set()
-    for thread in streams.threads:
-        thread.join(timeout=max(300, N_JOBS // 100))
+        applied_during = load.streams.applied - applied_before
+        load.stop(consumers)
     drained = time.monotonic()
-    wait_for(lambda: backlog() == 0, 120, "the moto queue to drain", interval=0.2)
-    consumers[0].terminate()
-    consumers[0].wait(timeout=30)
 
-    assert not streams.failures, streams.failures[:3]
-    assert not late_errors, late_errors[:3]
-    assert not submit_errors, submit_errors[:3]
+    assert not load.streams.failures, load.streams.failures[:3]
+    assert not load.errors, load.errors[:3]
     assert alias_indexes(es, settings.jobs_alias) == [done.target] and done.source == source
     target_settings = es.indices.get_settings(index=done.target, flat_settings=True)[done.target]["settings"]
     assert target_settings["index.sort.field"] == ["created", "id"]
@@ -277,38 +312,26 @@ def _run_acceptance(es: Elasticsearch, settings: Settings, consumers: list[subpr
     assert marker["to"] == done.target
 
     # Writes were made in every phase: between the copy's batches, in the catch-up passes, and held ones.
+    phases = load.phases
     assert phases["copy"]["applied_to"] > phases["copy"]["applied_from"], phases
     assert done.recopied > 0 and done.passes >= 2, done
-    assert api.held and sink.store.held and created, (api.held, sink.store.held, len(created))
+    assert load.api.held and load.sink.store.held and load.created, (load.api.held, load.sink.store.held)
     assert phases["copy"]["moto_backlog_from"] > phases["copy"]["moto_backlog_to"], phases  # the real consumer too
 
-    # Every job equals the fold of its events (the run without a migration): status, progress, outputs, message,
-    # times, the events applied, the merge clock.
-    api.refresh()
-    wrong: list[tuple[str, Any]] = []
-    ids = list(initial)
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
-        docs = es.mget(index=settings.jobs_alias, ids=chunk)["docs"]
-        for doc in docs:
-            expected = fold(initial[doc["_id"]], events[doc["_id"]])
-            got = doc.get("_source")
-            if doc["_id"] in moto_ids:  # SQS does not keep order: which events changed something may differ
-                expected, got = public_view(expected), got and public_view(got)
-            if got != expected:
-                wrong.append((doc["_id"], got and {k: (got.get(k), expected.get(k)) for k in expected
-                                                   if got.get(k) != expected.get(k)}))
+    load.api.refresh()
+    wrong = wrong_jobs(es, settings.jobs_alias, initial, events, moto_ids)
     assert not wrong, (len(wrong), wrong[:3])
-    assert es.count(index=settings.jobs_alias)["count"] == N_JOBS + len(created)
+    assert es.count(index=settings.jobs_alias)["count"] == N_JOBS + len(load.created)
 
     figures = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine_cores": os.cpu_count(),
-        "jobs": N_JOBS, "created_during": len(created), "documents": done.documents, "copied": done.copied,
+        "jobs": N_JOBS, "created_during": len(load.created), "documents": done.documents, "copied": done.copied,
         "recopied": done.recopied, "passes": done.passes, "deleted": done.deleted,
         "migration_s": round(done.seconds, 1), "writes_held_ms": round(done.held_s * 1000),
         "copied_per_s": round(done.documents / done.seconds), "updates_applied_during_migration": applied_during,
         "updates_total": sum(len(e) for e in events.values()), "all_updates_applied_after_s": round(drained - began, 1),
-        "held_writes": {"consumer_streams": streams.held, "api": api.held, "direct_sink": sink.store.held},
+        "held_writes": {"consumer_streams": load.streams.held, "api": load.api.held,
+                        "direct_sink": load.sink.store.held},
         "phases": phases,
     }
     print(f"\nmigrate: {json.dumps(figures)}")

@@ -3,6 +3,7 @@ replaced and undeployed, and a migration that is stopped or interrupted leaving 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -188,3 +189,13 @@ def test_processes_migrate_while_they_are_deployed_replaced_and_undeployed(setti
         expected.pop(f"tool-{(k * 3 + 1) % 40}:1.0", None)
     assert keys == set(expected)
     assert {key: fresh.get(key).title for key in keys} == expected
+
+
+def test_a_start_on_an_older_layout_says_how_to_migrate(settings: Settings, clean: Elasticsearch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    old = legacy_jobs_index(clean, settings)
+    with caplog.at_level(logging.WARNING, logger="ades.store.setup"):
+        ensure_indexes(clean, settings)  # what every server start does
+    assert f"{settings.jobs_alias}: {old} has an older layout than ades' (v2); `ades index migrate`" in caplog.text
+    assert settings.processes_alias not in caplog.text
+    assert alias_indexes(clean, settings.jobs_alias) == [old]  # left where it is

@@ -8,8 +8,7 @@ import pytest
 from ades.models import JobQuery
 from ades.store.blocks import blocked_index
 from ades.store.jobs import build_search
-from ades.store.migrate import schema_layout
-from ades.store.setup import LAYOUTS, family_of, generation, mapping, physical_index
+from ades.store.setup import LAYOUTS, family_of, generation, mapping, physical_index, schema_layout
 
 
 def test_generations_are_named_alias_dash_v_number() -> None:
