@@ -32,7 +32,7 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:  # type: i
         "The old index stays, write-blocked, until --drop-old. Without --index, migrates the indexes whose layout "
         "is older than ades' (jobs v2: sorted by creation, so first pages of a frequent label stop early). "
         "Run the writers of this ades version during it (older ones write through the alias with the old index's "
-        "sequence numbers). Exit codes: 0 done, 1 refused or failed (the old index is then as it was).")
+        "sequence numbers). Exit codes: 0 done, 1 refused or failed (the old index is then as it was), 2 usage.")
     migrate.add_argument("--index", choices=FAMILIES, default=None,
                          help="migrate this family even when its layout is current (default: those behind)")
     migrate.add_argument("--drop-old", metavar="NAME", default=None,
