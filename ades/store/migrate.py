@@ -133,13 +133,16 @@ def migrate(client: Elasticsearch, settings: Settings, alias: str, *, batch: int
         client.indices.refresh(index=source)
         copier.copy_all()
         copied, passes = copier.written, 0
+        # the target's first refresh of everything copied takes seconds at millions of documents: done here, it
+        # leaves the refresh while writes are held only the last changes, and the passes below catch up with
+        # what was written during it
+        client.indices.put_settings(index=target, settings={"index.refresh_interval": refresh_interval})
+        client.indices.refresh(index=target)
         while True:
             found, checkpoints = copier.catch_up(checkpoints, "catch-up")
             passes += 1
             if found <= CALM or passes >= MAX_PASSES:
                 break
-        client.indices.put_settings(index=target, settings={"index.refresh_interval": refresh_interval})
-        client.indices.refresh(index=target)
         held_from = time.monotonic()
         deleted = _hold_and_move(client, copier, alias, checkpoints)
         held = time.monotonic() - held_from
