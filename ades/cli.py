@@ -5,6 +5,7 @@
     ades dask scheduler|worker                    a Dask scheduler or workers in the foreground (Dask executor)
     ades serve                                    the OGC API Processes server under gunicorn
     ades demo                                     everything once: services, server, deploy, a labelled job
+    ades index migrate                            move the jobs/processes aliases to indexes of the current layout
 
 Exit codes: 0 ok, 1 error (one line saying what went wrong), 2 usage.
 Settings come from the environment (ADES_*, see ades/config.py and the README).
@@ -21,6 +22,7 @@ from typing import TypeAlias
 from pydantic import ValidationError
 
 from ades.cli_client import add_client_commands
+from ades.cli_index import add_index_commands
 from ades.services import DEFAULT_SERVICES, SERVICES, ServiceError, service_module
 
 EXIT_OK = 0
@@ -201,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_command(commands)
     _add_demo_command(commands)
     add_client_commands(commands)
+    add_index_commands(commands)
     return parser
 
 

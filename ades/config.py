@@ -60,6 +60,12 @@ class Settings(LocalNodeSettings):
     conflict_retries: int = Field(
         default=8, ge=0, description="How often a status update is retried after an optimistic-concurrency conflict."
     )
+    jobs_track_total_hits: int = Field(
+        default=10_000, ge=1, le=2**31 - 1,
+        description="Job listings count matches exactly up to this many and say 'at least' beyond (OGC "
+        "numberMatched): past it Elasticsearch stops counting, and on the sorted jobs index a first page stops as "
+        "soon as it has its jobs and this count.",
+    )
 
     # --- AWS: status events (SNS topic -> SQS queue -> consumer) ---------------------------------------------
     aws_region: str = Field(default="us-east-1", description="AWS region of the topic and queues.")

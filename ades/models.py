@@ -126,8 +126,8 @@ class JobQuery(BaseModel):
     search_after: list[Any] | None = None
     exact_total: bool = Field(
         default=False,
-        description="count every match; otherwise totals are exact up to 10,000 and reported as 'at least' beyond, "
-        "which lets ES stop early on sorted searches over millions of jobs",
+        description="count every match; otherwise totals are exact up to ADES_JOBS_TRACK_TOTAL_HITS (10,000) and "
+        "reported as 'at least' beyond, which lets ES stop early on sorted searches over millions of jobs",
     )
 
 

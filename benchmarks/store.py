@@ -5,15 +5,22 @@ Writes a JSON of figures (default benchmarks/results/store.json):
 - `apply_many`: status updates/s through the monotonic merge for batches of 10 and 100, one stream and several
   concurrent streams (as concurrent Lambda invocations would be);
 - `search`: label-filtered search latency p50/p99 at each corpus size (a 1% label), and for a 10% label page 1
-  and page 1,000 via `search_after` (totals exact up to 10,000), plus page 1 with an exact total;
+  and page 1,000 via `search_after` (totals exact up to 10,000), plus page 1 with an exact total, and page 1,000
+  of a 1% label (or its last page, on a corpus under 1,000,000); on the index a fresh install makes (jobs v2,
+  sorted on `created`);
+- `index_sorting`: the same searches at the largest size on the layout before it (jobs v1, unsorted, as existing
+  installs have it), then `ades index migrate`'s copy to the sorted layout (no writers meanwhile: its own speed,
+  and how long writes were held), then the searches again, and the ratios after/before;
 - `baseline_tinydb`: the same operations with pygeoapi's TinyDBManager, and the ratios.
 
-Usage: python benchmarks/store.py [--sizes 100000 1000000] [--out FILE]
+Usage: python benchmarks/store.py [--sizes 100000 1000000] [--sorting-jobs N] [--out FILE]
 Talks only to the Elasticsearch given by ADES_ES_URL or the local node `ades services start` runs.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 import tempfile
 import time
@@ -27,7 +34,8 @@ from ades.config import Settings
 from ades.models import Job, JobQuery, StatusUpdate
 from ades.status import Status
 from ades.store import JobStore, ensure_indexes, make_client
-from ades.store.setup import drop_indexes
+from ades.store.migrate import migrate
+from ades.store.setup import drop_indexes, mapping
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 N_LABELS = 100  # each job carries campaign-(i % 100): a label matches 1% of the corpus
@@ -87,6 +95,37 @@ def load_corpus(store: JobStore, target: int, have: int) -> float:
     return time.perf_counter() - t
 
 
+def unsorted_index(client: Any, settings: Settings) -> None:
+    """`jobs-v1` as ades made it before the sorted layout (same mapping, no index sorting), behind the alias."""
+    drop_indexes(client, settings)
+    body = mapping("jobs")
+    mappings = copy.deepcopy(body["mappings"])
+    mappings["_meta"]["schema"] = "ades jobs v1"
+    client.indices.create(index=f"{settings.jobs_alias}-v1", mappings=mappings,
+                          settings={k: v for k, v in body["settings"].items() if not k.startswith("index.sort")},
+                          aliases={settings.jobs_alias: {"is_write_index": True}})
+    ensure_indexes(client, settings)
+
+
+def walk(store: JobStore, label: str, pages: int) -> list[Any]:
+    """The search_after cursors of a label's pages of 10 after page 1, up to page `pages` or the last one."""
+    after = None
+    cursors: list[Any] = []
+    for _ in range(pages - 1):
+        page = store.search(JobQuery(labels_all=[label], size=10, search_after=after))
+        after = page.next_after
+        if after is None:
+            break
+        cursors.append(after)
+    return cursors
+
+
+def timed(store: JobStore, query: JobQuery) -> float:
+    t = time.perf_counter()
+    store.search(query)
+    return time.perf_counter() - t
+
+
 def bench_search(store: JobStore, queries: int) -> dict[str, Any]:
     lat: list[float] = []
     for k in range(queries):
@@ -96,27 +135,17 @@ def bench_search(store: JobStore, queries: int) -> dict[str, Any]:
         lat.append(time.perf_counter() - t)
         assert page.jobs, label
     # Walk to page 1,000 of one label with search_after, timing page 1 and pages near 1,000 repeatedly.
-    first, deep, first_exact = [], [], []
     label = "release-3"  # 10% of the corpus: at 100,000 jobs that is exactly 1,000 pages of 10
-    after = None
-    cursors: list[Any] = []
-    for _ in range(999):
-        page = store.search(JobQuery(labels_all=[label], size=10, search_after=after))
-        after = page.next_after
-        if after is None:
-            break
-        cursors.append(after)
+    cursors = walk(store, label, 1000)
     deep_cursor = cursors[-1] if cursors else None
+    rare = "campaign-7"  # 1%: 1,000 pages of 10 at 1,000,000 jobs
+    rare_cursors = walk(store, rare, 1000)
+    first, deep, first_exact, rare_deep = [], [], [], []
     for _ in range(50):
-        t = time.perf_counter()
-        store.search(JobQuery(labels_all=[label], size=10))
-        first.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        store.search(JobQuery(labels_all=[label], size=10, search_after=deep_cursor))
-        deep.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        store.search(JobQuery(labels_all=[label], size=10, exact_total=True))
-        first_exact.append(time.perf_counter() - t)
+        first.append(timed(store, JobQuery(labels_all=[label], size=10)))
+        deep.append(timed(store, JobQuery(labels_all=[label], size=10, search_after=deep_cursor)))
+        first_exact.append(timed(store, JobQuery(labels_all=[label], size=10, exact_total=True)))
+        rare_deep.append(timed(store, JobQuery(labels_all=[rare], size=10, search_after=rare_cursors[-1])))
     return {
         "by_label_1pct": ms_summary(lat),
         "page_1": ms_summary(first),
@@ -124,6 +153,33 @@ def bench_search(store: JobStore, queries: int) -> dict[str, Any]:
         "page_deep": ms_summary(deep),
         "deep_page_number": len(cursors) + 1,
         "deep_over_first_p50": round(pct(deep, 50) / pct(first, 50), 2),
+        "page_deep_1pct": ms_summary(rare_deep),
+        "deep_page_number_1pct": len(rare_cursors) + 1,
+    }
+
+
+def bench_sorting(client: Any, settings: Settings, store: JobStore, size: int) -> dict[str, Any]:
+    """Searches at `size` jobs on the unsorted layout, the migration to the sorted one, the searches again."""
+    unsorted_index(client, settings)
+    print(f"loading {size} jobs into the unsorted layout ...", file=sys.stderr)
+    load_s = load_corpus(store, size, 0)
+    print("search before ...", file=sys.stderr)
+    before = bench_search(store, queries=500)
+    print("ades index migrate ...", file=sys.stderr)
+    done = migrate(client, settings, settings.jobs_alias)
+    print("search after ...", file=sys.stderr)
+    after = bench_search(store, queries=500)
+    keys = ("by_label_1pct", "page_1", "page_1_exact_total", "page_deep", "page_deep_1pct")
+    return {
+        "jobs": size,
+        "load_unsorted_s": round(load_s, 1),
+        "before": before,
+        "migrate": {"source": done.source, "target": done.target, "documents": done.documents,
+                    "seconds": round(done.seconds, 1), "documents_per_s": round(done.documents / done.seconds),
+                    "writes_held_ms": round(done.held_s * 1000), "passes": done.passes, "writers": 0},
+        "after": after,
+        "after_over_before": {k: {q: round(after[k][q] / before[k][q], 3) for q in ("p50_ms", "p99_ms")}
+                              for k in keys},
     }
 
 
@@ -157,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="corpus sizes for the search figures (default: 100000 1000000)")
     parser.add_argument("--apply-jobs", type=int, default=4000, help="jobs in the apply_many runs (5 updates each)")
     parser.add_argument("--tinydb-jobs", type=int, default=2000, help="jobs in the TinyDB baseline")
+    parser.add_argument("--sorting-jobs", type=int, default=None,
+                        help="corpus of the before/after index-sorting figures (default: the largest size; 0: skip)")
     args = parser.parse_args(argv)
 
     base = Settings()
@@ -164,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         from ades.services.elasticsearch import ensure_running
 
         ensure_running(base)
-    settings = base.model_copy(update={"index_prefix": "bench-"})
+    settings = base.model_copy(update={"index_prefix": f"bench-{os.getpid()}-"})  # two runs must not drop each other's
     client = make_client(settings)
     drop_indexes(client, settings)
     ensure_indexes(client, settings)
@@ -192,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             result = bench_search(store, queries=500)
             result.update({"jobs": size, "load_s": round(load_s, 1)})
             figures["search"].append(result)
+        sorting_jobs = max(args.sizes) if args.sorting_jobs is None else args.sorting_jobs
+        if sorting_jobs:
+            figures["index_sorting"] = bench_sorting(client, settings, store, sorting_jobs)
         print("TinyDB baseline ...", file=sys.stderr)
         tiny = bench_tinydb(args.tinydb_jobs)
         figures["baseline_tinydb"] = tiny

@@ -6,6 +6,7 @@ can never silently overwrite each other: the loser re-reads and merges again (bo
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from ades.config import Settings
 from ades.merge import Outcome, merge
 from ades.models import Job, JobPage, JobQuery, StatusUpdate, iso
 from ades.status import Status
+from ades.store.blocks import HeldWrites, blocked_index
 from ades.store.bulk import BulkConnection, ndjson_text
 from ades.store.client import StoreUnavailable, backoff
 
@@ -31,6 +33,14 @@ class JobNotFound(LookupError):
 
 class JobExists(ValueError):
     pass
+
+
+class _Held(StoreUnavailable):
+    """A write an index's write block refused (`index`): sent again while a migration holds it."""
+
+    def __init__(self, index: str, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,18 @@ class _Current:
     source: dict[str, Any]
     seq_no: int
     primary_term: int
+    index: str
+    """The index the document was read from: its write goes there, not through the alias, so that `if_seq_no`
+    never meets a document of another index (after a migration moved the alias) that has the same numbers."""
+
+
+@dataclass
+class _Round:
+    """What one read-merge-write round left to do: updates that lost a race, updates a write block held."""
+
+    conflicted: list[int] = dataclasses.field(default_factory=list)
+    held: list[int] = dataclasses.field(default_factory=list)
+    held_indexes: set[str] = dataclasses.field(default_factory=set)
 
 
 class JobStore:
@@ -66,6 +88,9 @@ class JobStore:
         self._bulk_lock = threading.Lock()
         self.conflicts = 0
         """Write races lost so far (each one cost another read-merge-write round); a metric, not a limit."""
+        self.held = 0
+        """Writes an index write block refused so far (those a migration held went again, ades.store.blocks); a
+        metric."""
 
     # --- create / read -----------------------------------------------------------------------------------
     def create(self, jobs: Sequence[Job], *, refresh: bool = False) -> list[Exception | None]:
@@ -73,9 +98,23 @@ class JobStore:
         JobExists or StoreUnavailable. One bulk request per CREATE_CHUNK jobs or ADES_ES_BULK_MAX_BYTES, whichever
         comes first (a larger job goes alone), over the store's own connection (ades.store.bulk); with `refresh`,
         searches see them on return."""
-        results: list[Exception | None] = []
-        for chunk, body in self._chunks(jobs):
-            results.extend(self._create_chunk(chunk, body, refresh))
+        results: list[Exception | None] = [None] * len(jobs)
+        pending = list(range(len(jobs)))
+        held = HeldWrites(self.client)
+        while pending:
+            again: list[int] = []
+            indexes: set[str] = set()
+            done = 0
+            for chunk, body in self._chunks([jobs[i] for i in pending]):
+                for i, result in zip(pending[done:done + len(chunk)], self._create_chunk(chunk, body, refresh),
+                                     strict=True):
+                    results[i] = result
+                    if isinstance(result, _Held):
+                        self.held += 1
+                        again.append(i)
+                        indexes.add(result.index)
+                done += len(chunk)
+            pending = again if again and held.again(indexes) else []
         return results
 
     def _chunks(self, jobs: Sequence[Job]) -> Iterator[tuple[list[Job], bytes]]:
@@ -113,6 +152,8 @@ class JobStore:
                 results.append(None)  # job ids are random: the send whose answer was lost stored it
             elif outcome["status"] == 409:
                 results.append(JobExists(job.id))
+            elif (index := blocked_index(outcome.get("error"))) is not None:
+                results.append(_Held(index, f"could not store job {job.id}: {outcome.get('error')}"))
             else:
                 results.append(StoreUnavailable(f"could not store job {job.id}: {outcome.get('error')}"))
         return results
@@ -179,7 +220,7 @@ class JobStore:
 
     # --- search ------------------------------------------------------------------------------------------
     def search(self, query: JobQuery) -> JobPage:
-        body = build_search(query)
+        body = build_search(query, self.settings.jobs_track_total_hits)
         try:
             res = self.client.search(index=self.index, **body)
         except (TransportError, ApiError) as err:
@@ -206,21 +247,30 @@ class JobStore:
         """
         results: list[UpdateResult | None] = [None] * len(updates)
         pending = list(range(len(updates)))
-        for attempt in range(self.settings.conflict_retries + 1):
-            if attempt:
-                backoff(attempt, _BACKOFF_BASE, _BACKOFF_CAP)
-            pending = self._apply_round(updates, pending, results)
-            if not pending:
-                break
-        for i in pending:
-            u = updates[i]
-            results[i] = UpdateResult(u.event_id, u.job_id, Outcome.FAILED, "write conflicts persisted; retry later")
+        held = HeldWrites(self.client)
+        conflict_rounds = 0
+        while pending:
+            left = self._apply_round(updates, pending, results)
+            if left.held and not held.again(left.held_indexes):
+                left.held = []  # their results say why: the block's reason
+            if left.conflicted:
+                conflict_rounds += 1
+                if conflict_rounds > self.settings.conflict_retries:
+                    for i in left.conflicted:
+                        u = updates[i]
+                        results[i] = UpdateResult(u.event_id, u.job_id, Outcome.FAILED,
+                                                  "write conflicts persisted; retry later")
+                    left.conflicted = []
+                else:
+                    backoff(conflict_rounds, _BACKOFF_BASE, _BACKOFF_CAP)
+            pending = sorted(left.conflicted + left.held)
         return [r for r in results if r is not None]
 
     def _apply_round(
         self, updates: Sequence[StatusUpdate], pending: list[int], results: list[UpdateResult | None]
-    ) -> list[int]:
-        """One read-merge-write round over `pending`; returns the indexes that lost a write race."""
+    ) -> _Round:
+        """One read-merge-write round over `pending`; returns what is left: updates that lost a write race, and
+        updates a write block held (their results hold the block's reason, in case they are not sent again)."""
         groups: dict[str, list[int]] = {}
         for i in pending:
             groups.setdefault(updates[i].job_id, []).append(i)
@@ -229,7 +279,7 @@ class JobStore:
         except StoreUnavailable as err:
             for i in pending:
                 results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, str(err))
-            return []
+            return _Round()
 
         actions: list[dict[str, Any]] = []
         staged: dict[str, list[tuple[int, UpdateResult]]] = {}
@@ -252,12 +302,12 @@ class JobStore:
                 continue
             staged[job_id] = outcomes
             actions.append(
-                {"index": {"_index": self.index, "_id": job_id, "if_seq_no": found.seq_no,
+                {"index": {"_index": found.index, "_id": job_id, "if_seq_no": found.seq_no,
                            "if_primary_term": found.primary_term}}
             )
             actions.append(doc)
         if not actions:
-            return []
+            return _Round()
         return self._bulk_write(actions, staged, updates, results)
 
     def _bulk_write(
@@ -266,8 +316,8 @@ class JobStore:
         staged: dict[str, list[tuple[int, UpdateResult]]],
         updates: Sequence[StatusUpdate],
         results: list[UpdateResult | None],
-    ) -> list[int]:
-        retry: list[int] = []
+    ) -> _Round:
+        left = _Round()
         try:
             res = self.client.bulk(operations=actions)
         except (TransportError, ApiError) as err:
@@ -275,7 +325,7 @@ class JobStore:
                 for i, _ in outcomes:
                     results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED,
                                               f"store unavailable: {err}")
-            return []
+            return left
         for item in res["items"]:
             op = item["index"]
             outcomes = staged[op["_id"]]
@@ -283,14 +333,19 @@ class JobStore:
             if status in (200, 201):
                 for i, result in outcomes:
                     results[i] = result
-            elif status == 409:
+                continue
+            if status == 409:
                 self.conflicts += 1
-                retry.extend(i for i, _ in outcomes)
-            else:
-                reason = str(op.get("error", {}).get("reason", f"HTTP {status}"))
-                for i, _ in outcomes:
-                    results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, reason)
-        return retry
+                left.conflicted.extend(i for i, _ in outcomes)
+                continue
+            reason = str(op.get("error", {}).get("reason", f"HTTP {status}"))
+            for i, _ in outcomes:
+                results[i] = UpdateResult(updates[i].event_id, updates[i].job_id, Outcome.FAILED, reason)
+            if (index := blocked_index(op.get("error"))) is not None:
+                self.held += 1
+                left.held.extend(i for i, _ in outcomes)
+                left.held_indexes.add(index)
+        return left
 
     def _mget(self, job_ids: Iterable[str]) -> tuple[dict[str, _Current], dict[str, str]]:
         """The jobs found, and the reason for each job whose shard could not answer. mget reports such a job with
@@ -304,15 +359,16 @@ class JobStore:
         unreadable: dict[str, str] = {}
         for d in res["docs"]:
             if d.get("found"):
-                found[d["_id"]] = _Current(d["_source"], d["_seq_no"], d["_primary_term"])
+                found[d["_id"]] = _Current(d["_source"], d["_seq_no"], d["_primary_term"], d["_index"])
             elif "error" in d:
                 error = d["error"] if isinstance(d["error"], dict) else {"reason": str(d["error"])}
                 unreadable[d["_id"]] = f"store unavailable: {error.get('type', 'error')}: {error.get('reason')}"
         return found, unreadable
 
 
-def build_search(query: JobQuery) -> dict[str, Any]:
-    """The ES search body for a JobQuery (a pure function, tested on its own)."""
+def build_search(query: JobQuery, track_total_hits: int = 10_000) -> dict[str, Any]:
+    """The ES search body for a JobQuery (a pure function, tested on its own); totals exact up to
+    `track_total_hits` unless the query asks for an exact one."""
     filters: list[dict[str, Any]] = []
     if query.statuses:
         filters.append({"terms": {"status": [s.value for s in query.statuses]}})
@@ -349,7 +405,7 @@ def build_search(query: JobQuery) -> dict[str, Any]:
         "query": {"bool": {"filter": filters}} if filters else {"match_all": {}},
         "sort": sort,
         "size": query.size,
-        "track_total_hits": True if query.exact_total else 10_000,
+        "track_total_hits": True if query.exact_total else track_total_hits,
     }
     if query.search_after is not None:
         body["search_after"] = query.search_after

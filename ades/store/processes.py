@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ades.config import Settings
 from ades.models import ID_PATTERN, UtcDatetime, iso, utcnow
+from ades.store.blocks import HeldWrites, blocked_index
 from ades.store.client import StoreUnavailable
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
@@ -138,12 +139,19 @@ class ProcessStore:
         os.replace(temporary, self._stamp_path)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except (NotFoundError, ConflictError):
-            raise
-        except (TransportError, ApiError) as err:
-            raise StoreUnavailable(f"could not {what}: {err}") from err
+        held = HeldWrites(self.client)
+        while True:
+            try:
+                return fn(**kwargs)
+            except (NotFoundError, ConflictError):
+                raise
+            except ApiError as err:
+                index = blocked_index(err.body)
+                if index is not None and held.again({index}):
+                    continue  # a migration holds writes for a moment; the next try goes through the moved alias
+                raise StoreUnavailable(f"could not {what}: {err}") from err
+            except TransportError as err:
+                raise StoreUnavailable(f"could not {what}: {err}") from err
 
     def deploy(self, process: DeployedProcess, *, replace: bool = False) -> None:
         """Store a version; refuses to overwrite an existing `id:version` unless `replace`."""

@@ -27,7 +27,7 @@ def test_indexes_are_created_idempotently_behind_aliases(es: Elasticsearch, sett
     ensure_indexes(es, settings)
     aliases = es.indices.get_alias(name=settings.jobs_alias)
     assert list(aliases) == [physical_index(settings.jobs_alias)]
-    assert physical_index(settings.jobs_alias).endswith("jobs-v1")
+    assert physical_index(settings.jobs_alias).endswith("jobs-v2")  # the sorted layout (ades.store.setup.LAYOUTS)
     assert es.indices.exists_alias(name=settings.processes_alias)
 
 
