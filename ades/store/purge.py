@@ -80,6 +80,9 @@ class Found:
     status: str
     seq_no: int
     primary_term: int
+    index: str | None = None
+    """the index it was found in: its delete goes there, never through the alias, which a migration may have moved
+    to a copy whose sequence numbers could match by chance (ades.store.migrate)"""
 
 
 @dataclass
@@ -125,7 +128,8 @@ class Scan:
             hits = answer["hits"]["hits"]
             if not hits:
                 return
-            yield [Found(h["_id"], h["_source"].get("status", ""), h["_seq_no"], h["_primary_term"]) for h in hits]
+            yield [Found(h["_id"], h["_source"].get("status", ""), h["_seq_no"], h["_primary_term"], h.get("_index"))
+                   for h in hits]
             if len(hits) < self.page_size:
                 return
             after = hits[-1]["sort"]
@@ -170,7 +174,7 @@ class JobPurger:
         outcome = Deleted()
         if not found:
             return outcome
-        lines = [{"delete": {"_index": self.index, "_id": f.job_id, "if_seq_no": f.seq_no,
+        lines = [{"delete": {"_index": f.index or self.index, "_id": f.job_id, "if_seq_no": f.seq_no,
                              "if_primary_term": f.primary_term}} for f in found]
         if self._bulk is None:
             self._bulk = BulkConnection.from_settings(self.settings)

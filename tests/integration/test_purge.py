@@ -27,7 +27,7 @@ from ades.status import Status
 from ades.storage import S3Storage, s3_client
 from ades.store import JobStore, ensure_indexes
 from ades.store.logs import LogStore
-from ades.store.purge import PurgeFilter
+from ades.store.purge import Found, JobPurger, PurgeFilter
 from tests.conftest import free_port
 from tests.helpers import wait_for
 from tests.integration.conftest import start_serve
@@ -314,3 +314,22 @@ def test_shipped_logs_go_with_their_jobs(es, settings, jobs) -> None:
     assert report.log_chunks == 2
     es.indices.refresh(index=shipping.logs_alias)
     assert logs.read(jobs["old-succeeded"]).text == "" and logs.read(jobs["recent-succeeded"]).text == "first\nlast\n"
+
+
+def test_a_delete_goes_to_the_index_the_job_was_found_in(es, settings) -> None:
+    """After a migration moves the alias, a delete conditional on the old copy's _seq_no must not reach the new
+    copy, whose sequence numbers count apart and can match by chance."""
+    old, new = f"{settings.jobs_alias}-old", f"{settings.jobs_alias}-new"
+    for index in (old, new):
+        es.index(index=index, id="job-1", document={"id": "job-1", "status": "running"})
+        es.index(index=index, id="job-1", document={"id": "job-1", "status": "succeeded"}, refresh=True)
+    found = es.search(index=old, query={"ids": {"values": ["job-1"]}}, seq_no_primary_term=True)["hits"]["hits"][0]
+    alias = f"{settings.index_prefix}moved"
+    es.indices.put_alias(index=new, name=alias)
+    purger = JobPurger(es, settings.model_copy(update={"index_prefix": settings.index_prefix}))
+    purger.index = alias  # the alias now points at the new copy, as after a migration
+    outcome = purger.delete([Found("job-1", "succeeded", found["_seq_no"], found["_primary_term"], found["_index"])])
+    purger.close()
+    assert [f.job_id for f in outcome.deleted] == ["job-1"]
+    assert not es.exists(index=old, id="job-1") and es.exists(index=new, id="job-1")
+    es.indices.delete(index=f"{old},{new}")
