@@ -35,9 +35,9 @@ from tests.helpers import store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
-# CI runs a twentieth of the acceptance; `ADES_CHAOS_JOBS=1000` runs it whole (30,025 messages, several minutes)
+# CI runs a fortieth of the acceptance; `ADES_CHAOS_JOBS=1000` runs it whole (30,025 messages, several minutes)
 # and writes its figures to benchmarks/results/chaos.json.
-N_JOBS = int(os.environ.get("ADES_CHAOS_JOBS", "50"))
+N_JOBS = int(os.environ.get("ADES_CHAOS_JOBS", "25"))
 EVENTS_PER_JOB = 10
 COPIES = 3
 MALFORMED = 25

@@ -27,6 +27,7 @@ from ades.services.es_distribution import cached_distribution
 from ades.services.es_root import build_plugin, ensure_root_plugin, installed_version, source_hash
 from ades.services.java import find_java_home, java_major
 from ades.store import JobStore, ensure_indexes, make_client
+from ades.store.setup import physical_index
 from tests.conftest import free_port_pair
 from tests.helpers import store_jobs
 
@@ -108,7 +109,7 @@ def test_elasticvue_connects_and_browses_the_jobs(node: Settings, demo_job: Job)
     # The home page and the indices list.
     assert _browser_call(url + "/_cluster/health", "GET").json()["status"] in ("green", "yellow")
     indices = _browser_call(url + "/_cat/indices?format=json", "GET").json()
-    assert "jobs-v1" in {entry["index"] for entry in indices}
+    assert physical_index("jobs") in {entry["index"] for entry in indices}
 
     # Search tab: index `jobs`, query `labels:demo`.
     hits = _browser_call(url + "/jobs/_search", "POST",
