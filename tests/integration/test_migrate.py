@@ -3,7 +3,7 @@ while consumer streams apply every job's status events, the API path submits new
 applies events it reads from moto's SQS, and a direct sink (a worker's path) writes while the writes are held.
 Afterwards every job equals what the same events give without a migration, and the alias is on the new index.
 
-CI runs 2,000 jobs; `ADES_MIGRATE_JOBS=100000` runs the acceptance size and writes its figures to
+CI runs 1,000 jobs; `ADES_MIGRATE_JOBS=100000` runs the acceptance size and writes its figures to
 benchmarks/results/migrate.json."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tests.helpers import store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
-N_JOBS = int(os.environ.get("ADES_MIGRATE_JOBS", "2000"))
+N_JOBS = int(os.environ.get("ADES_MIGRATE_JOBS", "1000"))
 WRITERS = 3
 PACE = 10  # status updates the consumer streams must apply between two batches of the copy
 MOTO_JOBS = 20  # jobs whose events go through SNS -> SQS -> `ades consumer` (moto slows down with a long queue)

@@ -28,7 +28,7 @@ from tests.integration.conftest import start_serve
 
 pytestmark = pytest.mark.integration
 
-JOBS = 100
+JOBS = 40
 
 
 def _kill_everything(server: subprocess.Popen, data_dir: Path) -> int:
