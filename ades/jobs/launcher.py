@@ -119,7 +119,7 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
     if folder.cancel_requested():
         groups.kill(pid)  # the cancel came while the child was being started, before anyone knew its group
     limits = Limits(spec, pid)
-    shipper = LogShipper(spec.logs, spec.job_id, folder.log) if spec.logs is not None else None
+    shipper = _log_shipper(spec)
     try:
         _, status = os.waitpid(pid, 0)
     finally:
@@ -129,6 +129,18 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
     finally:
         if shipper is not None:
             shipper.close()  # after the outcome's own lines
+
+
+def _log_shipper(spec: RunSpec) -> LogShipper | None:
+    """The job's log shipper (ADES_LOG_STORE=elasticsearch), or None; a shipper that cannot start never stops the
+    job from being waited for (its child runs already)."""
+    if spec.logs is None:
+        return None
+    try:
+        return LogShipper(spec.logs, spec.job_id, spec.folder.log)
+    except Exception:
+        log.exception("the log of job %s is not shipped", spec.job_id)
+        return None
 
 
 class Limits:
