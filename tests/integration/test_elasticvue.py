@@ -164,9 +164,14 @@ def test_a_java_runtime_without_a_compiler_builds_the_plugin(node: Settings, tmp
     jlink = java_home / "bin" / "jlink"
     if not jlink.is_file():
         pytest.skip("no jlink (a JDK) to make a runtime without a compiler from")
-    runtime = tmp_path / "jre"
-    subprocess.run([str(jlink), "--add-modules", "java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs",
-                    "--output", str(runtime)], check=True, capture_output=True)
+    # made once per JDK and kept beside the cached distribution (jlink takes seconds)
+    runtime = Path(node.cache_dir) / f"test-runtime-without-javac-{java_major(java_home)}"
+    if not (runtime / "bin" / "java").is_file():
+        made = tmp_path / "jre"
+        subprocess.run([str(jlink), "--add-modules", "java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs",
+                        "--output", str(made)], check=True, capture_output=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.move(str(made), str(runtime))
     assert not (runtime / "bin" / "javac").exists() and java_major(runtime) is not None
     dist = cached_distribution(node)
     assert dist is not None
