@@ -4,9 +4,11 @@ build and look for."""
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +18,8 @@ from ades.execute.sandbox import Sandbox
 from ades.jobs.folder import DataDir
 from ades.jobs.journal import read_entries
 from ades.jobs.spec import QueuedJob, RunSpec
-from ades.models import Job
+from ades.models import Job, StatusUpdate
+from ades.status import Status
 from ades.store import JobStore
 
 BASE_URL = "http://127.0.0.1:5000"
@@ -142,3 +145,18 @@ def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
     assert body["status"] == status
     assert body["title"] and body["detail"]
     return body
+
+
+def job_life(job_id: str, rng: random.Random, start: datetime, steps: int, step_progress: int,
+             output: str) -> list[StatusUpdate]:
+    """A job's events as its host publishes them: `steps` running ones a second apart (progress rising by
+    `step_progress`), then its end a second after the last: succeeded with output `output` (4 in 5), else failed."""
+    events = [StatusUpdate(job_id=job_id, status=Status.RUNNING, timestamp=start + timedelta(seconds=s),
+                           progress=s * step_progress, message=f"step {s}") for s in range(steps)]
+    end = start + timedelta(seconds=steps + 1)
+    if rng.random() < 0.8:
+        events.append(StatusUpdate(job_id=job_id, status=Status.SUCCEEDED, timestamp=end,
+                                   outputs={output: f"http://127.0.0.1:5000/jobs/{job_id}/results/{output}"}))
+    else:
+        events.append(StatusUpdate(job_id=job_id, status=Status.FAILED, timestamp=end, message="tool exited 1"))
+    return events

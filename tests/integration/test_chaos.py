@@ -31,7 +31,7 @@ from ades.status import Status
 from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.setup import drop_indexes
 from tests.conftest import free_port
-from tests.helpers import store_jobs, wait_for
+from tests.helpers import job_life, store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +60,7 @@ STALL = 180.0  # seconds with nothing published and the backlog unchanged: the r
 
 
 def truth_for(job_id: str, rng: random.Random) -> list[StatusUpdate]:
-    events = [
-        StatusUpdate(job_id=job_id, status=Status.RUNNING, timestamp=T0 + timedelta(seconds=s),
-                     progress=s * 10, message=f"step {s}")
-        for s in range(EVENTS_PER_JOB - 1)
-    ]
-    end = T0 + timedelta(seconds=EVENTS_PER_JOB)
-    if rng.random() < 0.8:
-        events.append(StatusUpdate(job_id=job_id, status=Status.SUCCEEDED, timestamp=end,
-                                   outputs={"result": f"http://127.0.0.1:5000/jobs/{job_id}/results/result"}))
-    else:
-        events.append(StatusUpdate(job_id=job_id, status=Status.FAILED, timestamp=end, message="tool exited 1"))
-    return events
+    return job_life(job_id, rng, T0, steps=EVENTS_PER_JOB - 1, step_progress=10, output="result")
 
 
 def sent_back(log_text: str) -> dict[str, int]:

@@ -38,7 +38,7 @@ from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.blocks import MIGRATION_META
 from ades.store.migrate import migrate
 from ades.store.setup import alias_indexes, drop_indexes, mapping
-from tests.helpers import store_jobs, wait_for
+from tests.helpers import job_life, store_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,15 +68,7 @@ def legacy_jobs_index(es: Elasticsearch, settings: Settings) -> str:
 
 def events_for(job_id: str, rng: random.Random) -> list[StatusUpdate]:
     """A job's life: five progress events, then its end (with outputs when it succeeds)."""
-    events = [StatusUpdate(job_id=job_id, status=Status.RUNNING, timestamp=T0 + timedelta(seconds=s),
-                           progress=s * 20, message=f"step {s}") for s in range(5)]
-    end = T0 + timedelta(seconds=6)
-    if rng.random() < 0.8:
-        events.append(StatusUpdate(job_id=job_id, status=Status.SUCCEEDED, timestamp=end,
-                                   outputs={"out": f"http://127.0.0.1:5000/jobs/{job_id}/results/out"}))
-    else:
-        events.append(StatusUpdate(job_id=job_id, status=Status.FAILED, timestamp=end, message="tool exited 1"))
-    return events
+    return job_life(job_id, rng, T0, steps=5, step_progress=20, output="out")
 
 
 class Streams:
