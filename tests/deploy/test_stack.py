@@ -319,54 +319,104 @@ def network(moto_url: str) -> Iterator[tuple[str, str]]:
         ec2.delete_vpc(VpcId=vpc)
 
 
-def test_with_an_image_the_server_runs_on_fargate_publishing_to_the_topic(moto_url: str, lambda_zip: Path,
-                                                                          network: tuple[str, str]):
+def _container(ecs: Any, cluster: str, service_name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The service, its task definition and its one container."""
+    (service,) = ecs.describe_services(cluster=cluster, services=[service_name])["services"]
+    definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    return service, definition, container
+
+
+def _settings_of(container: dict[str, Any]) -> dict[str, str]:
+    env = {e["name"]: e["value"] for e in container.get("environment", [])}
+    assert set(env) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
+    return {name.removeprefix("ADES_").lower(): value for name, value in env.items()}
+
+
+def test_with_an_image_ades_runs_on_fargate_with_no_shared_disk(moto_url: str, lambda_zip: Path,
+                                                               network: tuple[str, str]):
+    """API tasks behind a load balancer, a Dask scheduler and worker tasks: each a service of its own, sharing only
+    Elasticsearch, the output bucket and the status topic (no volume anywhere)."""
     vpc, subnet = network
     image = "ades:0.1.0"
     extra = {"AdesImage": image, "VpcId": vpc, "SubnetIds": subnet, "AllowedCidr": "10.42.0.0/16",
-             "AdesPublicUrl": "https://ades.example.internal", "AuthJwtAudience": "ades"}
+             "AdesPublicUrl": "https://ades.example.internal", "AuthJwtAudience": "ades", "AdesTaskCount": "3",
+             "WorkerTaskCount": "4"}
     secrets = {"ElasticsearchSecretArn": ES_URL_WITH_CREDENTIALS, "AuthJwtKeySecretArn": JWT_KEY}
     with created_stack(moto_url, lambda_zip, extra, secrets) as stack:
         assert stack.status == "CREATE_COMPLETE"
-        topic = stack.outputs["StatusTopicArn"]
-        ecs = stack.client("ecs")
-        (service,) = ecs.describe_services(cluster=stack.outputs["AdesCluster"],
-                                           services=[stack.outputs["AdesService"]])["services"]
-        assert service["desiredCount"] == 1
-        definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
-        (container,) = definition["containerDefinitions"]
-        assert container["image"] == image
-        build_parser().parse_args(container["command"])  # a real `ades` command line (exits 2 if not)
-        assert container["command"][0] == "serve"
-        assert container["command"][-2:] == ["--public-url", "https://ades.example.internal"]
-        env = {e["name"]: e["value"] for e in container["environment"]}
-        assert env["ADES_SNS_TOPIC_ARN"] == topic
-        assert env["ADES_EVENT_SINK"] == "sns"
-        assert env["ADES_AUTH_JWT_AUDIENCE"] == "ades"
-        # the secrets: ECS reads them from Secrets Manager when the task starts, the definition only names them
-        injected = {e["name"]: e["valueFrom"] for e in container["secrets"]}
-        assert injected == {"ADES_ES_URL": stack.secrets["ElasticsearchSecretArn"],
-                            "ADES_AUTH_JWT_KEY": stack.secrets["AuthJwtKeySecretArn"]}
-        assert "ADES_ES_URL" not in env and "ADES_AUTH_JWT_KEY" not in env
-        assert "s3cret" not in json.dumps(definition, default=str) and JWT_KEY not in json.dumps(definition)
-        assert set(env) | set(injected) <= {f"ADES_{n.upper()}" for n in Settings.model_fields}
-        # what the task starts with: auth on, so `ades serve --host 0.0.0.0` is allowed to listen there
-        args = build_parser().parse_args(container["command"])
-        values = {name.removeprefix("ADES_").lower(): value for name, value in env.items()}
-        check_bind(Settings(_env_file=None, **values, auth_jwt_key=JWT_KEY), args.host)
+        topic, bucket = stack.outputs["StatusTopicArn"], stack.outputs["OutputBucket"]
+        stack.client("s3").head_bucket(Bucket=bucket)
+        ecs, cluster = stack.client("ecs"), stack.outputs["AdesCluster"]
+        api, api_definition, server = _container(ecs, cluster, stack.outputs["AdesService"])
+        workers, worker_definition, worker = _container(ecs, cluster, stack.outputs["WorkerService"])
+        scheduler_service, scheduler_definition, scheduler = _container(ecs, cluster,
+                                                                        stack.outputs["DaskSchedulerService"])
+        assert (api["desiredCount"], workers["desiredCount"], scheduler_service["desiredCount"]) == (3, 4, 1)
+        for definition in (api_definition, worker_definition, scheduler_definition):
+            assert not definition.get("volumes"), "a task shares a volume"
+            assert definition["containerDefinitions"][0]["image"] == image
+
+        for container in (server, worker, scheduler):
+            build_parser().parse_args(container["command"])  # a real `ades` command line (exits 2 if not)
+        assert server["command"][0] == "serve"
+        assert server["command"][-2:] == ["--public-url", "https://ades.example.internal"]
+        assert worker["command"][:2] == ["dask", "worker"] and scheduler["command"][:2] == ["dask", "scheduler"]
+        address = f"tcp://dask-scheduler:{scheduler['command'][scheduler['command'].index('--port') + 1]}"
+        assert worker["command"][worker["command"].index("--scheduler") + 1] == address
+
+        # the API and the workers: the same store, topic, bucket and scheduler; secrets named, never inlined
+        for container in (server, worker):
+            values = _settings_of(container)
+            assert values["sns_topic_arn"] == topic and values["event_sink"] == "sns"
+            assert (values["executor"], values["dask_scheduler"]) == ("dask", address)
+            assert (values["output_storage"], values["output_bucket"]) == ("s3", bucket)
+            assert values["log_store"] == "elasticsearch" and values["auth_jwt_audience"] == "ades"
+            injected = {e["name"]: e["valueFrom"] for e in container["secrets"]}
+            assert injected == {"ADES_ES_URL": stack.secrets["ElasticsearchSecretArn"],
+                                "ADES_AUTH_JWT_KEY": stack.secrets["AuthJwtKeySecretArn"]}
+            assert not {"es_url", "auth_jwt_key"} & set(values)
+            Settings(_env_file=None, **values, auth_jwt_key=JWT_KEY)  # values the processes accept at start
+        for definition in (api_definition, worker_definition):
+            text = json.dumps(definition, default=str)
+            assert "s3cret" not in text and JWT_KEY not in text
+        assert not scheduler.get("secrets") and not scheduler.get("environment")
+
+        # the server listens on every interface: allowed with auth on, refused without
+        args = build_parser().parse_args(server["command"])
+        check_bind(Settings(_env_file=None, **_settings_of(server), auth_jwt_key=JWT_KEY), args.host)
         with pytest.raises(ServeRefused):
-            check_bind(Settings(_env_file=None, **values), args.host)
+            check_bind(Settings(_env_file=None, **_settings_of(server)), args.host)
         statements = stack.role_statements("AdesExecutionRole")
         readable = {r for s in statements if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])
                     for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
         assert readable == set(stack.secrets.values())
 
-        # moto keeps no task role on the task definition, so the role is read from IAM by its logical id.
-        (statement,) = stack.role_statements("AdesTaskRole")
-        assert (statement["Effect"], statement["Action"], statement["Resource"]) == ("Allow", "sns:Publish", topic)
+        # moto keeps no task role on the task definition, so the role is read from IAM by its logical id: the
+        # processes may publish to their topic and use their bucket, nothing else
+        granted = {(a, s["Resource"]) for s in stack.role_statements("AdesTaskRole")
+                   for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+        bucket_arn = f"arn:aws:s3:::{bucket}"
+        assert granted == {("sns:Publish", topic), ("s3:ListBucket", bucket_arn),
+                           *((action, f"{bucket_arn}/*") for action in ("s3:GetObject", "s3:PutObject",
+                                                                        "s3:DeleteObject"))}
 
-        (group,) = stack.client("ec2").describe_security_groups(GroupIds=[stack.physical["AdesSecurityGroup"]])[
+        # the network: clients reach the load balancer only; the tasks take 5000 from it and Dask from each other
+        ec2 = stack.client("ec2")
+        (balancer_group,) = ec2.describe_security_groups(GroupIds=[stack.physical["LoadBalancerSecurityGroup"]])[
             "SecurityGroups"]
-        assert group["VpcId"] == vpc
-        assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]] \
-            == [(5000, 5000, ["10.42.0.0/16"])]
+        assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]])
+                for p in balancer_group["IpPermissions"]] == [(80, 80, ["10.42.0.0/16"])]
+        (tasks_group,) = ec2.describe_security_groups(GroupIds=[stack.physical["AdesSecurityGroup"]])[
+            "SecurityGroups"]
+        assert tasks_group["VpcId"] == vpc
+        opened = {(p["FromPort"], p["ToPort"], pair["GroupId"], bool(p["IpRanges"]))
+                  for p in tasks_group["IpPermissions"] for pair in p["UserIdGroupPairs"]}
+        assert opened == {(5000, 5000, balancer_group["GroupId"], False),
+                          (1024, 65535, tasks_group["GroupId"], False)}
+        assert all(not p["IpRanges"] for p in tasks_group["IpPermissions"])
+        elb = stack.client("elbv2")
+        (target_group,) = elb.describe_target_groups(TargetGroupArns=[stack.physical["AdesTargetGroup"]])[
+            "TargetGroups"]
+        assert (target_group["Port"], target_group["TargetType"], target_group["HealthCheckPath"]) == \
+            (5000, "ip", "/conformance")
