@@ -34,6 +34,24 @@ def bare_echo(message: str) -> float:
         return time.perf_counter() - started
 
 
+def store_settings(**update: Any) -> Any:
+    """The settings (ADES_* as set) with `update` applied, once the local Elasticsearch node they name is running
+    (started by `ades services start` otherwise); an external cluster (ADES_ES_URL) is used as it is."""
+    from ades.config import Settings
+
+    base = Settings()
+    if not base.uses_external_es:
+        from ades.services.elasticsearch import ensure_running
+
+        ensure_running(base)
+    return base.model_copy(update=update)
+
+
+def es_version(client: Any) -> str:
+    """The node's version, from the nodes API: the integ-test-zip answers `GET /` only with ades' own plugin."""
+    return str(next(iter(client.nodes.info(node_id="_local")["nodes"].values()))["version"])
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

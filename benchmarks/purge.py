@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from common import es_version, store_settings, write_figures
 from common import parser as benchmark_parser
-from common import write_figures
 
 from ades.config import Settings
 from ades.jobs.folder import DataDir, JobFolder, ProcessRecord
@@ -169,16 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3-jobs", type=int, default=2000, help="jobs of the S3 run; 0: none (default 2000)")
     args = parser.parse_args(argv)
 
-    base = Settings()
-    if not base.uses_external_es:
-        from ades.services.elasticsearch import ensure_running
-
-        ensure_running(base)
     data = Path(tempfile.mkdtemp(prefix="ades-bench-purge-"))
+    base = store_settings()
     settings = base.model_copy(update={"index_prefix": "bench-purge-", "data_dir": data / "data",
                                        "output_bucket": None, "aws_endpoint_url": None})
     client = make_client(settings)
-    version = next(iter(client.nodes.info(node_id="_local")["nodes"].values()))["version"]
+    version = es_version(client)
     client.close()
     started = time.perf_counter()
     figures: dict[str, Any] = {"elasticsearch": version, "started": NOW.isoformat(), "machine_cores": os.cpu_count(),

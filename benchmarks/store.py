@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import ms_summary, pct, run_streams, store_all, write_figures
+from common import es_version, ms_summary, pct, run_streams, store_all, store_settings, write_figures
 from common import parser as benchmark_parser
 
 from ades.config import Settings
@@ -217,18 +217,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="corpus of the before/after index-sorting figures (default: the largest size; 0: skip)")
     args = parser.parse_args(argv)
 
-    base = Settings()
-    if not base.uses_external_es:
-        from ades.services.elasticsearch import ensure_running
-
-        ensure_running(base)
-    settings = base.model_copy(update={"index_prefix": f"bench-{os.getpid()}-"})  # two runs must not drop each other's
+    settings = store_settings(index_prefix=f"bench-{os.getpid()}-")  # two runs must not drop each other's
     client = make_client(settings)
     drop_indexes(client, settings)
     ensure_indexes(client, settings)
     store = JobStore(client, settings)
-    # The integ-test-zip has no `GET /` info route; the nodes API carries the version.
-    version = next(iter(client.nodes.info(node_id="_local")["nodes"].values()))["version"]
+    version = es_version(client)
     figures: dict[str, Any] = {"elasticsearch": version, "started": datetime.now(UTC).isoformat(), "machine_cores": 2}
     try:
         print("create ...", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,18 @@ from ades.cwl import Package, load_package
 from tests.helpers import GATE_CWL, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "cwl" / "examples"
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen]]:
+    """Processes a test starts (consumers, servers): any still running when it ends (a failed assertion) are killed,
+    not left polling a queue or holding a port that is gone."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -100,18 +100,6 @@ def chaos_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     moto.stop(own)
 
 
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen]]:
-    """Consumer processes the test starts: any still running when it ends (a failed assertion) are killed, not
-    left polling a queue that is gone."""
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 class Valve:
     """Where each publisher waits before a batch: while moto's backlog is high (`open`), and at the next chaos mark
     (`limit`) until that act is done. `abort()` releases them for good when the test gives up."""

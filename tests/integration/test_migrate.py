@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,23 +118,13 @@ class Streams:
             ring.extend((job_id, events) for job_id, events in taken if events)
 
 
-@pytest.fixture
-def moto_consumer(aws_settings: Settings) -> Iterator[list[subprocess.Popen]]:
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.timeout(max(600, N_JOBS // 40))
 def test_migration_under_load_loses_and_regresses_nothing(aws_settings: Settings, es_url: str,
-                                                          moto_consumer: list[subprocess.Popen]) -> None:
+                                                          children: list[subprocess.Popen]) -> None:
     settings = aws_settings
     es = make_client(settings)
     try:
-        _run_acceptance(es, settings, moto_consumer)
+        _run_acceptance(es, settings, children)
     finally:
         drop_indexes(es, settings)
         es.close()
