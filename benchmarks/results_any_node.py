@@ -103,15 +103,20 @@ def store_costs(settings: Settings, scene: Path, stores: int, work: Path) -> dic
             "manifest_bytes": size}
 
 
-def timed_get(session: requests.Session, url: str, n: int, **kwargs: Any) -> tuple[dict[str, float], bytes]:
-    samples, body = [], b""
+def alternating(session: requests.Session, urls: dict[str, tuple[str, bool]], n: int) -> tuple[dict[str, Any],
+                                                                                              dict[str, bytes]]:
+    """Each URL (name -> (url, follow redirects)) read `n` times, in turns, so that a shared host's drift hits them
+    alike: name -> latency figures, and the last body read."""
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    bodies: dict[str, bytes] = {}
     for _ in range(n):
-        started = time.perf_counter()
-        response = session.get(url, timeout=30, **kwargs)
-        samples.append(time.perf_counter() - started)
-        assert response.status_code in (200, 302), (url, response.status_code, response.text[:300])
-        body = response.content
-    return ms_summary(samples), body
+        for name, (url, follow) in urls.items():
+            started = time.perf_counter()
+            response = session.get(url, timeout=30, allow_redirects=follow)
+            samples[name].append(time.perf_counter() - started)
+            assert response.status_code in (200, 302), (url, response.status_code, response.text[:300])
+            bodies[name] = response.content
+    return {name: ms_summary(values) for name, values in samples.items()}, bodies
 
 
 def live_figures(settings: Settings, scene: Path, jobs: int, reads: int, port: int, work: Path) -> dict[str, Any]:
@@ -133,14 +138,14 @@ def live_figures(settings: Settings, scene: Path, jobs: int, reads: int, port: i
             assert status == "successful", session.get(f"{a}/jobs/{job_id}/logs").text[-2000:]
             ends.append(time.perf_counter() - started)
         figures: dict[str, Any] = {"job_end_to_end": ms_summary(ends[1:])}  # the first warms the workers
-        path = f"/jobs/{job_id}/results/scene"
-        figures["output_on_a"], from_a = timed_get(session, a + path, reads)
-        figures["output_on_b_redirect_only"], _ = timed_get(session, b + path, reads, allow_redirects=False)
-        figures["output_on_b"], from_b = timed_get(session, b + path, reads)
-        assert from_a == from_b == scene.read_bytes()
-        for name, query in (("document", ""), ("stac", "?f=stac")):
-            figures[f"{name}_on_a"], _ = timed_get(session, f"{a}/jobs/{job_id}/results{query}", reads)
-            figures[f"{name}_on_b"], _ = timed_get(session, f"{b}/jobs/{job_id}/results{query}", reads)
+        path, results = f"/jobs/{job_id}/results/scene", f"/jobs/{job_id}/results"
+        latencies, bodies = alternating(session, {
+            "output_on_a": (a + path, True), "output_on_b_redirect_only": (b + path, False),
+            "output_on_b": (b + path, True), "document_on_a": (a + results, True),
+            "document_on_b": (b + results, True), "stac_on_a": (f"{a}{results}?f=stac", True),
+            "stac_on_b": (f"{b}{results}?f=stac", True)}, reads)
+        assert bodies["output_on_a"] == bodies["output_on_b"] == scene.read_bytes()
+        figures.update(latencies)
     return figures
 
 

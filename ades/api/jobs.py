@@ -24,6 +24,7 @@ from ades.api.results import ResultsRequest, answer
 from ades.api.views import jobs_page, status_info
 from ades.config import Settings
 from ades.models import ID_PATTERN, JobQuery
+from ades.results_manifest import normalized
 from ades.status import Status
 from ades.store import JobNotFound
 
@@ -250,12 +251,13 @@ def job_file(job_id: str, relative: str = "") -> Response:
     file = found.output_file(relative) if relative.strip("/") else None
     if file is not None:
         return file.download("application/octet-stream")
-    entries = found.entries(relative)
-    if entries is None:
+    folder = normalized(relative)
+    entries = found.entries(folder) if folder is not None else None
+    if entries is None or folder is None:
         if Status(doc["status"]) is Status.SUCCEEDED and found.outputs is None and not found.folder.outputs.is_dir():
             raise not_here(doc, found, "no-such-file", "No such file")
         raise problem(404, "no-such-file", f"job {job_id} has no file {relative!r}", "No such file")
-    return jsonify(_folder_listing(c.url(f"/jobs/{job_id}/files"), relative.strip("/"), entries))
+    return jsonify(_folder_listing(c.url(f"/jobs/{job_id}/files"), folder, entries))
 
 
 def _folder_listing(files_url: str, path: str, entries: list[tuple[str, OutputFile | None]]) -> dict[str, Any]:

@@ -140,6 +140,8 @@ def test_files_and_folder_listings_from_another_node(nodes, jobs) -> None:
         on_a, on_b = a.get(f"/jobs/{job_id}/files/{folder}"), b.get(f"/jobs/{job_id}/files/{folder}")
         assert on_a.status_code == on_b.status_code == 200, (folder, on_b.text)
         assert on_b.text == _on_b(on_a.text, a, b), folder
+    assert b.get(f"/jobs/{job_id}/files/tiles/../tiles/deep/").json()["location"] == \
+        f"{b.url}/jobs/{job_id}/files/tiles/deep/"
     root = b.get(f"/jobs/{job_id}/files/").json()
     assert root["class"] == "Directory" and root["location"] == f"{b.url}/jobs/{job_id}/files/"
     assert [(e["class"], e["basename"]) for e in root["listing"]] == [
