@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from flask import Response, redirect, send_file
 
 from ades.api.errors import ApiProblem, problem
 from ades.jobs.folder import JobFolder, inside
-from ades.results_manifest import Manifest, listing, normalized, rebased
-from ades.results_stac import RasterFacts
+from ades.results_manifest import Manifest, RasterInfo, listing, normalized, rebased
+from ades.results_stac import RasterFacts, looks_raster, raster_info
 from ades.storage import S3Storage, StorageError
 
 MANIFESTS_KEPT = 256
@@ -89,8 +89,6 @@ class JobOutputs:
     """cwltool's output object with paths on this node; None when neither this node nor the bucket has it"""
     manifest: Manifest | None = None
     storage: S3Storage | None = None
-    rasters: dict[str, RasterFacts] = field(default_factory=dict)
-    """for the STAC Item: the rasters' facts by local path (from the manifest)"""
 
     @property
     def root(self) -> Path:
@@ -137,6 +135,22 @@ class JobOutputs:
             elif (file := _local(inside(root, child))) is not None:
                 entries.append((child.name, file))
         return entries
+
+    def raster_facts(self) -> dict[str, RasterFacts]:
+        """For the STAC Item of a job that ran elsewhere: each raster's facts by its local path, read through a
+        presigned URL once per manifest kept (ades.results_manifest says why not on the running host)."""
+        if self.manifest is None or self.storage is None:
+            return {}
+        facts: dict[str, RasterFacts] = {}
+        for relative, stored in self.manifest.files.items():
+            if not looks_raster(relative, stored.type):
+                continue
+            info = self.manifest.rasters.get(relative)
+            if info is None:
+                bbox, kind = raster_info(self.storage.presign(stored.key))
+                info = self.manifest.rasters[relative] = RasterInfo(bbox=bbox, type=kind)
+            facts[str(self.root / relative)] = (info.bbox, info.type)
+        return facts
 
     def _object(self, relative: str) -> OutputFile | None:
         stored = self.manifest.files.get(relative) if self.manifest is not None else None
@@ -200,7 +214,6 @@ def find_outputs(folder: JobFolder, storage: S3Storage | None, cache: ManifestCa
         return JobOutputs(folder, None, storage=storage)
     found = JobOutputs(folder, None, manifest=manifest, storage=storage)
     found.outputs = rebased(manifest.outputs, found.root)
-    found.rasters = {str(found.root / relative): (info.bbox, info.type) for relative, info in manifest.rasters.items()}
     return found
 
 

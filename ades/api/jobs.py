@@ -197,7 +197,7 @@ def job_results(job_id: str) -> Response:
     if fmt == "stac":
         from ades.results_stac import GEOJSON, job_item  # rasterio loads only when someone asks for STAC
 
-        item = job_item(doc, found.outputs, c.base_url, found.root, found.rasters)
+        item = job_item(doc, found.outputs, c.base_url, found.root, found.raster_facts())
         return Response(json.dumps(item), mimetype=GEOJSON)
     if fmt != "json":
         raise problem(400, "invalid-parameter", f"f: results come as json or stac, not {fmt!r}")

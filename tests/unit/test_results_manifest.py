@@ -94,17 +94,27 @@ def test_a_manifest_keeps_the_uploaded_files_under_the_outputs_folder(tmp_path: 
     uploaded = {tif: StoredFile(key="jobs/j/image/out.tif", size=4, type="image/tiff"),
                 text: StoredFile(key="jobs/j/tiles/tiles/x.txt", size=1, type="text/plain"),
                 Path("/elsewhere/z.txt"): StoredFile(key="jobs/j/z/z.txt", size=1, type="text/plain")}
-    seen: list[tuple[Path, str]] = []
-
-    def raster(path: Path, media: str) -> RasterInfo | None:
-        seen.append((path, media))
-        return RasterInfo(bbox=(1.0, 2.0, 3.0, 4.0), type="image/tiff; application=geotiff") if path == tif else None
-
-    manifest = build("j", outputs, tmp_path, uploaded, raster)
+    manifest = build("j", outputs, tmp_path, uploaded)
     assert sorted(manifest.files) == ["out.tif", "tiles/x.txt"]
-    assert manifest.files["out.tif"].key == "jobs/j/image/out.tif"
-    assert manifest.rasters == {"out.tif": RasterInfo(bbox=(1.0, 2.0, 3.0, 4.0),
-                                                      type="image/tiff; application=geotiff")}
-    assert (tif, "image/tiff") in seen
+    assert manifest.files["out.tif"] == uploaded[tif]
     assert manifest.outputs == relative_outputs(outputs, tmp_path)
     assert Manifest.model_validate_json(manifest.model_dump_json()) == manifest
+    # what a reader learns of the rasters stays in its memory, never in the stored object
+    manifest.rasters["out.tif"] = RasterInfo(bbox=(1.0, 2.0, 3.0, 4.0), type="image/tiff; application=geotiff")
+    assert "rasters" not in manifest.model_dump_json()
+
+
+def test_a_node_without_the_files_says_where_they_are(tmp_path: Path) -> None:
+    from ades.api.job_outputs import JobOutputs, not_here
+    from ades.jobs.folder import JobFolder
+    from ades.storage import S3Storage
+
+    found = JobOutputs(JobFolder(tmp_path, "j1"), None)
+    local = not_here({"id": "j1", "host": "node-a-7f3e"}, found, "no-such-output", "No such output")
+    assert local.status == 404 and local.kind == "no-such-output"
+    assert "j1" in local.detail and "node-a-7f3e" in local.detail and "ADES_OUTPUT_STORAGE=s3" in local.detail
+    assert "the host that ran it" in not_here({"id": "j1"}, found, "no-such-file", "No such file").detail
+
+    found.storage = S3Storage("bucket", "runs", client=object())
+    stored = not_here({"id": "j1"}, found, "no-such-file", "No such file")
+    assert "s3://bucket/runs/j1/" in stored.detail and "manifest" in stored.detail
