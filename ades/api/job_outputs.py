@@ -148,7 +148,9 @@ class JobOutputs:
             info = self.manifest.rasters.get(relative)
             if info is None:
                 bbox, kind = raster_info(self.storage.presign(stored.key))
-                info = self.manifest.rasters[relative] = RasterInfo(bbox=bbox, type=kind)
+                info = RasterInfo(bbox=bbox, type=kind)
+                if kind is not None:  # read as a raster: kept; a failed read is tried again next time
+                    self.manifest.rasters[relative] = info
             facts[str(self.root / relative)] = (info.bbox, info.type)
         return facts
 
