@@ -280,11 +280,14 @@ class S3Storage:
                 first = answer["Errors"][0]
                 raise StorageError(f"could not delete s3://{self.bucket}/{first.get('Key')}: {first.get('Message')}")
 
-    def presign(self, key: str, content_type: str | None = None) -> str:
-        """A GET URL of the object valid `expiry` seconds; `content_type` overrides the stored one in the answer."""
+    def presign(self, key: str, content_type: str | None = None, disposition: str | None = None) -> str:
+        """A GET URL of the object valid `expiry` seconds; `content_type` and `disposition` override the stored
+        Content-Type and the Content-Disposition of the answer."""
         params = {"Bucket": self.bucket, "Key": key}
         if content_type:
             params["ResponseContentType"] = content_type
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
         return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=self.expiry))
 
     def _upload_file(self, job_id: str, output_id: str, value: dict[str, Any], name: str,

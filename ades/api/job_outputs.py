@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from flask import Response, redirect, send_file
 
@@ -53,10 +54,11 @@ class OutputFile:
 
     def download(self, mimetype: str) -> Response:
         """The file as a link's target: sent from this disk, or a redirect to a presigned URL of its object (which
-        answers with `mimetype` too)."""
+        answers with `mimetype` and the file's name, as send_file would: clients name what they save by it)."""
         if self.path is not None:
             return send_file(self.path, mimetype=mimetype, download_name=self.name)
-        return redirect(self._stored().presign(self._key(), mimetype), 302)
+        disposition = f"inline; filename*=UTF-8''{quote(self.name, safe='')}"
+        return redirect(self._stored().presign(self._key(), mimetype, disposition), 302)
 
     def inline(self, mimetype: str) -> Response:
         """The file's bytes in this answer (a raw result by value): sent from this disk, or streamed from its

@@ -20,6 +20,7 @@ import pystac
 import pytest
 import requests
 
+from ades.client import Client
 from ades.config import Settings
 from ades.models import Job
 from ades.results_stac import validate_item
@@ -131,6 +132,18 @@ def test_the_results_document_and_each_output_from_another_node(nodes, jobs) -> 
         from_a = a.get(f"/jobs/{job_id}/results/{output}")
         assert b.get(f"/jobs/{job_id}/results/{output}").json() == json.loads(_on_b(from_a.text, a, b)), output
     assert_problem(b.get(f"/jobs/{job_id}/results/nope"), 404, "no-such-output")
+
+
+def test_the_clients_download_of_every_result_from_another_node(nodes, jobs, tmp_path: Path) -> None:
+    """`ades jobs results JOB --download` (Client.download) fetches the same files, named alike, from either node."""
+    a, b = nodes
+    got = []
+    for node, folder in ((a, "a"), (b, "b")):
+        session = requests.Session()
+        session.trust_env = False
+        written = Client(node.url, session=session).job(jobs["document"]).download(tmp_path / folder)
+        got.append({path.name: path.read_bytes() for path in written if path.name != "results.json"})
+    assert got[1] == got[0] and sorted(got[0]) == ["note.txt", "scene.tif"]
 
 
 def test_files_and_folder_listings_from_another_node(nodes, jobs) -> None:
