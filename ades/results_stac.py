@@ -33,10 +33,12 @@ _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc")
 _RASTER_TYPES = ("image/tiff", "image/jp2", "application/x-netcdf", "application/netcdf")
 REMOTE_TIMEOUT = 10  # seconds GDAL may wait on a remote raster's header
 Bbox = tuple[float, float, float, float]
+RasterFacts = tuple[Bbox | None, str | None]
+"""(WGS84 bounds, refined media type) of a raster, as raster_info gives them"""
 
 
 # --- rasters -----------------------------------------------------------------------------------------------------
-def _looks_raster(name: str, kind: str | None) -> bool:
+def looks_raster(name: str, kind: str | None) -> bool:
     # GDAL opens some plain text (CSV, XYZ) as rasters too: only try files meant to be rasters
     path = urllib.parse.urlsplit(name).path if "://" in name else name
     return path.lower().endswith(_RASTER_SUFFIXES) or (kind or "").startswith(_RASTER_TYPES)
@@ -90,7 +92,8 @@ def _own_url(href: str, base_url: str) -> bool:
     return href.startswith(base_url.rstrip("/") + "/")
 
 
-def _asset(value: dict[str, Any], href: str, title: str, base_url: str, boxes: list[Bbox]) -> dict[str, Any]:
+def _asset(value: dict[str, Any], href: str, title: str, base_url: str, boxes: list[Bbox],
+           known: dict[str, RasterFacts]) -> dict[str, Any]:
     kind: str | None = media_type(value)
     if kind == "application/octet-stream":
         kind = None  # unknown: say nothing rather than something vague
@@ -99,7 +102,13 @@ def _asset(value: dict[str, Any], href: str, title: str, base_url: str, boxes: l
     if source is None and href.startswith(("http://", "https://")) and not _own_url(href, base_url):
         source = href  # no copy here (another host ran it), but the file is reachable elsewhere, e.g. S3
     name = str(value.get("basename") or path or href)
-    if source is not None and _looks_raster(name, kind):
+    facts = known.get(str(path)) if path is not None else None
+    if facts is not None:  # read where the file was written (ades.results_manifest): nothing to fetch here
+        bbox, refined = facts
+        if bbox is not None:
+            boxes.append(bbox)
+        kind = refined or kind
+    elif source is not None and looks_raster(name, kind):
         bbox, refined = raster_info(source)
         if bbox is not None:
             boxes.append(bbox)
@@ -119,9 +128,10 @@ def _hrefs(reported: Any, count: int) -> list[str | None]:
 
 
 def job_item(doc: dict[str, Any], outputs: dict[str, Any] | None, base_url: str,
-             outputs_dir: Path | None = None) -> dict[str, Any]:
+             outputs_dir: Path | None = None, known: dict[str, RasterFacts] | None = None) -> dict[str, Any]:
     """The STAC Item (a dict) of a succeeded job's `jobs` document and cwltool's output object (as the run saved
-    it; None when this host has no copy: the assets then come from the URLs in `doc["outputs"]` alone).
+    it; None when this host has no copy: the assets then come from the URLs in `doc["outputs"]` alone). `known`:
+    the rasters' facts by local path, read before (the job's results manifest), instead of reading the files.
 
     A file without a URL of its own in `doc["outputs"]` (an array's items when the job reported one URL for the
     whole output) gets the URL this server serves it at, which needs the job's `outputs_dir`; without it the file is
@@ -141,7 +151,7 @@ def job_item(doc: dict[str, Any], outputs: dict[str, Any] | None, base_url: str,
             continue
         if is_file(value):
             href = _hrefs(reported.get(name), 1)[0] or f"{base}/jobs/{job_id}/results/{name}"
-            assets[name] = _asset(value, href, name, base, boxes)
+            assets[name] = _asset(value, href, name, base, boxes, known or {})
             continue
         many = files_of(value)
         if many is None:
@@ -153,7 +163,7 @@ def job_item(doc: dict[str, Any], outputs: dict[str, Any] | None, base_url: str,
             if href is None:
                 continue  # no URL was reported for this file: an asset without an href would be invalid
             assets[f"{name}_{i}"] = _asset(item, href, f"{name} [{i}] {item.get('basename') or ''}".strip(), base,
-                                           boxes)
+                                           boxes, known or {})
     bbox = _union(boxes)
     stop = doc.get("stop-time") or doc.get("updated") or doc.get("created")
     properties: dict[str, Any] = {

@@ -18,11 +18,14 @@ import json
 import mimetypes
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ades.config import Settings
+
+if TYPE_CHECKING:
+    from ades.results_manifest import Manifest, StoredFile
 
 MEDIA_TYPES_IRI = "media-types/"
 _EXTRA_TYPES = {
@@ -191,22 +194,64 @@ class S3Storage:
         self.s3.create_bucket(Bucket=self.bucket, **extra)
 
     def store(self, job_id: str, outputs: dict[str, Any], outputs_dir: Path) -> dict[str, Any]:
+        """Upload the outputs, then the job's manifest (ades.results_manifest), which lets any node serve them."""
         urls: dict[str, Any] = {}
+        uploaded: dict[Path, StoredFile] = {}
         for output_id, value in outputs.items():
             if value is None:
                 continue
             if is_file(value):
-                urls[output_id] = self._upload_file(job_id, output_id, value, _basename(value))
+                urls[output_id] = self._upload_file(job_id, output_id, value, _basename(value), uploaded)
             elif is_directory(value):
-                urls[output_id] = self._upload_directory(job_id, output_id, value)
+                urls[output_id] = self._upload_directory(job_id, output_id, value, uploaded)
             else:
                 many = files_of(value)
                 if many is not None:
-                    urls[output_id] = [self._upload_file(job_id, output_id, f, f"{i}/{_basename(f)}")
+                    urls[output_id] = [self._upload_file(job_id, output_id, f, f"{i}/{_basename(f)}", uploaded)
                                        for i, f in enumerate(many)]
                 else:
                     urls[output_id] = self._upload_value(job_id, output_id, value)
+        self.put_manifest(job_id, outputs, outputs_dir, uploaded)
         return urls
+
+    def put_manifest(self, job_id: str, outputs: dict[str, Any], outputs_dir: Path,
+                     uploaded: dict[Path, StoredFile]) -> None:
+        # imported here: the manifest module builds on this one
+        from ades.results_manifest import MANIFEST_NAME, build
+
+        manifest = build(job_id, outputs, outputs_dir, uploaded)
+        key = self.key(job_id, "", MANIFEST_NAME)
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=manifest.model_dump_json(),
+                               ContentType="application/json")
+        except Exception as err:  # botocore raises many types; the runner needs one
+            raise StorageError(f"the results manifest could not be uploaded to s3://{self.bucket}/{key}: "
+                               f"{err}") from err
+
+    def manifest(self, job_id: str) -> Manifest | None:
+        """The job's results manifest, or None when the job has none (it ran before
+        manifests were written, or its objects were removed). Raises StorageError when storage cannot be read."""
+        from ades.results_manifest import MANIFEST_NAME, Manifest
+
+        key = self.key(job_id, "", MANIFEST_NAME)
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as err:  # botocore's ClientError, told apart by its code
+            if str(getattr(err, "response", {}).get("Error", {}).get("Code", "")) in ("NoSuchKey", "404",
+                                                                                       "NoSuchBucket"):
+                return None
+            raise StorageError(f"could not read s3://{self.bucket}/{key}: {err}") from err
+        try:
+            return Manifest.model_validate_json(body)
+        except ValidationError as err:
+            raise StorageError(f"s3://{self.bucket}/{key} is not a results manifest: {err}") from err
+
+    def open(self, key: str) -> Any:
+        """The object's body, a stream (botocore's StreamingBody). Raises StorageError."""
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except Exception as err:  # botocore raises many types; the caller needs one
+            raise StorageError(f"could not read s3://{self.bucket}/{key}: {err}") from err
 
     def job_keys(self, job_id: str) -> list[str]:
         """The keys of every object stored for the job (outputs, secondary files, values); none when the bucket
@@ -235,26 +280,34 @@ class S3Storage:
                 first = answer["Errors"][0]
                 raise StorageError(f"could not delete s3://{self.bucket}/{first.get('Key')}: {first.get('Message')}")
 
-    def presign(self, key: str) -> str:
-        return str(self.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expiry))
+    def presign(self, key: str, content_type: str | None = None, disposition: str | None = None) -> str:
+        """A GET URL of the object valid `expiry` seconds; `content_type` and `disposition` override the stored
+        Content-Type and the Content-Disposition of the answer."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if content_type:
+            params["ResponseContentType"] = content_type
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
+        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=self.expiry))
 
-    def _upload_file(self, job_id: str, output_id: str, value: dict[str, Any], name: str) -> str:
+    def _upload_file(self, job_id: str, output_id: str, value: dict[str, Any], name: str,
+                     uploaded: dict[Path, StoredFile]) -> str:
         path = local_path(value)
         if path is None or not path.is_file():
             raise StorageError(f"output {output_id!r}: no local file to upload ({value.get('location')!r})")
         key = self.key(job_id, output_id, name)
-        self._put_path(output_id, path, key, media_type(value))
+        self._put_path(output_id, path, key, media_type(value), uploaded)
         # secondary files (indexes, sidecars) go beside the primary so relative references keep working
         for extra in value.get("secondaryFiles") or []:
             extra_path = local_path(extra)
             if is_file(extra) and extra_path is not None and extra_path.is_file():
                 parent = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
                 self._put_path(output_id, extra_path, self.key(job_id, output_id, parent + _basename(extra)),
-                               media_type(extra))
+                               media_type(extra), uploaded)
         return self.presign(key)
 
-    def _upload_directory(self, job_id: str, output_id: str, value: dict[str, Any]) -> list[str]:
+    def _upload_directory(self, job_id: str, output_id: str, value: dict[str, Any],
+                          uploaded: dict[Path, StoredFile]) -> list[str]:
         root = local_path(value)
         urls = []
         for item in files_of(value) or []:
@@ -263,7 +316,7 @@ class S3Storage:
                 name = f"{root.name}/{path.relative_to(root).as_posix()}"
             else:
                 name = _basename(item)
-            urls.append(self._upload_file(job_id, output_id, item, name))
+            urls.append(self._upload_file(job_id, output_id, item, name, uploaded))
         return urls
 
     def _upload_value(self, job_id: str, output_id: str, value: Any) -> str:
@@ -275,13 +328,18 @@ class S3Storage:
             raise StorageError(f"output {output_id!r}: could not upload to s3://{self.bucket}/{key}: {err}") from err
         return self.presign(key)
 
-    def _put_path(self, output_id: str, path: Path, key: str, content_type: str) -> None:
+    def _put_path(self, output_id: str, path: Path, key: str, content_type: str,
+                  uploaded: dict[Path, StoredFile]) -> None:
+        from ades.results_manifest import StoredFile
+
         try:
+            size = path.stat().st_size
             # upload_file switches to a multipart upload for large files (rasters)
             self.s3.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
         except Exception as err:  # botocore/s3transfer raise many types; the runner needs one
             raise StorageError(f"output {output_id!r}: could not upload {path.name} to s3://{self.bucket}/{key}: "
                                f"{err}") from err
+        uploaded[path] = StoredFile(key=key, size=size, type=content_type)
 
 
 # --- choosing one -----------------------------------------------------------------------------------------------

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from flask import current_app
 
+from ades.api.job_outputs import ManifestCache
 from ades.config import Settings
 from ades.cwl import Package, PackageError, load_package
 from ades.fetch import Fetcher
 from ades.jobs.service import JobService
+from ades.storage import S3Storage
 from ades.store import JobStore, ProcessStore
 from ades.store.logs import LogStore
 from ades.store.processes import DeployedProcess
@@ -48,6 +50,17 @@ class AdesContext:
         if self.settings.log_store != "elasticsearch":
             return None
         return LogStore(self.job_store.client, self.settings)
+
+    @functools.cached_property
+    def output_storage(self) -> S3Storage | None:
+        """Where every host keeps job outputs (ADES_OUTPUT_STORAGE=s3), read for jobs that ran elsewhere; else
+        None. One client per server process."""
+        storage = self.jobs.storage_config.make()
+        return storage if isinstance(storage, S3Storage) else None
+
+    @functools.cached_property
+    def manifests(self) -> ManifestCache:
+        return ManifestCache()
 
     # --- packages ---
     def package_of(self, process: DeployedProcess) -> Package:

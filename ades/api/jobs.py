@@ -9,20 +9,22 @@ import math
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, jsonify, request
 from pygeoapi.api import APIRequest
 
 from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import problem
+from ades.api.job_outputs import JobOutputs, OutputFile, find_outputs, not_here
 from ades.api.logs import LogQuery, follow, last_lines, source_of
 from ades.api.outputs import served
 from ades.api.results import ResultsRequest, answer
 from ades.api.views import jobs_page, status_info
 from ades.config import Settings
-from ades.jobs.folder import JobFolder
 from ades.models import ID_PATTERN, JobQuery
+from ades.results_manifest import normalized
 from ades.status import Status
 from ades.store import JobNotFound
 
@@ -190,12 +192,12 @@ def job_status(job_id: str) -> Response:
 def job_results(job_id: str) -> Response:
     c = ctx()
     doc = _succeeded(c, job_id)
-    folder = c.jobs.folder(job_id)
+    found = _outputs(c, job_id)
     fmt = request.args.get("f", "json")
     if fmt == "stac":
         from ades.results_stac import GEOJSON, job_item  # rasterio loads only when someone asks for STAC
 
-        item = job_item(doc, folder.saved_outputs(), c.base_url, folder.outputs)
+        item = job_item(doc, found.outputs, c.base_url, found.root, found.raster_facts())
         return Response(json.dumps(item), mimetype=GEOJSON)
     if fmt != "json":
         raise problem(400, "invalid-parameter", f"f: results come as json or stac, not {fmt!r}")
@@ -203,7 +205,7 @@ def job_results(job_id: str) -> Response:
     wanted = ResultsRequest.of_job(doc)
     if "f" in request.args:
         wanted = wanted.model_copy(update={"response": "document"})
-    return answer(doc, folder, c.base_url, wanted)
+    return answer(doc, found, c.base_url, wanted)
 
 
 def _succeeded(c: AdesContext, job_id: str) -> dict[str, Any]:
@@ -215,38 +217,62 @@ def _succeeded(c: AdesContext, job_id: str) -> dict[str, Any]:
     return doc
 
 
+def _outputs(c: AdesContext, job_id: str) -> JobOutputs:
+    """The job's outputs from this node's disk, or from object storage when it ran elsewhere."""
+    return find_outputs(c.jobs.folder(job_id), c.output_storage, c.manifests)
+
+
 @bp.get("/jobs/<job_id>/results/<output>")
 def job_output(job_id: str, output: str) -> Response:
     c = ctx()
-    _succeeded(c, job_id)
-    folder = c.jobs.folder(job_id)
-    outputs = folder.saved_outputs()
-    if outputs is None or output not in outputs:
-        raise problem(404, "no-such-output", f"job {job_id} has no output {output!r} on this server", "No such output")
-    value = outputs[output]
+    doc = _succeeded(c, job_id)
+    found = _outputs(c, job_id)
+    if found.outputs is None:
+        raise not_here(doc, found, "no-such-output", "No such output")
+    if output not in found.outputs:
+        raise problem(404, "no-such-output", f"job {job_id} has no output {output!r}", "No such output")
+    value = found.outputs[output]
     if isinstance(value, dict) and value.get("class") == "File":
-        return _file_response(folder, value, output)
-    return jsonify(served(value, f"{c.base_url.rstrip('/')}/jobs/{job_id}/files", folder.outputs))
+        file = found.file(value.get("path", ""))
+        if file is None:
+            raise problem(404, "no-such-output", f"the file of output {output!r} is gone", "No such output")
+        fmt = value.get("format") or ""
+        return file.download(fmt.split("media-types/", 1)[1] if "media-types/" in fmt else "application/octet-stream")
+    return jsonify(served(value, f"{c.base_url.rstrip('/')}/jobs/{job_id}/files", found.root))
 
 
-def _file_response(folder: JobFolder, value: dict[str, Any], output: str) -> Response:
-    """The content of a File output, if it lies in the job's folder (404 otherwise)."""
-    path = folder.file(value.get("path", ""))
-    if path is None:
-        raise problem(404, "no-such-output", f"the file of output {output!r} is gone", "No such output")
-    fmt = value.get("format") or ""
-    mimetype = fmt.split("media-types/", 1)[1] if "media-types/" in fmt else "application/octet-stream"
-    return send_file(path, mimetype=mimetype, download_name=path.name)
-
-
+@bp.get("/jobs/<job_id>/files/")
 @bp.get("/jobs/<job_id>/files/<path:relative>")
-def job_file(job_id: str, relative: str) -> Response:
+def job_file(job_id: str, relative: str = "") -> Response:
+    """A file of the job's outputs folder, or (a folder's path) what lies in it."""
     c = ctx()
-    visible_job(c, job_id)
-    path = c.jobs.folder(job_id).output_file(relative)
-    if path is None:
+    doc = visible_job(c, job_id)
+    found = _outputs(c, job_id)
+    file = found.output_file(relative) if relative.strip("/") else None
+    if file is not None:
+        return file.download("application/octet-stream")
+    folder = normalized(relative)
+    entries = found.entries(folder) if folder is not None else None
+    if entries is None or folder is None:
+        if Status(doc["status"]) is Status.SUCCEEDED and found.outputs is None and not found.folder.outputs.is_dir():
+            raise not_here(doc, found, "no-such-file", "No such file")
         raise problem(404, "no-such-file", f"job {job_id} has no file {relative!r}", "No such file")
-    return send_file(path, mimetype="application/octet-stream", download_name=path.name)
+    return jsonify(_folder_listing(c.url(f"/jobs/{job_id}/files"), folder, entries))
+
+
+def _folder_listing(files_url: str, path: str, entries: list[tuple[str, OutputFile | None]]) -> dict[str, Any]:
+    """A folder of the outputs as a CWL Directory (its location and each entry's: /files URLs)."""
+    base = f"{files_url}/{quote(path)}/" if path else f"{files_url}/"
+    listing: list[dict[str, Any]] = []
+    for name, file in entries:
+        if file is None:
+            listing.append({"class": "Directory", "basename": name, "location": f"{base}{quote(name)}/"})
+        else:
+            listing.append({"class": "File", "basename": name, "size": file.size, "location": f"{base}{quote(name)}"})
+    folder = {"class": "Directory", "location": base, "listing": listing}
+    if path:
+        folder["basename"] = path.rsplit("/", 1)[-1]
+    return folder
 
 
 @bp.get("/jobs/<job_id>/logs")

@@ -280,6 +280,11 @@ def _results_200(description: str, stac: bool = False) -> dict[str, Any]:
     return {"description": description, "content": content}
 
 
+_LISTING = {"type": "object", "required": ["class", "location", "listing"], "additionalProperties": True}
+_REDIRECT = {"description": "the file is in object storage (ADES_OUTPUT_STORAGE=s3) and the job ran on another "
+             "host: `Location` is a presigned URL of it", "headers": {"Location": {"schema": {"type": "string"}}}}
+
+
 def _job_paths(settings: Settings) -> dict[str, Any]:
     status_json = _json(_ref("statusInfo"), "job status")
     return {
@@ -312,14 +317,23 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
             "get": {"operationId": "getResult", "summary": "one output (a file's content, or the value as JSON)",
                     "responses": {"200": {"description": "the output", "content": {
                         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                        JSON: {"schema": {}}}}, **_errors(404, 503)}},
+                        JSON: {"schema": {}}}}, "302": _REDIRECT, **_errors(404, 503)}},
+        },
+        "/jobs/{jobId}/files/": {
+            "parameters": [JOB_ID],
+            "get": {"operationId": "getJobFiles", "summary": "what the job's outputs folder holds, as a CWL "
+                    "Directory with a `listing` (each entry's `location` a /files URL)",
+                    "responses": {"200": {"description": "the outputs folder's listing", "content": {
+                        JSON: {"schema": _LISTING}}}, **_errors(404, 503)}},
         },
         "/jobs/{jobId}/files/{path}": {
             "parameters": [JOB_ID, _path_param("path", "file path inside the job's outputs")],
-            "get": {"operationId": "getJobFile", "summary": "a file the job produced",
-                    "responses": {"200": {"description": "the file", "content": {
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                        **_errors(404, 503)}},
+            "get": {"operationId": "getJobFile", "summary": "a file the job produced, or (the path of a folder, or "
+                    "empty: the outputs folder) what the folder holds, as a CWL Directory with a `listing`",
+                    "responses": {"200": {"description": "the file, or the folder's listing", "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        JSON: {"schema": _LISTING}}},
+                        "302": _REDIRECT, **_errors(404, 503)}},
         },
         "/jobs/{jobId}/logs": {
             "parameters": [JOB_ID],

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from ades.api.auth import DEPLOYER, current_principal, require_role
 from ades.api.context import AdesContext, ctx
 from ades.api.errors import ApiProblem, part2, problem
+from ades.api.job_outputs import find_outputs
 from ades.api.jobs import number_arg
 from ades.api.results import ResultsRequest, answer, results_request
 from ades.api.submit import OgcExecute, json_body, parse_body, read_body, submit
@@ -234,5 +235,5 @@ def _sync_answer(c: AdesContext, job_id: str, wanted: ResultsRequest, location: 
         detail = doc.get("message") or f"the job ended {outcome.ogc}"
         raise ApiProblem(500, "execution-failed", detail, "Execution failed",
                          {"Location": location, "Link": _monitor(location)})
-    return answer({**doc, "status": Status.SUCCEEDED.value}, c.jobs.folder(job_id), c.base_url, wanted,
-                  [_monitor(location)])
+    found = find_outputs(c.jobs.folder(job_id), c.output_storage, c.manifests)
+    return answer({**doc, "status": Status.SUCCEEDED.value}, found, c.base_url, wanted, [_monitor(location)])

@@ -25,15 +25,14 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from flask import Response, jsonify, send_file
+from flask import Response, jsonify
 from pydantic import BaseModel, ConfigDict
 
 from ades.api.errors import problem
+from ades.api.job_outputs import JobOutputs, OutputFile
 from ades.api.views import results_document
-from ades.jobs.folder import JobFolder
 
 VALUE = "value"
 REFERENCE = "reference"
@@ -90,8 +89,8 @@ class _Output:
     entry: Any
     """its entry in the results document (the reference form of files, `{"value": v}` of other values)"""
     mode: str
-    file: Path | None
-    """the file of a single-File output, when this host has it"""
+    file: OutputFile | None
+    """the file of a single-File output, when this node reaches it (its disk, or object storage)"""
 
     @property
     def media(self) -> str:
@@ -103,9 +102,9 @@ class _Output:
         return isinstance(self.entry, dict) and "value" in self.entry and "href" not in self.entry
 
 
-def _chosen(doc: dict[str, Any], folder: JobFolder, base_url: str, request: ResultsRequest) -> list[_Output]:
-    entries = results_document(doc, folder, base_url)
-    saved = folder.saved_outputs() or {}
+def _chosen(doc: dict[str, Any], found: JobOutputs, base_url: str, request: ResultsRequest) -> list[_Output]:
+    entries = results_document(doc, found.outputs, found.root, base_url)
+    saved = found.outputs or {}
     names = list(request.outputs) if request.outputs else list(entries)
     chosen = []
     for name in names:
@@ -113,7 +112,7 @@ def _chosen(doc: dict[str, Any], folder: JobFolder, base_url: str, request: Resu
         if entry is None or (isinstance(entry, dict) and "value" in entry and entry["value"] is None):
             continue  # an optional output the run did not produce
         value = saved.get(name)
-        path = folder.file(value.get("path", "")) if isinstance(value, dict) and value.get("class") == "File" else None
+        path = found.file(value.get("path", "")) if isinstance(value, dict) and value.get("class") == "File" else None
         mode = (request.outputs or {}).get(name)
         if mode is None:
             plain_value = isinstance(entry, dict) and "value" in entry and "href" not in entry
@@ -122,10 +121,10 @@ def _chosen(doc: dict[str, Any], folder: JobFolder, base_url: str, request: Resu
     return chosen
 
 
-def answer(doc: dict[str, Any], folder: JobFolder, base_url: str, request: ResultsRequest,
+def answer(doc: dict[str, Any], found: JobOutputs, base_url: str, request: ResultsRequest,
            links: Iterable[str] = ()) -> Response:
     """The results of a successful job as `request` asked, with `links` (Link header values) added."""
-    outputs = _chosen(doc, folder, base_url, request)
+    outputs = _chosen(doc, found, base_url, request)
     base = f"{base_url.rstrip('/')}/jobs/{doc['id']}/results"
     if request.response == "document":
         response = jsonify({o.name: _document_entry(o, base) for o in outputs})
@@ -163,12 +162,7 @@ def _document_entry(output: _Output, base: str) -> Any:
 def _small_content(output: _Output) -> bytes | None:
     if output.file is None:
         return None
-    try:
-        if output.file.stat().st_size > INLINE_MAX_BYTES:
-            return None
-        return output.file.read_bytes()
-    except OSError:
-        return None
+    return output.file.content(INLINE_MAX_BYTES)
 
 
 def _is_text(media: str) -> bool:
@@ -187,8 +181,8 @@ def _references(output: _Output, base: str) -> list[tuple[str, str]]:
 
 
 def _raw_value(output: _Output) -> Response:
-    if output.file is not None and output.file.is_file():
-        return send_file(output.file, mimetype=output.media, download_name=output.file.name)
+    if output.file is not None:
+        return output.file.inline(output.media)
     if output.is_value:
         value = output.entry["value"]
         if isinstance(value, str):

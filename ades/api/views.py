@@ -13,7 +13,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pygeoapi.util import render_j2_template
 
 from ades.api.outputs import served
-from ades.jobs.folder import JobFolder
 from ades.status import Status
 from ades.store.processes import DeployedProcess
 
@@ -103,14 +102,15 @@ def _file_entry(shown: dict[str, Any], value: dict[str, Any], href: str) -> dict
     return entry
 
 
-def results_document(doc: dict[str, Any], folder: JobFolder, base_url: str) -> dict[str, Any]:
+def results_document(doc: dict[str, Any], outputs: dict[str, Any] | None, outputs_dir: Path,
+                     base_url: str) -> dict[str, Any]:
     """Output id -> {href} (files, served by /jobs/{id}/results/{output} or /files/...) or the value itself.
 
-    cwltool's output object is in the job's folder before the job can be `succeeded` (ades.jobs.run); without it
-    (files removed, or another host ran the job) the URLs the finish step reported stand in."""
+    `outputs` is cwltool's output object, with its files in `outputs_dir` (ades.api.job_outputs: the job's folder
+    here, or its results manifest); without it (files removed, or another host ran the job and outputs are not in
+    object storage) the URLs the finish step reported stand in."""
     base = base_url.rstrip("/")
     job_id = doc["id"]
-    outputs = folder.saved_outputs()
     if outputs is None:
         reported = doc.get("outputs") or {}
         return {name: {"href": url} if isinstance(url, str) else url for name, url in reported.items()}
@@ -120,13 +120,13 @@ def results_document(doc: dict[str, Any], folder: JobFolder, base_url: str) -> d
         if value is None:
             continue  # an optional output the job did not produce
         if _is_file(value):
-            result[name] = _file_entry(served(value, files, folder.outputs) or {}, value,
+            result[name] = _file_entry(served(value, files, outputs_dir) or {}, value,
                                        f"{base}/jobs/{job_id}/results/{name}")
         elif isinstance(value, list) and value and all(_is_file(v) for v in value):
-            shown = [(served(v, files, folder.outputs), v) for v in value]
+            shown = [(served(v, files, outputs_dir), v) for v in value]
             result[name] = [_file_entry(s, v, s["location"]) for s, v in shown if s is not None]
         else:
-            result[name] = {"value": served(value, files, folder.outputs)}
+            result[name] = {"value": served(value, files, outputs_dir)}
     return result
 
 

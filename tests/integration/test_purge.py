@@ -214,7 +214,7 @@ def test_stored_outputs_go_with_their_jobs(es, s3_settings, jobs, tmp_path) -> N
     for job_id in jobs.values():
         store_outputs(storage, job_id, tmp_path)
     report = Purge(s3_settings, es).run(PurgeFilter(older_than=MONTH))
-    assert report.objects == 3 * len(OLD_FINISHED) and report.ok
+    assert report.objects == 4 * len(OLD_FINISHED) and report.ok  # a.txt, its index, n's value, the manifest
     for name, job_id in jobs.items():
         keys = storage.job_keys(job_id)
         assert (len(keys) == 0) == (name in OLD_FINISHED), (name, keys)

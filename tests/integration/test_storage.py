@@ -103,7 +103,14 @@ def test_s3_upload_and_presigned_download(s3_settings: Settings, bucket: str, tm
     prefix = f"runs/outputs/{JOB}"
     assert keys == sorted([f"{prefix}/ndvi/ndvi.tif", f"{prefix}/parts/0/part.bin", f"{prefix}/parts/1/part.bin",
                            f"{prefix}/tiles/tiles/deep/two.txt", f"{prefix}/tiles/tiles/one.txt",
-                           f"{prefix}/score/value.json"])
+                           f"{prefix}/score/value.json", f"{prefix}/manifest.json"])
+    # the results manifest: any node serves the files by their path in the outputs folder
+    manifest = storage.manifest(JOB)
+    assert manifest is not None and manifest.job_id == JOB
+    assert manifest.files["ndvi.tif"].key == f"{prefix}/ndvi/ndvi.tif"
+    assert manifest.files["ndvi.tif"].size == len(contents["ndvi"]) and manifest.files["ndvi.tif"].type == "image/tiff"
+    assert manifest.outputs["ndvi"]["path"] == "ndvi.tif"
+    assert storage.manifest("no-such-job") is None
 
     ndvi = _get(urls["ndvi"])
     assert ndvi.content == contents["ndvi"] and ndvi.headers["Content-Type"] == "image/tiff"
