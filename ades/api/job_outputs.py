@@ -188,6 +188,12 @@ class ManifestCache:
         self._kept: OrderedDict[str, Manifest] = OrderedDict()
         self._lock = threading.Lock()
 
+    def forget(self, job_id: str) -> None:
+        """Drop the job's manifest (its objects were removed)."""
+        with self._lock:
+            for key in [k for k in self._kept if k.endswith(f"/{job_id}")]:
+                del self._kept[key]
+
     def get(self, storage: S3Storage, job_id: str) -> Manifest | None:
         key = f"{storage.bucket}/{storage.prefix}/{job_id}"
         with self._lock:

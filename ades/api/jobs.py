@@ -26,6 +26,7 @@ from ades.config import Settings
 from ades.models import ID_PATTERN, JobQuery
 from ades.results_manifest import normalized
 from ades.status import Status
+from ades.storage import StorageError
 from ades.store import JobNotFound
 
 bp = Blueprint("ades_jobs", __name__)
@@ -303,7 +304,12 @@ def dismiss(job_id: str) -> Response:
     c = ctx()
     doc = visible_job(c, job_id)
     status = Status(doc["status"])
-    c.jobs.dismiss(job_id, status)
+    try:
+        c.jobs.dismiss(job_id, status)
+    except StorageError as err:
+        raise problem(503, "storage-unavailable", f"job {job_id}: its outputs could not be removed from object "
+                      f"storage, so nothing was removed; try again: {err}", "Storage unavailable") from None
+    c.manifests.forget(job_id)
     if status.terminal:
         # its files are gone; its status stays what it was (a terminal job never changes)
         return jsonify(status_info({**doc, "message": (doc.get("message") or "") + " (files removed)"}, c.base_url))

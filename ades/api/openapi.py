@@ -298,7 +298,7 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
             "get": {"operationId": "getStatus", "summary": "job status",
                     "responses": {"200": status_json, **_errors(404, 503)}},
             "delete": {"operationId": "dismiss", "summary": "dismiss: cancel a running job, remove a finished one's "
-                       "files", "responses": {"200": status_json, **_errors(404, 503)}},
+                       "files and stored outputs", "responses": {"200": status_json, **_errors(404, 503)}},
         },
         "/jobs/{jobId}/results": {
             "parameters": [JOB_ID],

@@ -195,8 +195,13 @@ class JobService:
         self.scheduler.add(queued)
 
     def dismiss(self, job_id: str, status: Status) -> None:
-        """OGC dismiss: an ended job's files go (its status stays what it was); an unfinished job is cancelled."""
+        """OGC dismiss: an ended job's files go (its status stays what it was), its objects in the output bucket
+        first, so that no node serves them again (raises StorageError, having removed nothing here, when they
+        cannot be removed); an unfinished job is cancelled."""
         if status.terminal:
+            storage = self.storage_config.make() if self.settings.output_storage == "s3" else None
+            if isinstance(storage, S3Storage):
+                storage.delete_keys(storage.job_keys(job_id))
             self.folder(job_id).remove()
         else:
             self.cancel(job_id)

@@ -58,6 +58,7 @@ ASKED: dict[str, dict[str, Any]] = {
     "links": {"response": "raw", "outputs": {"note": {"transmissionMode": "reference"},
                                              "scene": {"transmissionMode": "reference"}}},
     "unread": {},  # no node reads it before its manifest is taken away
+    "dismissed": {},
 }
 
 
@@ -258,3 +259,19 @@ def test_without_a_manifest_another_node_says_where_the_results_are(nodes, jobs)
     store_jobs(b.context.job_store, [bobs], refresh=True)
     for path in ("/results", "/results/note", "/files/", "/files/note.txt"):
         assert_problem(b.get(f"/jobs/{bobs.id}{path}"), 404, "no-such-job")
+
+
+def test_a_finished_job_dismissed_on_any_node_loses_its_stored_outputs(nodes, jobs) -> None:
+    """DELETE of an ended job removes its objects too: no node serves them again (before, B went on serving them
+    from the bucket)."""
+    _, b = nodes
+    job_id = jobs["dismissed"]
+    storage = b.context.output_storage
+    assert isinstance(storage, S3Storage)
+    assert b.get(f"/jobs/{job_id}/results/note").content == "hello 🛰".encode()  # B keeps its manifest
+    assert storage.job_keys(job_id)
+    dismissed = b.delete(f"/jobs/{job_id}")
+    assert dismissed.status_code == 200 and dismissed.json()["status"] == "successful", dismissed.text
+    assert storage.job_keys(job_id) == []
+    for path, kind in (("results/note", "no-such-output"), ("files/note.txt", "no-such-file")):
+        assert_problem(b.get(f"/jobs/{job_id}/{path}"), 404, kind)
