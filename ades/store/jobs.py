@@ -190,6 +190,11 @@ class JobStore:
             response = self.client.mget(index=self.index, ids=list(job_ids), source_includes=["status", "user-id"])
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not read jobs: {err}") from err
+        failed = [d for d in response["docs"] if "error" in d]
+        if failed:
+            # a document mget could not read (a shard not ready, an alias over several indexes) is not "no such
+            # job": a dependency taken for missing would fail the job that waits on it
+            raise StoreUnavailable(f"could not read job {failed[0]['_id']}: {failed[0]['error']}")
         return {d["_id"]: d["_source"] if d.get("found") else None for d in response["docs"]}
 
     def count(self, statuses: Sequence[Status], *, user_id: str | None = None) -> int:

@@ -261,6 +261,18 @@ def test_a_shard_that_cannot_answer_is_the_store_away_not_an_unknown_job(job_sto
     assert job_store.get(recovering.id)["status"] == "submitted"
 
 
+def test_a_status_mget_cannot_read_is_the_store_away_not_a_missing_job(job_store: JobStore, es: Elasticsearch,
+                                                                       settings: Settings):
+    """The jobs alias over two indexes (a rollover made by hand): mget through it fails for every document. The
+    statuses dependencies are checked with said "no such job" (None), which fails the jobs that wait on them."""
+    job = Job(process_id="echo")
+    store_jobs(job_store, [job], refresh=True)
+    assert job_store.statuses([job.id]) == {job.id: "submitted"}
+    es.indices.create(index=f"{settings.index_prefix}jobs-extra", aliases={settings.jobs_alias: {}})
+    with pytest.raises(StoreUnavailable, match=job.id):
+        job_store.statuses([job.id])
+
+
 def test_available_means_the_jobs_index_can_answer(job_store: JobStore, settings: Settings):
     from types import SimpleNamespace
 
