@@ -204,7 +204,11 @@ SUBMITTER = textwrap.dedent("""
         tasks = dask_scheduler.tasks
         return all(k in tasks and "fire-and-forget" in {c.client_key for c in tasks[k].who_wants} for k in keys)
 
+    deadline = time.monotonic() + 30
     while not executor.client.run_on_scheduler(forgotten_by_none, keys):
+        if time.monotonic() > deadline:
+            print("the scheduler does not keep the jobs for their own sake", flush=True)
+            sys.exit(1)
         time.sleep(0.05)
     print("submitted", flush=True)
     time.sleep(600)
@@ -224,7 +228,9 @@ def test_queued_jobs_of_an_api_process_killed_9_run_to_the_end(cluster, echo, se
     try:
         api = subprocess.Popen([sys.executable, "-c", SUBMITTER, cluster, store_address.model_dump_json(),
                                 *map(str, files)], stdout=subprocess.PIPE, text=True)
-        assert api.stdout is not None and api.stdout.readline().strip() == "submitted"
+        assert api.stdout is not None
+        said = api.stdout.readline().strip()
+        assert said == "submitted", said
         api.send_signal(signal.SIGKILL)
         api.wait(10)
         with Client(cluster, set_as_default=False, timeout=10) as client:
