@@ -345,7 +345,8 @@ def _add_execution_commands(commands: Commands) -> None:
         "execution",
         cmd_execution,
         "pause or resume job execution on this host (the API keeps accepting jobs)",
-        "Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers) start no new job; "
+        "Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers), and every Dask worker serving "
+        "the same Elasticsearch store (ADES_INDEX_PREFIX), start no new job; "
         "running jobs finish, accepted jobs stay submitted and start in order on resume, a dismissed one is dropped. "
         "For draining a host before maintenance, or letting a burst of submissions in first.",
     )

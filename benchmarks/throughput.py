@@ -121,8 +121,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def dask_cluster(workers: int, threads: int, log_dir: Path) -> Iterator[str]:
-    """`ades dask scheduler` and `ades dask worker --nworkers N` on a free port, stopped afterwards."""
+def dask_cluster(workers: int, threads: int, log_dir: Path, data_dirs: list[Path] | None = None) -> Iterator[str]:
+    """`ades dask scheduler` and `ades dask worker --nworkers N` on a free port, stopped afterwards; with
+    `data_dirs`, one `ades dask worker --data-dir D` per dir instead (workers with data dirs of their own)."""
     from distributed import Client
 
     port = _free_port()
@@ -130,9 +131,12 @@ def dask_cluster(workers: int, threads: int, log_dir: Path) -> Iterator[str]:
     ades = [sys.executable, "-m", "ades.cli", "dask"]
     procs: list[subprocess.Popen] = []
     try:
-        for name, args in (("scheduler", ["scheduler", "--port", str(port)]),
-                           ("workers", ["worker", "--scheduler", url, "--nworkers", str(workers),
-                                        "--nthreads", str(threads)])):
+        roles = [("workers", ["worker", "--scheduler", url, "--nworkers", str(workers), "--nthreads", str(threads)])]
+        if data_dirs:
+            workers = len(data_dirs)
+            roles = [(f"worker-{i}", ["worker", "--scheduler", url, "--nthreads", str(threads), "--data-dir", str(d)])
+                     for i, d in enumerate(data_dirs)]
+        for name, args in [("scheduler", ["scheduler", "--port", str(port)]), *roles]:
             with (log_dir / f"{name}.log").open("ab") as out:
                 procs.append(subprocess.Popen([*ades, *args], stdout=out, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, start_new_session=True))

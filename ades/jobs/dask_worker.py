@@ -1,12 +1,14 @@
 """The Dask worker's side of the Dask executor: the task that runs one job, and cancelling it where it runs.
 
-Each job is one task (`run_task`, key `ades-job-<id>`) whose argument is the RunSpec as JSON. The job folder
-(`<data_dir>/jobs/<id>/`) must be the same path for the server and the workers (one host, or a shared file system):
-the results, the log and the cancel request live there. The task waits while execution is paused, records its
-attempt in the folder, and runs the job in a warm launcher (ades.jobs.dask_launchers) borrowed for its duration.
+Each job is one task (`run_task`, key `ades-job-<id>`) whose argument is the RunSpec as JSON. A worker with a data
+dir of its own (ADES_DATA_DIR; `ades dask worker --data-dir`) runs the job in a folder there, with the wrapped
+workflow written into its cache from the text the task carries; otherwise in the data dir the server names (one
+host, or a shared file system). Before it starts the job the task asks the store (ades.jobs.dask_checks): a job
+already ended or dismissed does not run, and it waits while execution is paused; then it records its start on the
+scheduler and runs the job in a warm launcher (ades.jobs.dask_launchers) borrowed for its duration.
 
 A lost worker (SIGKILLed, crashed, host gone): its launchers see their parent die and kill their jobs' groups. The
-scheduler hands the task to another worker; that attempt finds the first one's record in the job folder and, by
+scheduler hands the task to another worker; that attempt finds the first one's start recorded on the task and, by
 `retry_lost`, fails the job with the reason or runs it once more.
 
 Load with `--preload ades.jobs.dask_worker` (`ades dask worker` does): each worker then starts one warm launcher per
