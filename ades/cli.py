@@ -163,7 +163,7 @@ def cmd_execution(args: argparse.Namespace) -> int:
     elif args.action == "resume":
         print(f"execution resumed in {data_dir}" if resume(data_dir) else f"execution was not paused in {data_dir}")
     state = paused(data_dir)
-    store_state = _store_pause(settings, args.action, args.reason)
+    store_state = _store_pause(settings, args.action, getattr(args, "reason", None))
     if args.action != "status":
         return EXIT_OK
     if state is None and store_state is None:
