@@ -51,7 +51,10 @@ _PUBLISHER = Publisher()
 
 
 def dask_setup(worker: Any) -> None:
-    """Dask preload hook: one warm launcher per worker thread, started now."""
+    """Dask preload hook: one warm launcher per worker thread, started now; a data dir of its own made private."""
+    own = own_data_dir()
+    if own is not None:
+        DataDir(own).make_private()
     _POOL.prestart(int(getattr(worker, "nthreads", 1) or 1))
 
 

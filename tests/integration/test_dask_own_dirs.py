@@ -126,6 +126,7 @@ def test_a_job_runs_in_its_workers_own_data_dir(executor, cluster, echo, setting
     assert (DataDir(folder.data_dir).wrapped_cache / spec.workflow_file.name).read_text() == \
         spec.workflow_file.read_text()
     assert not spec.folder.exists()  # nothing in the server's data dir
+    assert folder.data_dir.stat().st_mode & 0o777 == 0o700  # the worker's data dir is its user's alone
 
     # the same job submitted again (a node that restarted): the task finds it ended in the store, does not run it
     again = DaskExecutor(cluster, settings.data_dir, grace=2.0,
