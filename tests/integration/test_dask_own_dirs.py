@@ -250,3 +250,29 @@ def test_queued_jobs_of_an_api_process_killed_9_run_to_the_end(cluster, echo, se
     for i, spec in enumerate(specs):
         folder = folder_on_workers(worker_dirs, spec.job_id)
         assert folder is not None and (folder.outputs / "out.txt").read_text() == f"orphan {i}\n"
+
+
+def test_with_retry_a_killed_workers_job_runs_once_more_and_succeeds(cluster, gate, settings, job_store,
+                                                                    store_address, worker_dirs, es, tmp_path):
+    wait_for(lambda: len(worker_addresses(cluster)) >= WORKERS, 120, "2 Dask workers", interval=0.5)
+    executor = DaskExecutor(cluster, settings.data_dir, retry_lost=True, grace=2.0, store=store_address)
+    opened = helpers.gate_folder(tmp_path) / "gate"
+    try:
+        spec = helpers.new_spec(gate, {"gate": str(opened)}, settings.data_dir, SinkConfig.from_settings(settings),
+                                job_store, readable=[opened.parent])
+        executor.submit(spec)
+        worker, pgid = wait_for(lambda: started(executor, spec.job_id), 120, "the job to start", interval=0.2)
+        os.kill(executor.client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+        # the second attempt, on the other worker or on the one its nanny restarted (a new address)
+        wait_for(lambda: (found := started(executor, spec.job_id)) and found[0] != worker, 120,
+                 "the second attempt to start", interval=0.2)
+        wait_for(lambda: groups.gone(pgid), 15, "the first attempt's job to go with its worker")
+        opened.touch()
+        assert executor.wait(spec.job_id, 120) == "succeeded"
+    finally:
+        opened.touch()
+        executor.close()
+    logs = "".join(JobFolder(d, spec.job_id).read_log() for d in worker_dirs if JobFolder(d, spec.job_id).exists())
+    assert f"({worker}) was lost; running the job again" in logs
+    job_store.refresh()
+    assert job_store.get(spec.job_id)["status"] == "succeeded"
