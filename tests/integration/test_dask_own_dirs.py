@@ -22,7 +22,7 @@ from distributed import Client
 from ades.config import Settings
 from ades.events.sinks import SinkConfig
 from ades.jobs import groups
-from ades.jobs.dask_checks import StoreAddress
+from ades.jobs.dask_checks import StartCheck, StoreAddress, check_store
 from ades.jobs.dask_server import DaskExecutor
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.pause import pause_store, resume_store
@@ -276,3 +276,18 @@ def test_with_retry_a_killed_workers_job_runs_once_more_and_succeeds(cluster, ga
     assert f"({worker}) was lost; running the job again" in logs
     job_store.refresh()
     assert job_store.get(spec.job_id)["status"] == "succeeded"
+
+
+def test_the_store_check_reads_the_jobs_status_and_the_pause_in_one_round_trip(echo, settings, job_store,
+                                                                               store_address, es):
+    spec = new_spec(echo, {"message": "checked"}, settings, job_store)
+    assert check_store(store_address, spec.job_id) == StartCheck(status=Status.SUBMITTED)
+    assert check_store(store_address, "no-such-job") == StartCheck()
+    job_store.apply(StatusUpdate(job_id=spec.job_id, status=Status.DISMISSED, message="dismissed on request"))
+    pause_store(es, settings.index_prefix, "upgrade")
+    try:
+        check = check_store(store_address, spec.job_id)
+        assert check.status is Status.DISMISSED and check.paused is not None and check.paused.reason == "upgrade"
+    finally:
+        assert resume_store(es, settings.index_prefix)
+    assert check_store(store_address, spec.job_id).paused is None
