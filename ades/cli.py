@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeAlias
 
 from pydantic import ValidationError
@@ -129,8 +130,11 @@ def cmd_dask_worker(args: argparse.Namespace) -> int:
                "--nthreads", str(args.nthreads), "--no-dashboard", "--preload", "ades.jobs.dask_worker"]
     if args.host:
         command += ["--host", args.host]
+    env = dict(os.environ)
+    if args.data_dir is not None:  # the workers' own: ades.jobs.dask_worker.own_data_dir reads it
+        env["ADES_DATA_DIR"] = str(args.data_dir.expanduser().absolute())
     sys.stdout.flush()
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, env)
     return EXIT_ERROR  # not reached
 
 
@@ -151,18 +155,48 @@ def cmd_execution(args: argparse.Namespace) -> int:
 
     from ades.jobs.pause import pause, paused, resume
 
-    data_dir = _settings().data_dir
+    settings = _settings()
+    data_dir = settings.data_dir
     if args.action == "pause":
         pause(data_dir, args.reason)
         print(f"execution paused in {data_dir}: running jobs finish, new ones wait (`ades execution resume`)")
     elif args.action == "resume":
         print(f"execution resumed in {data_dir}" if resume(data_dir) else f"execution was not paused in {data_dir}")
-    elif (state := paused(data_dir)) is None:
+    state = paused(data_dir)
+    store_state = _store_pause(settings, args.action, getattr(args, "reason", None))
+    if args.action != "status":
+        return EXIT_OK
+    if state is None and store_state is None:
         print(f"execution runs in {data_dir}")
     else:
+        where, state = (str(data_dir), state) if state is not None else ("the store's Dask workers", store_state)
+        assert state is not None
         since = datetime.fromtimestamp(state.since, UTC).isoformat(timespec="seconds")
-        print(f"execution paused in {data_dir} since {since}" + (f": {state.reason}" if state.reason else ""))
+        print(f"execution paused in {where} since {since}" + (f": {state.reason}" if state.reason else ""))
     return EXIT_OK
+
+
+def _store_pause(settings, action: str, reason: str | None):
+    """The same switch in the store, which every Dask worker serving it reads (ades.jobs.pause); None if not
+    paused there or the store did not answer (said on stderr: the data dir's switch still holds this host)."""
+    from elasticsearch import ApiError, TransportError
+
+    from ades.jobs.pause import pause_store, paused_store, resume_store
+    from ades.store.client import make_client
+
+    client = make_client(settings)
+    try:
+        if action == "pause":
+            return pause_store(client, settings.index_prefix, reason)
+        if action == "resume":
+            resume_store(client, settings.index_prefix)
+            return None
+        return paused_store(client, settings.index_prefix)
+    except (ApiError, TransportError) as err:
+        print(f"the store-wide switch (Dask workers of other hosts) was not reached: {err}", file=sys.stderr)
+        return None
+    finally:
+        client.close()
 
 
 # --- ades serve -----------------------------------------------------------------------------------------------
@@ -269,7 +303,8 @@ def _add_dask_commands(commands: Commands) -> None:
         help="run a Dask scheduler or workers in the foreground (for the Dask executor, docker-compose)",
         description="Run a Dask scheduler or Dask workers in the foreground (the process becomes Dask's). Jobs go "
         "to them when the server runs with ADES_EXECUTOR=dask and ADES_DASK_SCHEDULER. Workers load ades' warm "
-        "cwltool launchers; they must see the server's ADES_DATA_DIR at the same path.",
+        "cwltool launchers; with a data dir of their own (--data-dir, or ADES_DATA_DIR) they share nothing with the "
+        "server but Elasticsearch, object storage, the event queue and the scheduler.",
     )
     roles = dask.add_subparsers(dest="action", metavar="ROLE", required=True)
     scheduler = _command(roles, "scheduler", cmd_dask_scheduler, "the Dask scheduler",
@@ -284,6 +319,10 @@ def _add_dask_commands(commands: Commands) -> None:
     worker.add_argument("--nthreads", type=int, default=1,
                         help="jobs each worker runs at a time (default 1)")
     worker.add_argument("--host", default=None, help="address the workers bind to and advertise (default: Dask's)")
+    worker.add_argument("--data-dir", type=Path, default=None,
+                        help="the workers' own data dir: jobs run in its job folders, the wrapped workflow is written "
+                        "into its cache from the task when missing (default ADES_DATA_DIR when set, else the data "
+                        "dir the server names in each job: the same path on every host, or one host)")
 
 
 def _add_consumer_command(commands: Commands) -> None:
@@ -306,7 +345,8 @@ def _add_execution_commands(commands: Commands) -> None:
         "execution",
         cmd_execution,
         "pause or resume job execution on this host (the API keeps accepting jobs)",
-        "Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers) start no new job; "
+        "Pause: workers sharing ADES_DATA_DIR (local job workers and Dask workers), and every Dask worker serving "
+        "the same Elasticsearch store (ADES_INDEX_PREFIX), start no new job; "
         "running jobs finish, accepted jobs stay submitted and start in order on resume, a dismissed one is dropped. "
         "For draining a host before maintenance, or letting a burst of submissions in first.",
     )

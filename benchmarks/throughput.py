@@ -52,7 +52,7 @@ def bare_cwltool(runs: int) -> float:
     return sum(bare_echo(f"hi {i}") for i in range(runs))
 
 
-def _specs(settings: Settings, count: int, tag: str) -> list[RunSpec]:
+def echo_specs(settings: Settings, count: int, tag: str) -> list[RunSpec]:
     """`count` echo jobs indexed as submitted (one bulk), and their run specs."""
     package = load_package(ECHO.read_text(), "application/cwl")
     sink = SinkConfig.from_settings(settings)
@@ -95,8 +95,8 @@ def measure(settings: Settings, jobs: int, warm_up: int, make_executor: Callable
     try:
         executor = make_executor()
         try:
-            _run_all(executor, _specs(settings, warm_up, "warm-up"))
-            specs = _specs(settings, jobs, "hello")
+            _run_all(executor, echo_specs(settings, warm_up, "warm-up"))
+            specs = echo_specs(settings, jobs, "hello")
             seconds, outcomes = _run_all(executor, specs)
         finally:
             executor.close()
@@ -121,8 +121,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def dask_cluster(workers: int, threads: int, log_dir: Path) -> Iterator[str]:
-    """`ades dask scheduler` and `ades dask worker --nworkers N` on a free port, stopped afterwards."""
+def dask_cluster(workers: int, threads: int, log_dir: Path, data_dirs: list[Path] | None = None) -> Iterator[str]:
+    """`ades dask scheduler` and `ades dask worker --nworkers N` on a free port, stopped afterwards; with
+    `data_dirs`, one `ades dask worker --data-dir D` per dir instead (workers with data dirs of their own)."""
     from distributed import Client
 
     port = _free_port()
@@ -130,9 +131,12 @@ def dask_cluster(workers: int, threads: int, log_dir: Path) -> Iterator[str]:
     ades = [sys.executable, "-m", "ades.cli", "dask"]
     procs: list[subprocess.Popen] = []
     try:
-        for name, args in (("scheduler", ["scheduler", "--port", str(port)]),
-                           ("workers", ["worker", "--scheduler", url, "--nworkers", str(workers),
-                                        "--nthreads", str(threads)])):
+        roles = [("workers", ["worker", "--scheduler", url, "--nworkers", str(workers), "--nthreads", str(threads)])]
+        if data_dirs:
+            workers = len(data_dirs)
+            roles = [(f"worker-{i}", ["worker", "--scheduler", url, "--nthreads", str(threads), "--data-dir", str(d)])
+                     for i, d in enumerate(data_dirs)]
+        for name, args in [("scheduler", ["scheduler", "--port", str(port)]), *roles]:
             with (log_dir / f"{name}.log").open("ab") as out:
                 procs.append(subprocess.Popen([*ades, *args], stdout=out, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, start_new_session=True))

@@ -1,9 +1,13 @@
 """DaskExecutor: jobs run on a Dask distributed cluster (ADES_DASK_SCHEDULER); the server's side.
 
 Each job is one task (ades.jobs.dask_worker.run_task) keyed `ades-job-<id>`; its future is the job's handle in the
-table, and the future's end is the job's end here (whether it started is the worker's to know). Cancel requests the
-job's cancel in its folder, then asks every worker to stop the job if it holds it; a job still queued in the
-scheduler is dropped, and a task that starts after the request dismisses itself.
+table, and the future's end is the job's end here (whether it started is the worker's to know). Tasks are fire and
+forget: the scheduler runs them to the end whatever becomes of this process (killed, or closed: its jobs are not
+cancelled), and a node that submits the same job again gets the live task, or one that finds the job ended in the
+store and does not run it. Each task carries the wrapped workflow's text (for a worker with a data dir of its own,
+which lacks the file) and the store's address (ades.jobs.dask_checks), not the journal. Cancel requests the job's
+cancel in its folder, then asks every worker to stop the job if it holds it; a job still queued in the scheduler is
+dropped, and a task that starts after the request finds it in the store or its folder and dismisses itself.
 
 Queued jobs start in a fair order across users: each task's Dask priority is its job's start tag, negated
 (ades.jobs.fairshare; Dask runs higher priorities first, and equal ones in submission order). The scheduler does
@@ -16,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ades.jobs.dask_worker import cancel_here, run_task, running_here
+from ades.jobs.dask_checks import StoreAddress
+from ades.jobs.dask_worker import KEY_PREFIX, cancel_here, run_task, running_here
 from ades.jobs.executor import DEFAULT_GRACE
 from ades.jobs.fairshare import FairShare
 from ades.jobs.folder import JobFolder
@@ -30,16 +34,17 @@ from ades.jobs.publisher import Publisher
 from ades.jobs.spec import RunSpec
 from ades.status import Status
 
-KEY_PREFIX = "ades-job-"
+WORKFLOW_TEXTS_MAX = 256
 
 
 class DaskExecutor:
     """The Executor protocol on a Dask cluster. `data_dir` lets `cancel` reach jobs another server process
-    submitted; `shares`: user -> share of the fair order (1 for others)."""
+    submitted; `shares`: user -> share of the fair order (1 for others); `store`: where a task checks the job's status
+and the pause switch before it starts it (None: it does not)."""
 
     def __init__(self, scheduler: str, data_dir: Path | None = None, *, table: JobTable | None = None,
                  retry_lost: bool = False, grace: float = DEFAULT_GRACE, connect_timeout: float = 10.0,
-                 shares: Mapping[str, float] | None = None) -> None:
+                 shares: Mapping[str, float] | None = None, store: StoreAddress | None = None) -> None:
         from distributed import Client
 
         self.table = table or JobTable()
@@ -49,6 +54,8 @@ class DaskExecutor:
         self.publisher = Publisher()
         self._share = FairShare(shares)
         self._tags: dict[str, float] = {}
+        self._store = store.model_dump_json() if store is not None else None
+        self._texts: dict[Path, str] = {}
         self._lock = threading.Lock()
         try:
             self.client = Client(scheduler, set_as_default=False, timeout=connect_timeout)
@@ -62,8 +69,12 @@ class DaskExecutor:
             raise RuntimeError("the executor is closed")
         with self._lock:
             tag = self._tags[spec.job_id] = self._share.tag(spec.user_id or "")
-        future = self.client.submit(run_task, spec.model_dump_json(), self.retry_lost, key=KEY_PREFIX + spec.job_id,
-                                    pure=False, priority=-tag)
+        from distributed import fire_and_forget
+
+        future = self.client.submit(run_task, spec.model_dump_json(), self.retry_lost,
+                                    self._workflow_text(spec.workflow_file), self._store,
+                                    key=KEY_PREFIX + spec.job_id, pure=False, priority=-tag)
+        fire_and_forget(future)
         self.table.transition(spec.job_id, HostState.QUEUED, "handed to the Dask scheduler", payload=spec,
                               handle=future)
         future.add_done_callback(self._done)
@@ -72,30 +83,24 @@ class DaskExecutor:
         job = self.table.get(job_id)
         ours = job.state is HostState.QUEUED and job.handle is not None
         if ours:
-            folder = job.payload.folder
+            job.payload.folder.request_cancel()
         elif self.data_dir is not None and JobFolder(self.data_dir, job_id).exists():
-            folder = JobFolder(self.data_dir, job_id)  # submitted by another server process, maybe running
-        else:
-            return False
-        # the request first: a task that starts after this line dismisses itself, whatever the broadcast finds
-        folder.request_cancel()
+            JobFolder(self.data_dir, job_id).request_cancel()  # submitted by another server process of this data dir
+        # the request first: a task that starts after this line dismisses itself, whatever the broadcast finds;
+        # a worker with a data dir of its own requests it in its own folder
         answers = self.client.run(cancel_here, job_id, self.grace, on_error="return")
         running = any(answer is True for answer in answers.values())
         if ours and not running:
-            job.handle.cancel()  # still queued in the scheduler: dropped; _done reports it dismissed
+            # still queued in the scheduler: dropped (forced: fire and forget wants it too); _done reports it dismissed
+            self.client.cancel([job.handle], force=True)
         return ours or running
 
     def close(self) -> None:
+        """Let go of the cluster: the jobs handed to it run to their end (fire and forget) and report it
+        themselves."""
         if self._closed:
             return
         self._closed = True
-        unfinished = [job.job_id for job in self.table.in_state(HostState.QUEUED) if job.handle is not None]
-        for job_id in unfinished:
-            with contextlib.suppress(Exception):  # a lost scheduler must not keep the server from stopping
-                self.cancel(job_id)
-        deadline = time.monotonic() + self.grace + 5
-        for job_id in unfinished:
-            self.table.wait_ended(job_id, max(0.05, deadline - time.monotonic()))
         self.client.close()
 
     def wait(self, job_id: str, timeout: float) -> Status | None:
@@ -107,6 +112,17 @@ class DaskExecutor:
         return {job_id: (worker, pgid) for worker, jobs in answers.items() for job_id, pgid in jobs.items()}
 
     # --- internals ---
+    def _workflow_text(self, path: Path) -> str:
+        # named by its content, so a file once read never changes
+        text = self._texts.get(path)
+        if text is None:
+            text = path.read_text(encoding="utf-8")
+            with self._lock:
+                if len(self._texts) >= WORKFLOW_TEXTS_MAX:
+                    self._texts.clear()
+                self._texts[path] = text
+        return text
+
     def _done(self, future: Any) -> None:
         # Dask calls this in its callback thread, once per job, however the task ended
         job = self.table.get(str(future.key).removeprefix(KEY_PREFIX))
@@ -114,8 +130,8 @@ class DaskExecutor:
             tag = self._tags.pop(job.job_id, None)
             if tag is not None:
                 self._share.advance(tag)
-        if job.state is not HostState.QUEUED:
-            return
+        if job.state is not HostState.QUEUED or self._closed:
+            return  # closed: the task goes on without this process, which no longer reports it
         outcome = self._outcome(future, job.payload)
         with contextlib.suppress(TransitionRefused):  # ended meanwhile: the first end stands
             self.table.transition(job.job_id, HostState.ENDED, "its Dask task ended", outcome=outcome)

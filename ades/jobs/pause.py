@@ -7,21 +7,33 @@ submissions in first: on a small host, CPU a job takes is CPU the API lacks, eve
 job dismissed meanwhile is dropped as always.
 
 The switch is a file in the data dir, so every server process and every Dask worker sharing that data dir sees it.
-Workers look before they start a job (one stat per job), then every POLL_SECONDS while execution is paused.
+Workers look before they start a job (one stat per job), then every POLL_SECONDS while execution is paused. The
+same switch is also a small document in the store (`<prefix>control`, id `execution-pause`), which Dask workers with
+data dirs of their own read with the job's status before they start it (ades.jobs.dask_checks): one pause holds
+every worker that serves the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from elasticsearch import ConflictError, NotFoundError
 from pydantic import BaseModel, Field, ValidationError
 
 from ades.jobs.folder import DataDir, JobFolder
 
 POLL_SECONDS = 0.2
+PAUSE_ID = "execution-pause"
+
+
+def control_index(index_prefix: str) -> str:
+    """The store's index of control documents (the pause switch)."""
+    return f"{index_prefix}control"
 
 
 class PauseState(BaseModel):
@@ -81,3 +93,30 @@ def hold(folder: JobFolder, stopping: Callable[[], bool] | None = None,
         held = True
         time.sleep(POLL_SECONDS)
     return False
+
+
+def pause_store(client: Any, index_prefix: str, reason: str | None = None) -> PauseState:
+    """Stop starting jobs on every Dask worker that serves the store (idempotent, as `pause`)."""
+    current = paused_store(client, index_prefix)
+    if current is not None:
+        return current
+    state = PauseState(since=time.time(), reason=reason)
+    with contextlib.suppress(ConflictError):  # paused meanwhile by another: that pause stands
+        client.create(index=control_index(index_prefix), id=PAUSE_ID, document=state.model_dump(), refresh=True)
+    return paused_store(client, index_prefix) or state
+
+
+def resume_store(client: Any, index_prefix: str) -> bool:
+    """Take the store-wide pause away; False if there was none."""
+    try:
+        client.delete(index=control_index(index_prefix), id=PAUSE_ID, refresh=True)
+    except NotFoundError:
+        return False
+    return True
+
+
+def paused_store(client: Any, index_prefix: str) -> PauseState | None:
+    try:
+        return PauseState.model_validate(client.get(index=control_index(index_prefix), id=PAUSE_ID)["_source"])
+    except NotFoundError:
+        return None

@@ -133,10 +133,12 @@ class JobService:
 
     def _make_executor(self) -> Executor:
         if self.settings.executor == "dask":
+            from ades.jobs.dask_checks import StoreAddress
             from ades.jobs.dask_server import DaskExecutor
 
             return DaskExecutor(self.settings.dask_scheduler_address, self.data.root, table=self.table,
-                                retry_lost=self.settings.dask_retry_lost, shares=self.settings.user_shares)
+                                retry_lost=self.settings.dask_retry_lost, shares=self.settings.user_shares,
+                                store=StoreAddress.from_settings(self.settings))
         from ades.jobs.local import LocalExecutor
 
         return LocalExecutor(self.workers, table=self.table, nice=self.settings.job_nice,

@@ -15,7 +15,7 @@ import pytest
 from ades.config import Settings
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.lifecycle import HostState
-from ades.jobs.pause import pause, paused, resume
+from ades.jobs.pause import pause, paused, paused_store, resume
 from tests.e2e.conftest import LiveServer, serve_app
 
 pytestmark = pytest.mark.integration
@@ -36,9 +36,13 @@ def _submit(server: LiveServer, process: str, inputs: dict) -> str:
     return response.json()["jobID"]
 
 
-def _cli(data_dir: Path, *args: str) -> str:
-    result = subprocess.run([str(ADES), "execution", *args], capture_output=True, text=True, timeout=60,
-                            env=os.environ | {"ADES_DATA_DIR": str(data_dir)}, check=True)
+def _cli(server: LiveServer, *args: str) -> str:
+    # the server's data dir and store: the store-wide switch goes under its index prefix
+    settings = server.settings
+    env = os.environ | {"ADES_DATA_DIR": str(settings.data_dir), "ADES_ES_URL": settings.elasticsearch_url,
+                        "ADES_INDEX_PREFIX": settings.index_prefix}
+    result = subprocess.run([str(ADES), "execution", *args], capture_output=True, text=True, timeout=60, env=env,
+                            check=True)
     return result.stdout
 
 
@@ -49,9 +53,11 @@ def test_pause_holds_new_jobs_lets_running_ones_finish_and_resume_runs_them(serv
     running = _submit(server, "sleep", {"seconds": 2})
     assert server.wait_status(running, ("running",), timeout=60)["status"] == "running"
 
-    assert "execution paused" in _cli(data_dir, "pause", "--reason", "maintenance")
+    assert "execution paused" in _cli(server, "pause", "--reason", "maintenance")
     assert DataDir(data_dir).pause_file.exists()
-    assert "maintenance" in _cli(data_dir, "status")
+    store_pause = paused_store(server.context.job_store.client, server.settings.index_prefix)
+    assert store_pause is not None and store_pause.reason == "maintenance"  # every Dask worker of the store holds
+    assert "maintenance" in _cli(server, "status")
     waiting = _submit(server, "echo", {"message": "after the pause"})
     dropped = _submit(server, "echo", {"message": "dismissed while paused"})
 
@@ -64,8 +70,9 @@ def test_pause_holds_new_jobs_lets_running_ones_finish_and_resume_runs_them(serv
     assert server.delete(f"/jobs/{dropped}").status_code == 200
     assert not JobFolder(data_dir, waiting).outputs.exists()
 
-    assert "execution resumed" in _cli(data_dir, "resume")
-    assert "execution runs" in _cli(data_dir, "status")
+    assert "execution resumed" in _cli(server, "resume")
+    assert paused_store(server.context.job_store.client, server.settings.index_prefix) is None
+    assert "execution runs" in _cli(server, "status")
     assert server.wait_status(waiting, timeout=60)["status"] == "successful"
     assert server.wait_status(dropped, timeout=60)["status"] == "dismissed"
     results = server.get(f"/jobs/{waiting}/results").json()
