@@ -72,6 +72,10 @@ class Settings(LocalNodeSettings):
     aws_endpoint_url: str | None = Field(
         default=None, description="AWS endpoint override (the local moto server); unset for real AWS."
     )
+    aws_public_endpoint_url: str | None = Field(
+        default=None, description="The S3 endpoint presigned output URLs name, when clients reach object storage "
+        "at another address than ades does (docker-compose: the host's published moto port); unset: the endpoint "
+        "ades uses.")
     sns_topic_arn: str | None = Field(
         default=None, description="Topic the update-job steps publish to. When unset, events go straight to ES."
     )

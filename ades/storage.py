@@ -139,12 +139,15 @@ class LocalStorage:
 
 
 # --- S3 ----------------------------------------------------------------------------------------------------------
-def s3_client(settings: Settings | StorageConfig) -> Any:
+def s3_client(settings: Settings | StorageConfig, public: bool = False) -> Any:
+    """An S3 client; `public`: one whose presigned URLs name the endpoint clients reach (ADES_AWS_PUBLIC_ENDPOINT_URL)
+    -- presigning is local, so it never connects there itself."""
     import boto3
     from botocore.config import Config
 
     if isinstance(settings, Settings):
         settings = StorageConfig.from_settings(settings, "")
+    endpoint = (settings.aws_public_endpoint_url if public else None) or settings.aws_endpoint_url
     config = Config(
         region_name=settings.aws_region,
         connect_timeout=settings.aws_timeout,
@@ -152,13 +155,12 @@ def s3_client(settings: Settings | StorageConfig) -> Any:
         retries={"max_attempts": settings.aws_max_attempts, "mode": "standard"},
         # SigV4 presigned URLs: required by newer regions and KMS-encrypted buckets, and allow the 7 day maximum
         signature_version="s3v4",
-        s3={"addressing_style": "path"} if settings.aws_endpoint_url else {},
+        s3={"addressing_style": "path"} if endpoint else {},
     )
     kwargs: dict[str, Any] = {"config": config}
-    if settings.aws_endpoint_url:
+    if endpoint:
         # moto accepts any credentials; real AWS takes them from the normal chain (role, profile, environment)
-        kwargs.update(endpoint_url=settings.aws_endpoint_url, aws_access_key_id="ades-local",
-                      aws_secret_access_key="ades-local")
+        kwargs.update(endpoint_url=endpoint, aws_access_key_id="ades-local", aws_secret_access_key="ades-local")
     return boto3.session.Session().client("s3", **kwargs)
 
 
@@ -176,6 +178,8 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.expiry = expiry
         self.s3 = client if client is not None else s3_client(settings)  # type: ignore[arg-type]
+        public = settings is not None and settings.aws_public_endpoint_url
+        self.presigner = s3_client(settings, public=True) if public else self.s3  # type: ignore[arg-type]
 
     def key(self, job_id: str, output_id: str, name: str) -> str:
         parts = [self.prefix, job_id, output_id, name.lstrip("/")]
@@ -288,7 +292,7 @@ class S3Storage:
             params["ResponseContentType"] = content_type
         if disposition:
             params["ResponseContentDisposition"] = disposition
-        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=self.expiry))
+        return str(self.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=self.expiry))
 
     def _upload_file(self, job_id: str, output_id: str, value: dict[str, Any], name: str,
                      uploaded: dict[Path, StoredFile]) -> str:
@@ -356,6 +360,7 @@ class StorageConfig(BaseModel):
     expiry: int = Field(default=604800, ge=1, le=604800)
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None
+    aws_public_endpoint_url: str | None = None
     aws_timeout: float = 10.0
     aws_max_attempts: int = 5
 
@@ -370,7 +375,8 @@ class StorageConfig(BaseModel):
         return cls(kind=settings.output_storage, results_base_url=results_base_url,
                    bucket=settings.output_bucket, prefix=settings.output_prefix, expiry=settings.presign_expiry,
                    aws_region=settings.aws_region, aws_endpoint_url=settings.aws_endpoint_url,
-                   aws_timeout=settings.aws_timeout, aws_max_attempts=settings.aws_max_attempts)
+                   aws_public_endpoint_url=settings.aws_public_endpoint_url, aws_timeout=settings.aws_timeout,
+                   aws_max_attempts=settings.aws_max_attempts)
 
     def make(self) -> OutputStorage:
         if self.kind == "s3" and self.bucket:  # (the validator made sure S3 has a bucket)

@@ -1,9 +1,9 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine: every command is a real `ades` command
 line, every ADES_* name is a Settings field (with a value Settings accepts), every image is pinned, and the pieces
-that must agree (CORS origin and Elasticvue's port, Elasticvue's cluster URI and Elasticsearch's port, the shared
-volumes, the scheduler address) do. The server listens beyond loopback only with auth on (its tokens from a
-compose secret), and nothing else is published beyond the host's loopback. `docker compose config` runs too where
-Docker Compose exists."""
+that must agree (CORS origin and Elasticvue's port, Elasticvue's cluster URI and Elasticsearch's port, no shared
+volume, outputs in the bucket, the scheduler address) do. The server listens beyond loopback only with auth on (its
+tokens from a compose secret), and nothing else is published beyond the host's loopback. `docker compose config`
+runs too where Docker Compose exists."""
 
 from __future__ import annotations
 
@@ -127,14 +127,19 @@ def test_the_pieces_agree():
     assert [c["uri"] for c in clusters] == ["http://localhost:9200"]
     # Elasticsearch keeps its data in a named volume.
     assert "es-data:/usr/share/elasticsearch/data" in s["elasticsearch"]["volumes"]
-    assert {"es-data", "ades-data"} <= set(compose()["volumes"])
-    # ades containers reach the others by service name; workers and server share the job folders.
+    assert set(compose()["volumes"]) == {"es-data"}
+    # ades containers reach the others by service name and share no disk: outputs in the bucket, logs in the store
     for name, service in ades_services().items():
         env = environment(service)
         assert env["ADES_ES_URL"] == "http://elasticsearch:9200"
         assert env["ADES_AWS_ENDPOINT_URL"] == "http://moto:5000"
         assert env["ADES_DASK_SCHEDULER"] == "tcp://dask-scheduler:8786"
-        assert "ades-data:/home/ades/data" in service["volumes"], name
+        assert not service.get("volumes"), f"{name} mounts {service.get('volumes')}"
+        assert (env["ADES_OUTPUT_STORAGE"], env["ADES_LOG_STORE"]) == ("s3", "elasticsearch"), name
+    # presigned URLs name moto as the host publishes it; two API nodes, each on a host port of its own
+    assert environment(s["ades"])["ADES_AWS_PUBLIC_ENDPOINT_URL"] == "http://localhost:5055"
+    assert "127.0.0.1:5055:5000" in s["moto"]["ports"]
+    assert s["ades"]["deploy"]["replicas"] == 2 and s["ades"]["ports"] == ["5000-5001:5000"]
     assert "tcp://dask-scheduler:8786" in s["dask-worker"]["command"]
     assert s["dask-scheduler"]["command"][-1] == "8786"
     for name in ("elasticsearch", "elasticvue", "moto", "ades", "dask-scheduler"):

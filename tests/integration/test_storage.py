@@ -182,3 +182,17 @@ def test_local_urls_follow_the_server_routes(tmp_path: Path) -> None:
     elsewhere.write_bytes(b"x")
     with pytest.raises(StorageError, match="not in the job's outputs folder"):
         storage.store(JOB, {"parts": [_file(elsewhere)]}, _outputs_dir(settings))
+
+
+def test_presigned_urls_name_the_endpoint_clients_reach(s3_settings: Settings, bucket: str) -> None:
+    """In docker-compose ades reaches moto as http://moto:5000, which the host's clients cannot resolve: presigned
+    URLs name ADES_AWS_PUBLIC_ENDPOINT_URL instead, and still open the object."""
+    public = s3_settings.aws_endpoint_url.replace("127.0.0.1", "localhost")
+    settings = s3_settings.model_copy(update={"aws_public_endpoint_url": public})
+    storage = make_storage(settings, "http://127.0.0.1:5000")
+    assert isinstance(storage, S3Storage)
+    outputs, contents = _job_outputs(settings.data_dir)
+    urls = storage.store(JOB, outputs, _outputs_dir(settings))
+    assert urls["ndvi"].startswith(f"{public}/{bucket}/")
+    assert _get(urls["ndvi"]).content == contents["ndvi"]
+    assert storage.presign(f"runs/outputs/{JOB}/score/value.json").startswith(f"{public}/{bucket}/")
