@@ -108,10 +108,12 @@ class Lease:
         return doc
 
     def start(self) -> Lease:
-        """Beat at once (raising if the store cannot take it), then every `every` seconds on a thread; jobs this
-        process runs report this lease as their host."""
+        """Beat at once (raising if the store cannot take it), then every `every` seconds on a thread. A Dask
+        worker's lease answers for the jobs its process runs (`current_id`); an API node's jobs name their data dir's
+        node id, whichever process runs them (several nodes may live in one process: tests, embedded use)."""
         self.beat()
-        set_current(self.id)
+        if self.kind != API:
+            set_current(self.id)
         self._thread = threading.Thread(target=self._run, name="ades-lease", daemon=True)
         self._thread.start()
         return self
