@@ -1,7 +1,8 @@
 """The sweep for lost jobs: in the process of each node that holds its data dir's reconcile lock, every sixth of
 ADES_HOST_LEASE, one search of the `hosts` index (a few documents) and one of `jobs` find the unfinished jobs
-whose `host` holds no fresh lease (ades.store.hosts.lost_jobs_query). What becomes of each is
-ades.jobs.leases.fate:
+whose `host` holds no fresh lease (ades.store.hosts.lost_jobs_query); only when there are some, a realtime `mget`
+of their hosts' leases settles them against the leases as they are now, not as of the last refresh. What becomes
+of each is ades.jobs.leases.fate:
 
 - adopted (ADES_ADOPT_LOST_JOBS, a job that never started, once): rebuilt from its document (the process package
   from the `processes` index, its inputs, dependencies and what is left of its delay), journaled here, then written
@@ -36,8 +37,9 @@ from ades.store.hosts import HostStore, LeaseDoc
 
 SWEEP_SIZE = 1000
 """Lost jobs taken per round; more are found by the next rounds."""
-FAILED_MEMORY = 120.0
-"""Seconds a job this node failed is not published again while its failure travels to the store."""
+SETTLED_MEMORY = 120.0
+"""Seconds a job this node failed or adopted is not settled again: searches see the index as of its last refresh, and
+a failure travels to the store through the event pipeline."""
 log = logging.getLogger(__name__)
 
 
@@ -69,7 +71,7 @@ class LostJobSweep:
         self.dask_knows = dask_knows
         self.interval = lease_length / BEATS_PER_LEASE
         self.searches = 0
-        self._failed: dict[str, float] = {}
+        self._settled: dict[str, float] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -101,17 +103,21 @@ class LostJobSweep:
         self.searches += 1
         if not docs:
             return report
-        leases = {lease.id: lease for lease in expired}
+        # realtime: a lease renewed (or first written) since the index's last refresh must count as fresh
+        leases = self.hosts.get(sorted({d["host"] for d in docs}))
         known = self.dask_knows([d["id"] for d in docs]) if self.dask_knows is not None else None
-        forget_before = time.monotonic() - FAILED_MEMORY
-        self._failed = {job_id: at for job_id, at in self._failed.items() if at > forget_before}
+        forget_before = time.monotonic() - SETTLED_MEMORY
+        self._settled = {job_id: at for job_id, at in self._settled.items() if at > forget_before}
         for doc in docs:
             job_id = doc["id"]
             lease = leases.get(doc["host"])
             found = fate(doc, lease, now, self.node, self.adopt, None if known is None else job_id in known)
-            if found is Fate.ADOPT and self._adopt(doc, lease, now):
+            if job_id in self._settled:
+                report.left.append(job_id)
+            elif found is Fate.ADOPT and self._adopt(doc, lease, now):
+                self._settled[job_id] = time.monotonic()
                 report.adopted.append(job_id)
-            elif found is Fate.FAIL and job_id not in self._failed:
+            elif found is Fate.FAIL:
                 self._fail(job_id, lost_reason(doc, lease))
                 report.failed.append(job_id)
             else:
@@ -121,7 +127,7 @@ class LostJobSweep:
         return report
 
     def _fail(self, job_id: str, reason: str) -> None:
-        self._failed[job_id] = time.monotonic()
+        self._settled[job_id] = time.monotonic()
         self.publisher.publish(StatusUpdate(job_id=job_id, status=Status.FAILED, message=reason))
 
     def _adopt(self, doc: dict[str, Any], lease: LeaseDoc | None, now: datetime) -> bool:
