@@ -69,7 +69,10 @@ class HostStore:
     def put(self, lease: LeaseDoc) -> None:
         """Write (or renew) the lease: one index request."""
         try:
-            self.client.index(index=self.index, id=lease.id, document=lease.document(), refresh=False)
+            # require_alias: a beat before ensure_indexes made the index must fail, not auto-create a plain index
+            # named like the alias (which would then keep ensure_indexes from ever making it)
+            self.client.index(index=self.index, id=lease.id, document=lease.document(), refresh=False,
+                              require_alias=True)
         except (TransportError, ApiError) as err:
             raise StoreUnavailable(f"could not renew the lease of {lease.id}: {err}") from err
 

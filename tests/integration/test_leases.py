@@ -8,6 +8,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+import pytest
 from elasticsearch import Elasticsearch
 
 from ades.config import Settings
@@ -17,7 +18,7 @@ from ades.jobs.leases import DASK_WORKER, Lease
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import QueuedJob
 from ades.models import Job, StatusUpdate, utcnow
-from ades.store import JobStore
+from ades.store import JobStore, StoreUnavailable
 from ades.store.hosts import HostStore, LeaseDoc
 from ades.store.setup import drop_indexes, ensure_indexes
 from tests.helpers import store_jobs, wait_for
@@ -130,3 +131,11 @@ def test_an_existing_jobs_index_gets_the_host_field(es: Elasticsearch, settings:
         assert es.indices.exists(index=f"{older.hosts_alias}-v1")
     finally:
         drop_indexes(es, older)
+
+
+def test_a_beat_before_the_index_exists_fails_and_creates_nothing(es: Elasticsearch, settings: Settings) -> None:
+    early = settings.model_copy(update={"index_prefix": f"test-{uuid.uuid4().hex[:10]}-"})
+    lease = Lease(HostStore(es, early), "node-early", length=30)
+    with pytest.raises(StoreUnavailable):
+        lease.beat()
+    assert not es.indices.exists(index=early.hosts_alias)  # ensure_indexes can still make the alias later
