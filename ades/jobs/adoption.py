@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from elasticsearch import ConflictError
+from elasticsearch import ConflictError, NotFoundError
 
 from ades.jobs.leases import BEATS_PER_LEASE, Fate, delay_left, fate, lost_reason
 from ades.jobs.publisher import Publisher
@@ -153,3 +153,21 @@ class LostJobSweep:
         log.warning("adopted job %s of lost host %s", job_id, doc["host"])
         self.take(queued)
         return True
+
+
+def claim(store: JobStore, job_id: str, node: str) -> bool:
+    """Hold on to a job this node's restart is about to re-queue: whether it is still this node's (or older than
+    leases). Its document is rewritten on the condition that nobody changed it since it was read, so a sweep on
+    another node that read it before (and would adopt it) finds its own conditional write refused."""
+    try:
+        found = store.client.get(index=store.index, id=job_id)
+    except NotFoundError:
+        return False
+    if found["_source"].get("host") not in (None, node):
+        return False
+    try:
+        store.client.update(index=found["_index"], id=job_id, doc={"host": node}, detect_noop=False,
+                            if_seq_no=found["_seq_no"], if_primary_term=found["_primary_term"])
+    except ConflictError:
+        return False  # changed meanwhile (adopted elsewhere, or moved on): not re-queued here
+    return True

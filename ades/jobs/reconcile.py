@@ -127,10 +127,14 @@ class Reconciler:
 
     def __init__(self, store: Any, data_dir: Path, requeue: Callable[[QueuedJob], None], publisher: Publisher,
                  table: JobTable, grace: float = GRACE_SECONDS,
-                 held_elsewhere: Callable[[], set[str]] | None = None, node: str | None = None) -> None:
-        """`node`: this node's lease id (ades.jobs.leases); a job whose stored `host` is another is not its own."""
+                 held_elsewhere: Callable[[], set[str]] | None = None, node: str | None = None,
+                 claim: Callable[[str], bool] | None = None) -> None:
+        """`node`: this node's lease id (ades.jobs.leases); a job whose stored `host` is another is not its own.
+        `claim(job_id)`: whether a job about to be re-queued is still this node's, made sure of in the store
+        (ades.jobs.adoption.claim), so that a node adopting it at the same moment does not run it too."""
         self.store = store
         self.node = node
+        self.claim = claim
         self.data_dir = Path(data_dir)
         self.requeue = requeue
         self.publisher = publisher
@@ -168,7 +172,9 @@ class Reconciler:
             elsewhere = bool(self.node and owner and owner != self.node)
             found = verdict(job_id in journals.live, job_id in journals.orphaned, folder.exists(), process, host,
                             groups.alive, held, elsewhere)
-            if found is Verdict.REQUEUE:
+            if found is Verdict.REQUEUE and self.claim is not None and not self.claim(job_id):
+                report.left.append(job_id)  # another node took it over meanwhile: dropped from the journal
+            elif found is Verdict.REQUEUE:
                 self.requeue(journals.orphaned[job_id])
                 report.requeued.append(job_id)
             elif found is Verdict.WATCH and process is not None:

@@ -28,6 +28,7 @@ from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission, DiskFloor
 from ades.jobs.adoption import LostJobSweep
+from ades.jobs.adoption import claim as claim_job
 from ades.jobs.dismissals import DismissalWatch
 from ades.jobs.executor import DEFAULT_GRACE, Executor
 from ades.jobs.folder import DataDir, JobFolder
@@ -261,7 +262,8 @@ class JobService:
             self._reconciler.close()
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
         self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
-                                      held_elsewhere=held_elsewhere, node=self.node_id)
+                                      held_elsewhere=held_elsewhere, node=self.node_id,
+                                      claim=lambda job_id: claim_job(self.store, job_id, self.node_id))
         return self._reconciler.run()
 
     def _start_retention(self) -> None:

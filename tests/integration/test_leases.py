@@ -9,11 +9,11 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import ConflictError, Elasticsearch
 
 from ades.config import Settings
 from ades.events.sinks import SinkConfig
-from ades.jobs.adoption import LostJobSweep
+from ades.jobs.adoption import LostJobSweep, claim
 from ades.jobs.leases import DASK_WORKER, Lease
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import QueuedJob
@@ -139,3 +139,22 @@ def test_a_beat_before_the_index_exists_fails_and_creates_nothing(es: Elasticsea
     with pytest.raises(StoreUnavailable):
         lease.beat()
     assert not es.indices.exists(index=early.hosts_alias)  # ensure_indexes can still make the alias later
+
+
+def test_a_restart_claiming_its_job_and_a_sweep_adopting_it_never_both_win(es: Elasticsearch, settings: Settings,
+                                                                           job_store: JobStore) -> None:
+    hosts = HostStore(es, settings)
+    _dead(hosts, "node-a")
+    mine = Job(process_id="echo", host="node-a", created=utcnow() - timedelta(minutes=5))
+    store_jobs(job_store, [mine], refresh=True)
+    es.indices.refresh(index=settings.hosts_alias)
+    found = hosts.lost_jobs(job_store.index, ["node-b"], ["node-a"], utcnow(), 10)  # what B's sweep read
+    assert [d["id"] for d in found] == [mine.id]
+    assert claim(job_store, mine.id, "node-a")  # node A restarts first: the job stays A's (same content)
+    with pytest.raises(ConflictError):  # B's adoption writes on what it read, and is refused
+        es.update(index=found[0]["_index"], id=mine.id, doc={"host": "node-b"}, if_seq_no=found[0]["_seq_no"],
+                  if_primary_term=found[0]["_primary_term"])
+    assert job_store.get(mine.id)["host"] == "node-a"
+    other = Job(process_id="echo", host="node-b")
+    store_jobs(job_store, [other], refresh=True)
+    assert not claim(job_store, other.id, "node-a")  # another node's job is never claimed
