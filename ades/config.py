@@ -131,6 +131,17 @@ class Settings(LocalNodeSettings):
         "data dir) are seen at once. 0: ask on every request.",
     )
     max_delay: float = Field(default=86_400.0, ge=0, description="Largest `delay` (seconds) a request may ask.")
+    host_lease: float = Field(
+        default=30.0, gt=0,
+        description="Seconds an API node's (or Dask worker's) lease in the `hosts` index lasts: it is renewed every "
+        "sixth of it; a node whose lease expired is taken for dead, and its unfinished jobs are adopted or failed "
+        "by a live node (ades.jobs.leases).",
+    )
+    adopt_lost_jobs: bool = Field(
+        default=False,
+        description="A job that never started on a node whose lease expired is taken over once by a live node "
+        "(rebuilt from its document) instead of failed; a job that was running there fails either way.",
+    )
     job_timeout: float | None = Field(
         default=86_400.0, gt=0,
         description="Run-time limit of a job in seconds: past it the job is killed and fails with the reason. "
@@ -426,3 +437,7 @@ class Settings(LocalNodeSettings):
     @property
     def logs_alias(self) -> str:
         return f"{self.index_prefix}job-logs"
+
+    @property
+    def hosts_alias(self) -> str:
+        return f"{self.index_prefix}hosts"

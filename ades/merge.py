@@ -3,9 +3,10 @@
 A job document is a join of registers, so the order in which events arrive does not matter:
 
 - `status` only rises in rank; the first terminal status wins and is never replaced.
-- `progress`, `message` and `outputs` are last-writer-wins registers ordered by the event key
+- `progress`, `message`, `outputs` and `host` are last-writer-wins registers ordered by the event key
   `rank|timestamp|event_id` (kept in `merge-clock`), so a terminal event beats every running event and a late
-  running event cannot overwrite newer progress. A succeeded event carries progress 100.
+  running event cannot overwrite newer progress. A succeeded event carries progress 100. `host` (who runs the job)
+  is taken only from a running or later event: a `submitted` one never moves it.
 - `start-time` is the earliest `running` event, `stop-time` the winning terminal event, `updated` the newest event.
 - A `submitted` event, a second terminal event, or any event that changes nothing is stale; an event already in
   `applied-events` is a duplicate.
@@ -74,7 +75,9 @@ def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str,
         new["start-time"] = stamp
 
     progress = 100 if update.status is Status.SUCCEEDED and update.progress is None else update.progress
-    for field, value in (("progress", progress), ("message", update.message), ("outputs", update.outputs)):
+    host = update.host if update.status.rank >= Status.RUNNING.rank else None
+    for field, value in (("progress", progress), ("message", update.message), ("outputs", update.outputs),
+                         ("host", host)):
         if value is not None and _later(clock.get(field), key):
             new[field] = value
             clock[field] = key

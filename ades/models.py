@@ -48,6 +48,8 @@ class StatusUpdate(BaseModel):
     progress: int | None = Field(default=None, ge=0, le=100)
     message: str | None = Field(default=None, max_length=10_000)
     outputs: dict[str, Any] | None = None
+    host: str | None = Field(default=None, max_length=256, description="the lease id (ades.jobs.leases) of the host "
+                             "that runs the job, set on the running event; merged only with running or later")
 
     @field_validator("status", mode="before")
     @classmethod
@@ -71,6 +73,8 @@ class Job(BaseModel):
     delay: float = Field(default=0.0, ge=0, description="seconds to wait (after the dependencies) before it starts")
     message: str | None = None
     created: UtcDatetime = Field(default_factory=utcnow)
+    host: str | None = Field(default=None, description="the lease id of the node that accepted the job "
+                             "(ades.jobs.leases)")
     results_request: dict[str, Any] | None = Field(
         default=None, alias="results-request",
         description="what the execute request asked of the results (response, outputs' transmission modes), so "
@@ -99,6 +103,7 @@ class Job(BaseModel):
             "progress": 0,
             "message": self.message,
             "results-request": self.results_request,
+            "host": self.host,
             "applied-events": [],
             "merge-clock": {},
         }

@@ -15,6 +15,7 @@
     <data_dir>/cache/wrapped/            wrapped workflows, named by their content
     <data_dir>/execution.paused          the pause switch (ades.jobs.pause)
     <data_dir>/reconcile.lock            held by the process that reconciles the data dir
+    <data_dir>/node-id                   this node's lease id (ades.jobs.leases), made once, kept across restarts
     <data_dir>/quota/                    per-user ledgers of the submission quota (ades.jobs.quota)
     <data_dir>/quota/sync/               per-user places of synchronous executes, locked while taken
     <data_dir>/<prefix>jobs.written      when this host last wrote new jobs (ades.store.freshness)
@@ -325,6 +326,10 @@ class DataDir:
     @property
     def reconcile_lock(self) -> Path:
         return self.root / "reconcile.lock"
+
+    @property
+    def node_id_file(self) -> Path:
+        return self.root / "node-id"
 
     @property
     def quota(self) -> Path:

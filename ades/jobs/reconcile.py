@@ -15,6 +15,8 @@ function of what is known of it:
   beat, left while the executor says a live worker holds it (Dask), else failed;
 - started here and gone: fails ("worker lost"), unless its own last report arrives within a grace period (events
   may be on their way through SNS -> SQS -> the consumer).
+- one it would re-queue or fail whose stored `host` is another lease (another node adopted it, it runs on a Dask
+  worker: ades.jobs.leases): left, and dropped from this data dir's journal; that host answers for it now.
 
 Failing is published like every other status, so the consumer stays the one writer.
 """
@@ -62,9 +64,19 @@ class Verdict(StrEnum):
 
 
 def verdict(journaled_live: bool, orphaned: bool, has_folder: bool, process: ProcessRecord | None, host: str,
-            group_alive: Callable[[int], bool], held_elsewhere: bool | None = None) -> Verdict:
+            group_alive: Callable[[int], bool], held_elsewhere: bool | None = None,
+            lives_elsewhere: bool = False) -> Verdict:
     """What reconciliation does with one unfinished job (see the module doc). `held_elsewhere`: whether the executor
-    says a live worker holds the job (None: it cannot tell)."""
+    says a live worker holds the job (None: it cannot tell); `lives_elsewhere`: whether its stored `host` is
+    another lease than this node's."""
+    found = _verdict(journaled_live, orphaned, has_folder, process, host, group_alive, held_elsewhere)
+    if lives_elsewhere and found in (Verdict.REQUEUE, Verdict.FAIL):
+        return Verdict.LEAVE
+    return found
+
+
+def _verdict(journaled_live: bool, orphaned: bool, has_folder: bool, process: ProcessRecord | None, host: str,
+             group_alive: Callable[[int], bool], held_elsewhere: bool | None) -> Verdict:
     if process is None:
         if journaled_live:
             return Verdict.LEAVE
@@ -115,8 +127,14 @@ class Reconciler:
 
     def __init__(self, store: Any, data_dir: Path, requeue: Callable[[QueuedJob], None], publisher: Publisher,
                  table: JobTable, grace: float = GRACE_SECONDS,
-                 held_elsewhere: Callable[[], set[str]] | None = None) -> None:
+                 held_elsewhere: Callable[[], set[str]] | None = None, node: str | None = None,
+                 claim: Callable[[str], bool] | None = None) -> None:
+        """`node`: this node's lease id (ades.jobs.leases); a job whose stored `host` is another is not its own.
+        `claim(job_id)`: whether a job about to be re-queued is still this node's, made sure of in the store
+        (ades.jobs.adoption.claim), so that a node adopting it at the same moment does not run it too."""
         self.store = store
+        self.node = node
+        self.claim = claim
         self.data_dir = Path(data_dir)
         self.requeue = requeue
         self.publisher = publisher
@@ -150,9 +168,13 @@ class Reconciler:
                     if held_by_workers is None:
                         held_by_workers = self.held_elsewhere()  # asked once, only for a job that stopped beating
                     held = job_id in held_by_workers
+            owner = doc.get("host")
+            elsewhere = bool(self.node and owner and owner != self.node)
             found = verdict(job_id in journals.live, job_id in journals.orphaned, folder.exists(), process, host,
-                            groups.alive, held)
-            if found is Verdict.REQUEUE:
+                            groups.alive, held, elsewhere)
+            if found is Verdict.REQUEUE and self.claim is not None and not self.claim(job_id):
+                report.left.append(job_id)  # another node took it over meanwhile: dropped from the journal
+            elif found is Verdict.REQUEUE:
                 self.requeue(journals.orphaned[job_id])
                 report.requeued.append(job_id)
             elif found is Verdict.WATCH and process is not None:
@@ -165,7 +187,7 @@ class Reconciler:
                 report.left.append(job_id)
         if on_other_hosts:
             self._watch_beats(on_other_hosts)
-        journals.discard()  # what was waiting is journaled again (by requeue)
+        journals.discard()  # what was waiting is journaled again (by requeue); what lives elsewhere is dropped
         if report:
             log.warning("reconciled unfinished jobs: %d re-queued, %d still running (watched), %d lost",
                         len(report.requeued), len(report.watched), len(report.lost))

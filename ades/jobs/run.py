@@ -27,6 +27,7 @@ from ades.execute.sandbox import NoSandbox, confine
 from ades.execute.staging import Staging, StagingError, stage_job_order
 from ades.fetch import Fetcher
 from ades.jobs.heartbeat import beats
+from ades.jobs.leases import current_id
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import RunSpec
 from ades.models import StatusUpdate, utcnow
@@ -57,6 +58,9 @@ class Reporter:
         if update.status is Status.SUCCEEDED and update.job_id == self.spec.job_id:
             self.held = update
             return
+        if update.status is Status.RUNNING and update.host is None and update.job_id == self.spec.job_id:
+            # the job document's `host` answers for the job from now on: this process's lease
+            update = update.model_copy(update={"host": current_id(self.spec.data_dir)})
         self.publisher.sink(config).publish(update)  # raising fails the step, as the CLI's exit code would
 
     def succeeded(self, outputs: dict[str, Any] | None, produced: dict[str, Any] | None = None) -> StatusUpdate:

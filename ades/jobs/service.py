@@ -18,18 +18,22 @@ import threading
 from typing import IO, Any
 
 from ades.config import Settings
+from ades.cwl import PackageError, load_package, to_job_order
 from ades.cwl.package import Package
 from ades.durations import parse_duration
 from ades.events.sinks import SinkConfig
 from ades.execute.sandbox import Sandbox
-from ades.fetch import FetchPolicy
+from ades.fetch import Fetcher, FetchPolicy
 from ades.jobs import groups
 from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission, DiskFloor
+from ades.jobs.adoption import LostJobSweep
+from ades.jobs.adoption import claim as claim_job
 from ades.jobs.dismissals import DismissalWatch
 from ades.jobs.executor import DEFAULT_GRACE, Executor
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.journal import Journal
+from ades.jobs.leases import Lease, node_id
 from ades.jobs.lifecycle import HostState, JobTable
 from ades.jobs.publisher import Publisher
 from ades.jobs.quota import SyncSlots, UserQuota
@@ -40,8 +44,9 @@ from ades.jobs.spec import QueuedJob, RunSpec
 from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.storage import S3Storage, StorageConfig
-from ades.store import JobStore
+from ades.store import JobStore, ProcessStore
 from ades.store.freshness import WriteMarks
+from ades.store.hosts import HostStore
 from ades.store.logs import LogShipConfig
 
 
@@ -61,6 +66,8 @@ class JobService:
         self._reconciler: Reconciler | None = None
         self._dismissals: DismissalWatch | None = None
         self.retention: Retention | None = None
+        self.lease: Lease | None = None
+        self.sweep: LostJobSweep | None = None
 
     # --- wiring, each made on first use ---
     @functools.cached_property
@@ -90,6 +97,11 @@ class JobService:
     def write_marks(self) -> WriteMarks:
         """Listings see this host's new jobs at once, refreshing only when something was written."""
         return WriteMarks(self.data.write_marks(self.settings.index_prefix), self.store.refresh)
+
+    @functools.cached_property
+    def node_id(self) -> str:
+        """This node's lease id (ades.jobs.leases), the `host` of the jobs it accepts."""
+        return node_id(self.data.root)
 
     @functools.cached_property
     def journal(self) -> Journal:
@@ -176,6 +188,7 @@ class JobService:
         (nothing written), StoreUnavailable or JobExists."""
         spec = self.run_spec(package, job.id, job_order, job.user_id)
         queued = QueuedJob(spec=spec, depends_on=job.depends_on, delay=job.delay)
+        job.host = job.host or self.node_id
         self.executor  # noqa: B018 (started before indexing: if workers cannot start, no job is left `submitted`)
         self.disk_floor.check()
         self.admission.admit()
@@ -251,11 +264,13 @@ class JobService:
             return None
         self._reconcile_lock = handle
         self._start_retention()  # once: a retry finds it running
+        self._start_lease()
         if self._reconciler is not None:
             self._reconciler.close()
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
         self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
-                                      held_elsewhere=held_elsewhere)
+                                      held_elsewhere=held_elsewhere, node=self.node_id,
+                                      claim=lambda job_id: claim_job(self.store, job_id, self.node_id))
         return self._reconciler.run()
 
     def _start_retention(self) -> None:
@@ -266,10 +281,48 @@ class JobService:
                                    parse_duration(self.settings.retention_interval), self.data.root)
         self.retention.start()
 
+    def _start_lease(self) -> None:
+        """This node's lease and the sweep for lost jobs, in the one process of the data dir that holds its reconcile
+        lock: one beat per node however many server processes it runs. Raises StoreUnavailable (retried)."""
+        if self.lease is not None:
+            return
+        hosts = HostStore(self.store.client, self.settings)
+        self.lease = Lease(hosts, self.node_id, url=self.base_url, length=self.settings.host_lease).start()
+        self.sweep = LostJobSweep(hosts, self.store, self.node_id, self.settings.host_lease,
+                                  self.settings.adopt_lost_jobs, self.rebuild, self.journal.append, self.adopted,
+                                  self.publisher, self._dask_knows if self.settings.executor == "dask" else None)
+        self.sweep.start()
+
+    def rebuild(self, doc: dict[str, Any], delay: float) -> QueuedJob:
+        """The QueuedJob of a stored job, as its accepting node made it (a lost node's job this node adopts)."""
+        process = ProcessStore(self.store.client, self.settings).get(f"{doc['process-id']}:{doc['process-version']}")
+        roots = list(self.settings.input_roots)
+        try:
+            package = load_package(process.package, "application/cwl+json", allowed_roots=roots)
+        except PackageError:  # a $graph with several Workflows: the process id says which one
+            package = load_package(process.package, "application/cwl+json", workflow_id=process.id,
+                                   allowed_roots=roots)
+        job_order = to_job_order(package, doc.get("inputs") or {}, roots, Fetcher(self.fetch_policy))
+        spec = self.run_spec(package, doc["id"], job_order, doc.get("user-id"))
+        return QueuedJob(spec=spec, depends_on=doc.get("depends-on") or [], delay=delay)
+
+    def adopted(self, queued: QueuedJob) -> None:
+        """A lost node's job this node took over (journaled already): scheduled here."""
+        self.table.transition(queued.job_id, HostState.JOURNALED, "adopted from a lost node", payload=queued)
+        self.scheduler.add(queued)
+
+    def _dask_knows(self, job_ids: list[str]) -> set[str]:
+        """The jobs whose tasks the Dask scheduler still holds (the Dask executor's `known_tasks`, once wired)."""
+        known = getattr(self.executor, "known_tasks", None)
+        return set(known(job_ids)) if known is not None else set()
+
     def _held_by_workers(self) -> set[str]:
         return set(self.executor.running())  # type: ignore[attr-defined] (the Dask executor asks every worker)
 
     def close(self) -> None:
+        for part in (self.sweep, self.lease):
+            if part is not None:
+                part.close()
         with self._lock:
             executor, self._executor = self._executor, None
             dismissals, self._dismissals = self._dismissals, None

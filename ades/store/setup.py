@@ -20,13 +20,13 @@ from ades.config import Settings
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = {"jobs": 2, "processes": 1, "job-logs": 1}
+LAYOUTS = {"jobs": 2, "processes": 1, "job-logs": 1, "hosts": 1}
 """The layout each family's template holds (the `vN` of its `_meta.schema`): jobs v2 sorts its segments on
 `created` (the order of the job listing), v1 did not."""
 
 
 def family_of(alias: str) -> str:
-    """`jobs`, `processes` or `job-logs`, from an alias with any index prefix."""
+    """`jobs`, `processes`, `job-logs` or `hosts`, from an alias with any index prefix."""
     for family in LAYOUTS:
         if alias.endswith(family):
             return family
@@ -92,11 +92,30 @@ def put_template(client: Elasticsearch, alias: str) -> None:
     )
 
 
+def missing_fields(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The top-level fields of `wanted` (a template's properties) that an index mapping's `current` properties lack:
+    what put_mapping may add to an existing index (a new field; a changed one needs `ades index migrate`)."""
+    return {name: body for name, body in wanted.items() if name not in current}
+
+
+def add_new_fields(client: Elasticsearch, alias: str, indexes: list[str]) -> None:
+    """Give existing indexes the fields ades added since they were made (e.g. `host` in `jobs`): a field added to
+    a mapping applies to documents written from then on, without a migration."""
+    wanted = mapping(family_of(alias))["mappings"]["properties"]
+    answer = client.indices.get_mapping(index=",".join(indexes), filter_path="*.mappings.properties")
+    for index, body in (answer.body or {}).items():
+        new = missing_fields(body.get("mappings", {}).get("properties", {}), wanted)
+        if new:
+            client.indices.put_mapping(index=index, properties=new)
+            log.info("%s: added the fields %s", index, ", ".join(sorted(new)))
+
+
 def _ensure(client: Elasticsearch, alias: str) -> None:
     put_template(client, alias)
     current = alias_indexes(client, alias)
     if current:
         client.cluster.health(index=current, wait_for_status="yellow", timeout="30s")
+        add_new_fields(client, alias, current)
         behind = [index for index in current if layout_of(client, index) < LAYOUTS[family_of(alias)]]
         if behind:
             log.warning("%s: %s has an older layout than ades' (v%d); `ades index migrate` moves it while ades runs",
@@ -118,17 +137,18 @@ def _ensure(client: Elasticsearch, alias: str) -> None:
 
 
 def ensure_indexes(client: Elasticsearch, settings: Settings) -> None:
-    """Create the `jobs` and `processes` indexes (and `job-logs` where logs are shipped there) and their aliases if
-    they are missing, and keep the templates current; change no existing index."""
+    """Create the `jobs`, `processes` and `hosts` indexes (and `job-logs` where logs are shipped there) and their
+    aliases if they are missing, and keep the templates current; an existing index only gains new fields."""
     _ensure(client, settings.jobs_alias)
     _ensure(client, settings.processes_alias)
+    _ensure(client, settings.hosts_alias)
     if settings.log_store == "elasticsearch":
         _ensure(client, settings.logs_alias)
 
 
 def drop_indexes(client: Elasticsearch, settings: Settings) -> None:
     """Delete ades's indexes, every generation, and templates (tests and benchmarks use it)."""
-    for alias in (settings.jobs_alias, settings.processes_alias, settings.logs_alias):
+    for alias in (settings.jobs_alias, settings.processes_alias, settings.logs_alias, settings.hosts_alias):
         names = sorted(generations(client, alias))
         if names:
             client.indices.delete(index=",".join(names), ignore_unavailable=True)

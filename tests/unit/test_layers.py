@@ -15,7 +15,7 @@ ADES = ROOT / "ades"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80
 FOLDER_NAMES = ("job.log", "outputs.json", "process.json", "cancel-requested", "dask-attempts.jsonl", "dask-ended",
-                "wrapped.cwl", "execution.paused", "reconcile.lock", "jobs.written")
+                "wrapped.cwl", "execution.paused", "reconcile.lock", "jobs.written", "node-id")
 BELOW_JOBS = ("ades.execute", "ades.store", "ades.events", "ades.cwl", "ades.status", "ades.models", "ades.merge",
               "ades.config", "ades.storage", "ades.fetch")
 """What ades.jobs builds on; none of it may import ades.jobs or ades.api."""

@@ -82,6 +82,17 @@ def test_older_running_update_does_not_overwrite_newer_progress():
     assert after["start-time"] == "2026-01-01T00:00:02.000000Z"
 
 
+def test_host_moves_with_running_or_later_events_only():
+    doc = {**fresh(), "host": "node-accepting"}
+    outcome, same = merge(doc, upd(Status.SUBMITTED, 1, host="node-other"))
+    assert outcome is Outcome.STALE and same["host"] == "node-accepting"
+    running = merge(doc, upd(Status.RUNNING, 2, host="worker-1"))[1]
+    assert running["host"] == "worker-1"
+    # an older running event (reordered) does not take the host back; a later one without a host keeps it
+    assert merge(running, upd(Status.RUNNING, 1.5, progress=5, host="worker-0"))[1]["host"] == "worker-1"
+    assert merge(running, upd(Status.SUCCEEDED, 3))[1]["host"] == "worker-1"
+
+
 def test_input_document_is_never_modified():
     doc = fresh()
     snapshot = repr(doc)
@@ -106,6 +117,7 @@ def lifecycle(draw):
                 times[i],
                 progress=draw(st.one_of(st.none(), st.integers(0, 100))),
                 message=draw(st.one_of(st.none(), st.text(max_size=8))),
+                host=draw(st.one_of(st.none(), st.sampled_from(["node-a", "worker-b"]))),
             )
         )
     terminal = draw(st.sampled_from([None, Status.SUCCEEDED, Status.FAILED, Status.DISMISSED]))
