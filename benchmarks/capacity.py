@@ -50,6 +50,9 @@ from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.setup import alias_indexes, drop_indexes
 
 BACKGROUND_S = 5.0
+STATS_SETTLE_S = 11.0
+"""Seconds to wait before reading the merged store's size: a node caches an index's store size for up to 10 s
+(`index.store.stats_refresh_interval`), and one run read the same size to the byte before and after its merge."""
 LABELS = 3
 # the CPU one SQS batch (10 messages, the Lambda default) of updates costs is measured as the Lambda would run it
 SQS_BATCH = 10
@@ -126,6 +129,11 @@ def store_bytes(client: Any, alias: str) -> dict[str, Any]:
         if not after["docs"]["deleted"] or time.perf_counter() - started > 300:
             break
         time.sleep(5)
+    time.sleep(STATS_SETTLE_S)
+    after = client.indices.stats(index=index, metric="store,docs")["_all"]["primaries"]
+    segments = client.indices.segments(index=index)["indices"][index]["shards"]
+    segment_bytes = sum(seg["size_in_bytes"] for copies in segments.values() for copy in copies
+                        if copy["routing"]["primary"] for seg in copy["segments"].values())
     docs = after["docs"]["count"]
     hits = client.search(index=index, size=200, query={"match_all": {}})["hits"]["hits"]
     source = sum(len(json.dumps(h["_source"], separators=(",", ":"))) for h in hits) / max(1, len(hits))
@@ -133,8 +141,38 @@ def store_bytes(client: Any, alias: str) -> dict[str, Any]:
             "store_bytes_before_merge": before["store"]["size_in_bytes"],
             "deleted_docs_before_merge": before["docs"]["deleted"],
             "store_bytes": after["store"]["size_in_bytes"],
-            "bytes_per_doc": round(after["store"]["size_in_bytes"] / docs, 1),
+            "bytes_per_doc": round(after["store"]["size_in_bytes"] / docs, 1), "segment_bytes": segment_bytes,
             "source_json_bytes_per_doc": round(source, 1), "merge_s": round(time.perf_counter() - started, 1)}
+
+
+def store_only(settings: Settings, n: int, per_job: int, template: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    """The `updates` phase's documents and updates, applied in batches of 1,000 (no CPU measured: quicker), then
+    the store's bytes per document."""
+    client = make_client(settings)
+    drop_indexes(client, settings)
+    ensure_indexes(client, settings)
+    store = JobStore(client, settings)
+    try:
+        jobs = [varied_job(k) for k in range(n)]
+        for i in range(0, n, 1000):
+            store_all(store, jobs[i:i + 1000])
+        t0 = datetime.now(UTC)
+        for step in range(per_job):
+            last = step == per_job - 1
+            for i in range(0, n, 1000):
+                failed = [r for r in store.apply_many([
+                    StatusUpdate(job_id=job.id, status=Status.SUCCEEDED if last else Status.RUNNING,
+                                 progress=None if last else step * 100 // per_job,
+                                 outputs=outputs_like(*template, job) if last else None,
+                                 message="done" if last else f"step {step + 1} of {per_job}",
+                                 timestamp=t0 + timedelta(seconds=step)) for job in jobs[i:i + 1000]]) if not r.ok]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} updates failed: {failed[0].reason}")
+        return {"jobs": n, "updates_per_job": per_job, "store": store_bytes(client, settings.jobs_alias)}
+    finally:
+        store.close()
+        drop_indexes(client, settings)
+        client.close()
 
 
 def bench_updates(settings: Settings, es_pid: int, n: int, per_job: int, template: tuple[dict[str, Any], str]
@@ -288,6 +326,30 @@ def predicted(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def store_prediction(recheck: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
+    """The large size's store bytes as the small size's bytes per document predict them, and the error."""
+    small, large = recheck[str(sizes[0])]["store"], recheck[str(sizes[-1])]["store"]
+    pred = small["bytes_per_doc"] * large["docs"]
+    return {"store_bytes": {"predicted": round(pred), "measured": large["store_bytes"],
+                            "error_pct": round((large["store_bytes"] - pred) / pred * 100, 1)}}
+
+
+def recheck_store(args: Any) -> int:
+    figures = json.loads(args.out.read_text())
+    template = (figures["outputs_template"], figures["outputs_template"]["out"].split("/")[-3])
+    started, clock = datetime.now(UTC).isoformat(), time.perf_counter()
+    recheck: dict[str, Any] = {"started": started}
+    for n in (int(s) for s in args.sizes.split(",")):
+        print(f"store: {n} jobs x {args.updates_per_job} ...", file=sys.stderr)
+        settings = Settings().model_copy(update={"index_prefix": f"bench-capacity-store-{n}-"})
+        recheck[str(n)] = store_only(settings, n, args.updates_per_job, template)
+    recheck["seconds"] = round(time.perf_counter() - clock, 1)
+    recheck["small_predicts_large"] = store_prediction(recheck, [int(s) for s in args.sizes.split(",")])
+    figures["store_recheck"] = recheck
+    write_figures(args.out, figures)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, "capacity")
     parser.add_argument("--sizes", default="20000,200000", help="jobs per size, small first (default 20000,200000)")
@@ -299,7 +361,12 @@ def main(argv: list[str] | None = None) -> int:
                         "running, progress, succeeded)")
     parser.add_argument("--cwltool-runs", type=int, default=30, help="in-process cwltool runs (default 30)")
     parser.add_argument("--port", type=int, default=5097, help="port of the ades server")
+    parser.add_argument("--store-only", action="store_true",
+                        help="measure only the store's bytes per document at --sizes (updates in batches of 1,000), "
+                             "into `store_recheck` of the existing --out")
     args = parser.parse_args(argv)
+    if args.store_only:
+        return recheck_store(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     submit_sizes = [int(s) for s in (args.submit_sizes or args.sizes).split(",")]
     echo_sizes = [int(s) for s in args.echo_jobs.split(",")]
