@@ -20,7 +20,11 @@ job run (its status writes).
 
 The ES node is shared with other work on this host: its CPU is read from its JVM process, and the CPU it spent in
 the same length of time just before each phase (`es_background_cpu_s_per_s`) is subtracted (`net`); both are kept.
-Usage: python benchmarks/capacity.py [--sizes 20000,200000] [--echo-jobs 100,400] [--updates-per-job 3]
+`--store-only` measures the `store` figures alone (updates applied in batches of 1,000, no CPU read), into
+`store_recheck` of an existing --out, with the small size's prediction of the large one.
+
+Usage: python benchmarks/capacity.py [--sizes 20000,200000] [--submit-sizes 20000,100000] [--echo-jobs 100,400]
+[--updates-per-job 3] [--store-only]
 Talks only to 127.0.0.1.
 """
 
@@ -51,8 +55,9 @@ from ades.store.setup import alias_indexes, drop_indexes
 
 BACKGROUND_S = 5.0
 STATS_SETTLE_S = 11.0
-"""Seconds to wait before reading the merged store's size: a node caches an index's store size for up to 10 s
-(`index.store.stats_refresh_interval`), and one run read the same size to the byte before and after its merge."""
+"""Seconds to wait before reading the merged store's size: a node may serve an index's store size from a cache
+refreshed every 10 s (`index.store.stats_refresh_interval`), and one run read the same size to the byte before and
+after its merge. The sum of the primary segments' sizes is read too, as a check."""
 LABELS = 3
 # the CPU one SQS batch (10 messages, the Lambda default) of updates costs is measured as the Lambda would run it
 SQS_BATCH = 10
