@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import cmdline, cpu_seconds, listening_pid, process_tree, require_free, wait_until_up, write_figures
 from common import parser as benchmark_parser
-from common import require_free, wait_until_up, write_figures
 from loadgen import CLIENTS, client_kind, post_load, summary
 
 from ades.config import Settings
@@ -60,46 +60,16 @@ CLIENT = {"kind": "auto"}
 def load(port: int, path: str, body: dict[str, Any], jobs: int, connections: int, processes: int,
          watch: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Send the submissions; figures, with the CPU each watched process tree spent per submission."""
-    before = {name: _cpu_seconds(pids) for name, pids in (watch or {}).items()}
+    before = {name: cpu_seconds(pids) for name, pids in (watch or {}).items()}
     client_before = _client_cpu()
     outcome = post_load(port, path, json.dumps(body).encode(), jobs, connections, processes=processes,
                         headers={"Prefer": "respond-async"}, client=CLIENT["kind"])
     figures = summary(outcome, jobs) | {"connections": connections}
-    cpu = {name: round((_cpu_seconds(pids) - before[name]) * 1000 / jobs, 3) for name, pids in (watch or {}).items()}
+    cpu = {name: round((cpu_seconds(pids) - before[name]) * 1000 / jobs, 3) for name, pids in (watch or {}).items()}
     client_after = _client_cpu()
     cpu["client"] = round((client_after - client_before) * 1000 / jobs, 3)
     figures["cpu_ms_per_job"] = cpu
     return figures
-
-
-def _tree(pid: int) -> list[int]:
-    """`pid` and its descendants (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(parents.get(current, []))
-    return found
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes (and of their reaped children)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def _client_cpu() -> float:
@@ -119,45 +89,14 @@ def _gunicorn(app: str, args: Any, env: dict[str, str], log: Path, port: int) ->
 
 def _watch(server: subprocess.Popen, es_pid: int | None) -> dict[str, list[int]]:
     """Process trees to account CPU to: the server (gunicorn master and workers), its job workers, the ES node."""
-    pids = _tree(server.pid)
-    jobs = [p for p in pids if "multiprocessing" in _cmdline(p)]
+    pids = process_tree(server.pid)
+    jobs = [p for p in pids if "multiprocessing" in cmdline(p)]
     watch = {"server": [p for p in pids if p not in jobs]}
     if jobs:
         watch["job_workers"] = jobs
     if es_pid:
         watch["elasticsearch"] = [es_pid]
     return watch
-
-
-def _listening_pid(port: int) -> int | None:
-    """The process listening on 127.0.0.1:`port` (the ES node, local or "external" on this machine), from /proc."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(f"socket:[{cols[9]}]")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-            if any(os.readlink(f"/proc/{entry}/fd/{fd}") in inodes for fd in fds):
-                return int(entry)
-        except OSError:
-            continue
-    return None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def bench_ades(args: Any, work: Path, es_pid: int | None, paused: bool, rounds: int,
@@ -393,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
         elasticsearch.ensure_running(settings)
     es_port = urllib.parse.urlsplit(settings.elasticsearch_url).port
-    es_pid = _listening_pid(es_port) if es_port else None
+    es_pid = listening_pid(es_port) if es_port else None
     work = Path(tempfile.mkdtemp(prefix="ades-bench-submit-"))
     try:
         if args.es_warm_up_jobs:

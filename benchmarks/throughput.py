@@ -69,7 +69,7 @@ def echo_specs(settings: Settings, count: int, tag: str) -> list[RunSpec]:
                                 BASE_URL) for job in jobs]
 
 
-def _run_all(executor: Any, specs: list[RunSpec]) -> tuple[float, dict[str, int]]:
+def run_all(executor: Any, specs: list[RunSpec]) -> tuple[float, dict[str, int]]:
     started = time.perf_counter()
     for spec in specs:
         executor.submit(spec)
@@ -95,9 +95,9 @@ def measure(settings: Settings, jobs: int, warm_up: int, make_executor: Callable
     try:
         executor = make_executor()
         try:
-            _run_all(executor, echo_specs(settings, warm_up, "warm-up"))
+            run_all(executor, echo_specs(settings, warm_up, "warm-up"))
             specs = echo_specs(settings, jobs, "hello")
-            seconds, outcomes = _run_all(executor, specs)
+            seconds, outcomes = run_all(executor, specs)
         finally:
             executor.close()
         stored = _succeeded_in_store(settings) - warm_up
