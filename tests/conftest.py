@@ -13,6 +13,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -230,13 +231,44 @@ def settings(es_url: str, tmp_path) -> Settings:
                     event_sink="direct")
 
 
+class IndexDrops:
+    """Drops tests' indexes in a thread of the session, so that no test waits for the deletions (cluster state
+    updates: a few hundred ms per test, seconds on a busy node) that nothing after it needs."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ades-test-drops")
+        self.drops: list[Future] = []
+
+    def add(self, client: Elasticsearch, settings: Settings) -> None:
+        self.drops.append(self.pool.submit(self._drop, client, settings))
+
+    @staticmethod
+    def _drop(client: Elasticsearch, settings: Settings) -> None:
+        try:
+            drop_indexes(client, settings)
+        finally:
+            client.close()
+
+    def finish(self) -> None:
+        """Wait for every drop; fail on the first that failed."""
+        self.pool.shutdown(wait=True)
+        for drop in self.drops:
+            drop.result()
+
+
+@pytest.fixture(scope="session")
+def index_drops() -> Iterator[IndexDrops]:
+    drops = IndexDrops()
+    yield drops
+    drops.finish()
+
+
 @pytest.fixture
-def es(settings: Settings) -> Iterator[Elasticsearch]:
+def es(settings: Settings, index_drops: IndexDrops) -> Iterator[Elasticsearch]:
     client = make_client(settings)
     ensure_indexes(client, settings)
     yield client
-    drop_indexes(client, settings)
-    client.close()
+    index_drops.add(client, settings)
 
 
 @pytest.fixture
