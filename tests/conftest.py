@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -154,12 +154,13 @@ def group_for_xdist(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Generator[None, object, object]:
     group_for_xdist(items)  # before pytest-xdist's own hook reads the groups
-    yield
+    result = yield
     # the fuzz test runs last (after pytest's reordering by fixture): its run then had the whole session to use
     # idle cores
     items.sort(key=lambda item: item.nodeid.split("@")[0] == FUZZ_TEST)
+    return result
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
