@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole check: lint, then every test (unit + integration) against a real local Elasticsearch.
-#   ./scripts/test.sh [pytest arguments]
+#   ./scripts/test.sh [pytest arguments]      (ADES_TEST_WORKERS: pytest-xdist workers, 2 by default)
 # Starts Elasticsearch with `ades services start` (ADES_* settings apply, e.g. ADES_ES_URL to use another cluster)
 # and stops it at the end -- unless it was already running before, then it is left as it was.
 set -euo pipefail
@@ -32,8 +32,10 @@ from ades.services.elasticsearch import status
 print(status(Settings())["version"] or "unknown")')
 echo "Testing against Elasticsearch $version"
 
+# Two workers (pytest-xdist); tests/conftest.py groups the tests a worker must run together (a module's servers,
+# the tests that start an Elasticsearch node of their own). ADES_TEST_WORKERS=0 runs them in this process.
 set +e
-.venv/bin/pytest "$@"
+.venv/bin/pytest -n "${ADES_TEST_WORKERS:-2}" --dist loadgroup "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

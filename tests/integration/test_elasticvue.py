@@ -28,10 +28,10 @@ from ades.services.es_root import build_plugin, ensure_root_plugin, installed_ve
 from ades.services.java import find_java_home, java_major
 from ades.store import JobStore, ensure_indexes, make_client
 from ades.store.setup import physical_index
-from tests.conftest import free_port_pair
+from tests.conftest import OWN_NODE_GROUP, free_port_pair
 from tests.helpers import store_jobs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(OWN_NODE_GROUP)]  # a node of its own
 
 ORIGIN = "http://127.0.0.1:8080"
 OTHER_ORIGIN = "http://127.0.0.1:8081"
