@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, TransportError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ades.config import Settings
 from ades.jobs.folder import DataDir
@@ -38,14 +38,18 @@ class StoreAddress(BaseModel):
 
     es_url: str
     index_prefix: str = ""
+    host_lease: float = Field(default=30.0, gt=0, description="how long the worker's lease in this store lasts "
+                              "(the nodes' ADES_HOST_LEASE)")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreAddress:
-        return cls(es_url=settings.elasticsearch_url, index_prefix=settings.index_prefix)
+        return cls(es_url=settings.elasticsearch_url, index_prefix=settings.index_prefix,
+                   host_lease=settings.host_lease)
 
     def settings(self) -> Settings:
         # only what the task says counts: a services.env where the worker runs must not redirect the check
-        return Settings(_env_file=None, es_url=self.es_url, index_prefix=self.index_prefix)
+        return Settings(_env_file=None, es_url=self.es_url, index_prefix=self.index_prefix,
+                        host_lease=self.host_lease)
 
 
 class StartCheck(BaseModel):

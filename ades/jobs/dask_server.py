@@ -37,6 +37,11 @@ from ades.status import Status
 WORKFLOW_TEXTS_MAX = 256
 
 
+def _held_keys(keys: list[str], dask_scheduler: Any = None) -> list[str]:
+    """Run on the scheduler: which of `keys` it holds a task for."""
+    return [key for key in keys if key in dask_scheduler.tasks]
+
+
 class DaskExecutor:
     """The Executor protocol on a Dask cluster. `data_dir` lets `cancel` reach jobs another server process
     submitted; `shares`: user -> share of the fair order (1 for others); `store`: where a task checks the job's status
@@ -110,6 +115,13 @@ and the pause switch before it starts it (None: it does not)."""
         """job id -> (worker address, process group of the job) for the jobs the workers hold now."""
         answers = self.client.run(running_here, on_error="ignore")
         return {job_id: (worker, pgid) for worker, jobs in answers.items() for job_id, pgid in jobs.items()}
+
+    def known_tasks(self, job_ids: list[str]) -> set[str]:
+        """The jobs whose tasks the scheduler still holds (queued, running, or rescheduled after a lost worker): a
+        node's lease sweep leaves them to Dask."""
+        keys = [KEY_PREFIX + job_id for job_id in job_ids]
+        held = self.client.run_on_scheduler(_held_keys, keys)
+        return {str(key).removeprefix(KEY_PREFIX) for key in held}
 
     # --- internals ---
     def _workflow_text(self, path: Path) -> str:

@@ -18,12 +18,14 @@ thread at once, not in its first jobs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +35,20 @@ from ades.jobs.dask_launchers import Launcher, LauncherPool
 from ades.jobs.dismissals import DismissalWatch
 from ades.jobs.executor import DEFAULT_GRACE
 from ades.jobs.folder import DataDir
+from ades.jobs.leases import DASK_WORKER, LEASE_ENV, Lease
 from ades.jobs.lifecycle import HostState, JobTable, TransitionRefused
 from ades.jobs.pause import POLL_SECONDS
 from ades.jobs.publisher import Publisher
 from ades.jobs.spec import RunSpec
 from ades.status import Status
+from ades.store.hosts import HostStore
 
 KEY_PREFIX = "ades-job-"
 MAX_ATTEMPTS_WITH_RETRY = 2
 BURY_TIMEOUT = 10.0
 """Seconds an earlier attempt's job gets to be gone (its launcher kills it) before it is killed here."""
 
+log = logging.getLogger(__name__)
 _POOL = LauncherPool()
 _TABLE = JobTable()
 """The jobs this worker process holds (a task arrived: queued; its launcher forked it: started; ended)."""
@@ -55,6 +60,7 @@ def dask_setup(worker: Any) -> None:
     own = own_data_dir()
     if own is not None:
         DataDir(own).make_private()
+    os.environ[LEASE_ENV] = LEASE_ID  # before the launchers start: their jobs' running events name this lease
     _POOL.prestart(int(getattr(worker, "nthreads", 1) or 1))
 
 
@@ -66,6 +72,11 @@ def dask_teardown(worker: Any) -> None:
         _WATCHES.clear()
     for watch in watches:
         watch.close()
+    with _WATCHES_LOCK:
+        leases = list(_LEASES.values())
+        _LEASES.clear()
+    for lease in leases:
+        lease.close()
 
 
 def worker_address() -> str:
@@ -225,7 +236,11 @@ def cancel_here(job_id: str, grace: float) -> bool:
 
 
 _WATCHES: dict[str, DismissalWatch] = {}
+_LEASES: dict[str, Lease] = {}
 _WATCHES_LOCK = threading.Lock()
+LEASE_ID = f"dask-worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+"""This worker process's lease, in every store it serves: a job running here names it as its `host`, and API nodes
+leave the job alone while it is fresh (ades.jobs.adoption)."""
 
 
 def _watch(address: StoreAddress) -> None:
@@ -233,14 +248,23 @@ def _watch(address: StoreAddress) -> None:
     node that submitted it is gone, stops here within a round of the watch (ades.jobs.dismissals)."""
     key = address.model_dump_json()
     with _WATCHES_LOCK:
-        if key in _WATCHES:
+        if key in _LEASES:
             return
         from ades.store import JobStore
         from ades.store.client import make_client
 
         settings = address.settings()
-        _WATCHES[key] = DismissalWatch(JobStore(make_client(settings), settings), _TABLE,
-                                       lambda job_id: cancel_here(job_id, DEFAULT_GRACE) and None)
+        client = make_client(settings)
+        if key not in _WATCHES:
+            _WATCHES[key] = DismissalWatch(JobStore(client, settings), _TABLE,
+                                           lambda job_id: cancel_here(job_id, DEFAULT_GRACE) and None)
+        lease = Lease(HostStore(client, settings), LEASE_ID, kind=DASK_WORKER, url=worker_address(),
+                      length=settings.host_lease)
+        try:
+            _LEASES[key] = lease.start()
+        except Exception as err:  # the store is away now: the job runs; the next task tries again
+            log.warning("ades: the lease of %s could not be taken in %s: %s", LEASE_ID, settings.elasticsearch_url,
+                        err)
 
 
 def running_here() -> dict[str, int | None]:

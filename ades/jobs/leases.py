@@ -73,10 +73,15 @@ def set_current(lease_id: str | None) -> None:
     _current = lease_id
 
 
+LEASE_ENV = "ADES_PROCESS_LEASE_ID"
+"""Set by a Dask worker for the launcher processes it starts (fresh interpreters): the lease their jobs run under."""
+
+
 def current_id(data_dir: Path) -> str:
     """The lease id a job run in this process reports as its host: the lease this process holds (a Dask worker's),
-    else the node id of the data dir the job runs in (a local worker of an API node)."""
-    return _current or node_id(data_dir)
+    or its Dask worker's (LEASE_ENV), else the node id of the data dir the job runs in (a local worker of an API
+    node)."""
+    return _current or os.environ.get(LEASE_ENV) or node_id(data_dir)
 
 
 class Lease:

@@ -27,9 +27,10 @@ from ades.jobs.dask_server import DaskExecutor
 from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.pause import pause_store, resume_store
 from ades.jobs.spec import RunSpec
-from ades.models import StatusUpdate
+from ades.models import StatusUpdate, utcnow
 from ades.status import Status
 from ades.store import JobStore
+from ades.store.hosts import HostStore
 from tests import helpers
 from tests.conftest import free_port
 from tests.helpers import processes_in, wait_for
@@ -116,9 +117,16 @@ def test_a_job_runs_in_its_workers_own_data_dir(executor, cluster, echo, setting
     spec = new_spec(echo, {"message": "in my own dir"}, settings, job_store)
     executor.submit(spec)
     assert executor.wait(spec.job_id, 120) == "succeeded"
+    # the scheduler still holds the task: a node's lease sweep leaves such a job to Dask
+    assert executor.known_tasks([spec.job_id, "no-such-job"]) == {spec.job_id}
     executor.close()  # the scheduler forgets the task: a new submission is a new task
     job_store.refresh()
-    assert job_store.get(spec.job_id)["status"] == "succeeded"
+    doc = job_store.get(spec.job_id)
+    assert doc["status"] == "succeeded"
+    # the job names its worker's lease as its host, and that lease is held in the store
+    assert doc["host"].startswith("dask-worker-"), doc.get("host")
+    lease = HostStore(job_store.client, settings).get([doc["host"]])[doc["host"]]
+    assert lease is not None and lease.kind == "dask-worker" and lease.fresh(utcnow())
     folder = folder_on_workers(worker_dirs, spec.job_id)
     assert folder is not None, "the job ran in no worker's data dir"
     assert (folder.outputs / "out.txt").read_text() == "in my own dir\n"
