@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -139,6 +140,19 @@ class LocalStorage:
 
 
 # --- S3 ----------------------------------------------------------------------------------------------------------
+_FOR_CHILDREN: dict[tuple[str, bool], tuple[int, Any]] = {}
+"""Clients made by a launcher for the job children it forks (key -> (maker's pid, client)): making one costs about
+100 ms of CPU (botocore loads the S3 model), which each job child would pay again. The maker never uses them, so no
+connection is shared across the fork; only a forked child takes one."""
+
+
+def prepare_for_children(config: StorageConfig) -> None:
+    """Make the job children forked from this process find their S3 client ready (no network here)."""
+    key = (config.model_dump_json(), False)
+    if config.kind == "s3" and key not in _FOR_CHILDREN:
+        _FOR_CHILDREN[key] = (os.getpid(), s3_client(config))
+
+
 def s3_client(settings: Settings | StorageConfig, public: bool = False) -> Any:
     """An S3 client; `public`: one whose presigned URLs name the endpoint clients reach (ADES_AWS_PUBLIC_ENDPOINT_URL)
     -- presigning is local, so it never connects there itself."""
@@ -147,6 +161,9 @@ def s3_client(settings: Settings | StorageConfig, public: bool = False) -> Any:
 
     if isinstance(settings, Settings):
         settings = StorageConfig.from_settings(settings, "")
+    inherited = _FOR_CHILDREN.get((settings.model_dump_json(), public))
+    if inherited is not None and inherited[0] != os.getpid():
+        return inherited[1]
     endpoint = (settings.aws_public_endpoint_url if public else None) or settings.aws_endpoint_url
     config = Config(
         region_name=settings.aws_region,

@@ -12,12 +12,17 @@ is checked to hold N succeeded jobs. A few warm-up jobs per executor run first a
 
 Bare cwltool runs are fewer (--bare-runs, default 50) and their rate is extrapolated to N jobs: the JSON says so.
 
-Usage: python benchmarks/throughput.py [--jobs 1000] [--bare-runs 50] [--workers 2] [--threads 1,2] [--out FILE]
+`layouts` compares, over HTTP, the single node with two API nodes and two Dask workers that share no disk (outputs
+in S3, logs in Elasticsearch): CPU per completed job of each and their ratio (benchmarks/layouts.py).
+
+Usage: python benchmarks/throughput.py [--jobs 1000] [--bare-runs 50] [--workers 2] [--threads 1,2]
+       [--layout-jobs 200] [--layouts-only] [--out FILE]
 Talks only to 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -163,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="local workers and Dask workers (default 2)")
     parser.add_argument("--threads", default="1,2",
                         help="threads (jobs at a time) per Dask worker; one Dask run per value (default 1,2)")
+    parser.add_argument("--layout-jobs", type=int, default=200,
+                        help="echo jobs per layout in the single-node / two-nodes-two-workers comparison "
+                        "(benchmarks/layouts.py; default 200; 0: skip it)")
+    parser.add_argument("--layouts-only", action="store_true",
+                        help="run only the layouts comparison and update its part of the figures file")
     args = parser.parse_args(argv)
 
     base = Settings()
@@ -170,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         from ades.services import elasticsearch
 
         elasticsearch.ensure_running(base)
+    if args.layouts_only:
+        kept = json.loads(args.out.read_text()) if args.out.exists() else {}
+        write_figures(args.out, kept | {"layouts": layouts_figures(base, args.layout_jobs)})
+        return 0
     started = datetime.now(UTC).isoformat()
     load_before = os.getloadavg()
     warm_up = WARM_UP_PER_WORKER * args.workers
@@ -225,8 +239,22 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": {"local": local["jobs_per_s"] >= GOAL}
         | {f"dask_{name}": f["jobs_per_s"] >= GOAL for name, f in dask.items()},
     }
+    if args.layout_jobs:
+        figures["layouts"] = layouts_figures(base, args.layout_jobs)
     write_figures(args.out, figures)
     return 0
+
+
+def layouts_figures(base: Settings, jobs: int) -> dict[str, Any]:
+    """The single node against two API nodes and two Dask workers with no shared disk (benchmarks/layouts.py)."""
+    from layouts import measure_layouts
+
+    if base.aws_endpoint_url is None:
+        raise SystemExit("the layouts comparison needs the local moto server (ades services start) for S3")
+    started, load = datetime.now(UTC).isoformat(), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="ades-layouts-") as tmp:
+        figures = measure_layouts(base, Path(tmp), jobs)
+    return {"started": started, "load_average_before": [round(x, 2) for x in load]} | figures
 
 
 if __name__ == "__main__":

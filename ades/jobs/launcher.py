@@ -32,6 +32,7 @@ from ades.jobs.publisher import Publisher
 from ades.jobs.run import RunResult, over_output_limit, run_job
 from ades.jobs.spec import RunSpec
 from ades.status import Status
+from ades.storage import prepare_for_children
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 1.0
@@ -112,6 +113,8 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
     with contextlib.suppress(CwlLoadError):
         # cached here, inherited by the child (which reports errors)
         load_wrapped(spec.workflow_file, spec.cache_key, list(spec.input_roots))
+    if spec.storage is not None:
+        prepare_for_children(spec.storage)
     pid = os.fork()
     if pid == 0:
         run_in_child(spec)
