@@ -1,0 +1,31 @@
+"""A launcher makes the S3 client its job children use before it forks them: a child takes it (no 100 ms of client
+making per job), the launcher itself never does (no connection shared across the fork)."""
+
+from __future__ import annotations
+
+import os
+
+from ades.storage import StorageConfig, prepare_for_children, s3_client
+
+
+def test_a_forked_child_takes_the_client_its_parent_made_for_it() -> None:
+    config = StorageConfig(kind="s3", results_base_url="http://127.0.0.1:5000", bucket="b",
+                           aws_endpoint_url="http://127.0.0.1:1")
+    prepare_for_children(config)
+    made = s3_client(config)  # in the maker: a client of its own, never the one kept for the children
+    prepare_for_children(config)  # once per config
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the kept client, the same object on every call
+        os.close(read)
+        same = s3_client(config) is s3_client(config) and s3_client(config) is not made
+        os.write(write, b"1" if same else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert s3_client(config) is not s3_client(config)
+    public = config.model_copy(update={"aws_public_endpoint_url": "http://localhost:1"})
+    assert "localhost:1" in s3_client(public, public=True).generate_presigned_url(
+        "get_object", Params={"Bucket": "b", "Key": "k"})
