@@ -312,7 +312,7 @@ class JobService:
         self.scheduler.add(queued)
 
     def _dask_knows(self, job_ids: list[str]) -> set[str]:
-        """The jobs whose tasks the Dask scheduler still holds (the Dask executor's `known_tasks`, once wired)."""
+        """The jobs whose tasks the Dask scheduler still holds (the Dask executor's `known_tasks`)."""
         known = getattr(self.executor, "known_tasks", None)
         return set(known(job_ids)) if known is not None else set()
 
