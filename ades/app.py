@@ -17,7 +17,7 @@ from flask import Flask, request
 from pygeoapi.api import API
 
 from ades import metrics
-from ades.api import auth, core, errors, hosts, jobs, processes, wpst
+from ades.api import assets, auth, core, errors, hosts, jobs, processes, wpst
 from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
@@ -87,7 +87,9 @@ def create_app(
     `bind_host` the address the server listens on, a name requests may carry in `Host` (ades.api.hosts)."""
     public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
     settings = _with_roots(settings, file_roots or [])
-    app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"))
+    # /static/...: pygeoapi's logo and stylesheet, which its page frame links (ades.api.assets)
+    app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"),
+                static_folder=str(assets.PYGEOAPI_STATIC))
     # werkzeug refuses a larger body (413) as it reads it, Content-Length or chunked
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -116,6 +118,7 @@ def create_app(
     for blueprint in (core.bp, processes.bp, wpst.bp, jobs.bp):
         app.register_blueprint(blueprint)
     metrics.install(app, settings, context.job_store)
+    assets.install(app, public_url)
 
     ready = {"done": False}
 

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 ADMIN = "admin"
 DEPLOYER = "deployer"
 ANONYMOUS_USER = "anonymous"
-PUBLIC_BLUEPRINTS = frozenset({"ades_core"})
-"""Blueprints served without a token: the discovery documents (landing, conformance, OpenAPI)."""
+PUBLIC_BLUEPRINTS = frozenset({"ades_core", "ades_assets"})
+"""Blueprints served without a token: the discovery documents (landing, conformance, OpenAPI) and what the HTML
+pages load (a browser sends no bearer token for a stylesheet)."""
 METRICS_BLUEPRINT = "ades_metrics"
 """/metrics: counts of every user's jobs by process, so a token like any other route, or ADES_METRICS_TOKEN."""
 JWT_LEEWAY = 30

@@ -4,6 +4,7 @@ progress, label, links to logs and results, which are followed). A screenshot la
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +45,7 @@ def page(browser: Browser, live: LiveServer) -> Iterator[Page]:
     local = urlsplit(live.url).netloc
 
     def only_local(route: Route) -> None:
-        # pygeoapi's frame links a CDN stylesheet; the test stays on 127.0.0.1 (and does not wait for the internet)
+        # the test stays on 127.0.0.1: a page naming anything elsewhere must not wait for the internet
         if urlsplit(route.request.url).netloc == local:
             route.continue_()
         else:
@@ -127,3 +128,37 @@ def test_labels_are_text_not_markup(live: LiveServer, page: Page) -> None:
         page.click("#job-filter button[type=submit]")
     assert page.locator(".labels .label").all_inner_texts() == [label]  # shown as typed
     assert page.locator(".labels img").count() == 0 and page.evaluate("window.injected") is None
+
+
+ASSET = re.compile(r'<(?:link\b[^>]*\brel="(?:stylesheet|icon|shortcut icon)"[^>]*\bhref|script\b[^>]*\bsrc|'
+                   r'img\b[^>]*\bsrc)="([^"]+)"')
+
+
+def test_every_asset_the_pages_load_is_served_here(live: LiveServer, browser: Browser) -> None:
+    """No page names an outside stylesheet, script or image: each one is served by the server itself, and a browser
+    allowed to reach nothing else loads the frame's logo and Bootstrap's stylesheet."""
+    for path in ("/?f=html", "/jobs?f=html", "/conformance?f=html"):  # the pages with HTML
+        html = live.get(path).text
+        found = ASSET.findall(html)
+        assert found, path
+        for url in found:
+            assert url.startswith(live.url), f"{path} loads {url} from elsewhere"
+            assert live.get(url.removeprefix(live.url)).status_code == 200, url
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    local = urlsplit(live.url).netloc
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).netloc == local
+               else (failed.append(route.request.url), route.abort()))
+    try:
+        page.goto(f"{live.url}/?f=html", wait_until="load")
+        assert not failed, failed
+        # Bootstrap's stylesheet applied: its reboot sets the body's margin to 0 (a browser's own is 8px)
+        assert page.evaluate("getComputedStyle(document.body).margin") == "0px"
+        logo = page.locator('img[title="pygeoapi logo"]')
+        assert logo.evaluate("img => img.naturalWidth") > 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "landing-page.png"), full_page=True)
+    finally:
+        context.close()

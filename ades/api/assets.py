@@ -1,0 +1,46 @@
+"""What the HTML pages load, served by the server itself, so that an air-gapped deployment shows them whole.
+
+pygeoapi's page frame (`_base.html`) links its logo and stylesheet under `/static/` (pygeoapi's own package data,
+served as the app's static folder) and Bootstrap's stylesheet from a public CDN. Bootstrap comes from the
+Bootstrap-Flask package instead (maintained, pinned by pip like any dependency), under `/assets/bootstrap/`, and
+every HTML answer's link to the CDN copy is pointed there. The frame's html5shiv script is for Internet Explorer 8
+and older, inside a conditional comment no browser of today reads: it is dropped, so no page names an outside
+script at all.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import flask_bootstrap
+import pygeoapi
+from flask import Blueprint, Flask, Response, send_from_directory
+
+PYGEOAPI_STATIC = Path(pygeoapi.__file__).resolve().parent / "static"
+BOOTSTRAP = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5"
+BOOTSTRAP_CSS = re.compile(r'href="[^"]*/bootstrap@[0-9.]+/dist/css/bootstrap(\.min)?\.css"')
+OLD_IE = re.compile(r"<!--\[if lt IE 9\]>.*?<!\[endif\]-->", re.DOTALL)
+
+bp = Blueprint("ades_assets", __name__)
+
+
+@bp.get("/assets/bootstrap/<path:name>")
+def bootstrap(name: str) -> Response:
+    return send_from_directory(BOOTSTRAP, name, max_age=86_400)
+
+
+def local_assets(html: str, base_url: str) -> str:
+    """The page with Bootstrap's stylesheet taken from this server and the old-IE script gone."""
+    html = BOOTSTRAP_CSS.sub(f'href="{base_url}/assets/bootstrap/css/bootstrap.min.css"', html)
+    return OLD_IE.sub("", html)
+
+
+def install(app: Flask, base_url: str) -> None:
+    app.register_blueprint(bp)
+
+    @app.after_request
+    def _local_assets(response: Response) -> Response:
+        if response.mimetype == "text/html" and not response.is_streamed and response.status_code < 300:
+            response.set_data(local_assets(response.get_data(as_text=True), base_url))
+        return response
