@@ -34,6 +34,9 @@ BUILTIN_DIR = Path(__file__).resolve().parents[1] / "cwl" / "examples"
 BUILTINS = ("echo.cwl",)
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+
+
 def pygeoapi_config(public_url: str, title: str = "ades") -> dict[str, Any]:
     """The configuration pygeoapi's API object needs, with no resources (processes and jobs are ours)."""
     return {
@@ -87,9 +90,7 @@ def create_app(
     `bind_host` the address the server listens on, a name requests may carry in `Host` (ades.api.hosts)."""
     public_url = (public_url or os.environ.get("ADES_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
     settings = _with_roots(settings, file_roots or [])
-    # /static/...: pygeoapi's logo and stylesheet, which its page frame links (ades.api.assets)
-    app = Flask("ades", template_folder=str(Path(__file__).parent / "templates"),
-                static_folder=str(assets.PYGEOAPI_STATIC))
+    app = Flask("ades", template_folder=str(TEMPLATES), static_folder=str(assets.PYGEOAPI_STATIC))  # ades.api.assets
     # werkzeug refuses a larger body (413) as it reads it, Content-Length or chunked
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -109,7 +110,6 @@ def create_app(
     )
     app.extensions["ades"] = context
     app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url, settings=settings))
-
     errors.register(app)
     # the first before_request: a request for another host (DNS rebinding) stops here
     hosts.install(app, hosts.HostPolicy.for_server(settings, public_url, bind_host))

@@ -80,7 +80,7 @@ def relative_outputs(value: Any, outputs_dir: Path) -> Any:
         return result
     result["path"] = _relative(path, outputs_dir) or str(path)
     if is_directory(value) and "listing" not in value:
-        result["listing"] = [relative_outputs(entry, outputs_dir) for entry in _disk_listing(path)]
+        result["listing"] = [relative_outputs(entry, outputs_dir) for entry in disk_listing(path)]
     return result
 
 
@@ -91,7 +91,8 @@ def _relative(path: Path, root: Path) -> str | None:
         return None
 
 
-def _disk_listing(directory: Path) -> list[dict[str, Any]]:
+def disk_listing(directory: Path) -> list[dict[str, Any]]:
+    """A Directory's entries read from disk, in name order, as cwltool would list them (deep)."""
     entries: list[dict[str, Any]] = []
     for child in sorted(directory.iterdir()) if directory.is_dir() else []:
         if child.is_dir():

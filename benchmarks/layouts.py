@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import requests
 from common import cpu_seconds, listening_pid, process_tree, wait_until_up
+from throughput import dask_cluster, succeeded_in_store
 
 from ades.config import Settings
 from ades.jobs import groups
@@ -65,15 +66,6 @@ def _serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
         proc.wait(10)
 
 
-def _succeeded(settings: Settings) -> int:
-    client = make_client(settings)
-    try:
-        client.indices.refresh(index=settings.jobs_alias)
-        return int(client.count(index=settings.jobs_alias, query={"term": {"status": "succeeded"}})["count"])
-    finally:
-        client.close()
-
-
 def _submit_all(urls: list[str], jobs: int, tag: str) -> None:
     session = requests.Session()
     session.trust_env = False
@@ -91,7 +83,7 @@ def _run(settings: Settings, urls: list[str], pids: list[int], jobs: int) -> dic
     """Warm up, then submit `jobs` echo jobs round robin and wait for all to succeed; wall time and CPU."""
     _submit_all(urls, WARM_UP, "warm-up")
     deadline = time.monotonic() + 300
-    while _succeeded(settings) < WARM_UP:
+    while succeeded_in_store(settings) < WARM_UP:
         if time.monotonic() > deadline:
             raise RuntimeError("the warm-up jobs did not finish")
         time.sleep(0.5)
@@ -105,9 +97,9 @@ def _run(settings: Settings, urls: list[str], pids: list[int], jobs: int) -> dic
     started = time.perf_counter()
     _submit_all(urls, jobs, "hello")
     deadline = time.monotonic() + 60 + jobs * 2
-    while _succeeded(settings) < WARM_UP + jobs:
+    while succeeded_in_store(settings) < WARM_UP + jobs:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {_succeeded(settings) - WARM_UP} of {jobs} jobs succeeded in time")
+            raise RuntimeError(f"only {succeeded_in_store(settings) - WARM_UP} of {jobs} jobs succeeded in time")
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     ades_cpu, shared_cpu = layout_cpu() - before, cpu_seconds(shared) - shared_before
@@ -129,8 +121,6 @@ def single_node(settings: Settings, root: Path, jobs: int) -> dict[str, Any]:
 
 
 def two_nodes_two_workers(settings: Settings, root: Path, jobs: int) -> dict[str, Any]:
-    from throughput import dask_cluster
-
     worker_dirs = [root / f"worker{i}" for i in range(2)]
     extra = {"ADES_EXECUTOR": "dask", "ADES_OUTPUT_STORAGE": "s3", "ADES_OUTPUT_BUCKET": "ades-bench-layouts",
              "ADES_AWS_ENDPOINT_URL": str(settings.aws_endpoint_url), "ADES_LOG_STORE": "elasticsearch"}

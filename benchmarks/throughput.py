@@ -85,7 +85,7 @@ def run_all(executor: Any, specs: list[RunSpec]) -> tuple[float, dict[str, int]]
     return time.perf_counter() - started, outcomes
 
 
-def _succeeded_in_store(settings: Settings) -> int:
+def succeeded_in_store(settings: Settings) -> int:
     client = make_client(settings)
     try:
         client.indices.refresh(index=settings.jobs_alias)
@@ -105,7 +105,7 @@ def measure(settings: Settings, jobs: int, warm_up: int, make_executor: Callable
             seconds, outcomes = run_all(executor, specs)
         finally:
             executor.close()
-        stored = _succeeded_in_store(settings) - warm_up
+        stored = succeeded_in_store(settings) - warm_up
     finally:
         drop_indexes(client, settings)
         client.close()

@@ -13,6 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ades.results_manifest import disk_listing
 from ades.storage import local_path
 
 _CWLTOOL_OWN = "http://commonwl.org/cwltool#generation"
@@ -46,19 +47,8 @@ def _served(value: Any, base: str, root: Path) -> Any:
     if value["class"] == "Directory":
         result["location"] += "/"
         if "listing" not in value:
-            result["listing"] = [_served(item, base, root) for item in _listing(path)]
+            result["listing"] = [_served(item, base, root) for item in disk_listing(path)]
     return result
-
-
-def _listing(directory: Path) -> list[dict[str, Any]]:
-    """A Directory's entries read from disk, in name order, as cwltool would list them (deep)."""
-    entries: list[dict[str, Any]] = []
-    for child in sorted(directory.iterdir()) if directory.is_dir() else []:
-        if child.is_dir():
-            entries.append({"class": "Directory", "basename": child.name, "path": str(child)})
-        elif child.is_file():
-            entries.append({"class": "File", "basename": child.name, "path": str(child), "size": child.stat().st_size})
-    return entries
 
 
 def _kept(value: Any) -> Any:
