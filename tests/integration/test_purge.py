@@ -296,6 +296,8 @@ def test_ades_serve_purges_with_retention_set_and_stops_on_sigterm(es, settings,
     try:
         wait_for(lambda: not remaining(es, settings, jobs) & OLD_FINISHED, 60, "the old finished jobs to go")
         assert remaining(es, settings, jobs) == set(jobs) - OLD_FINISHED
+        # a job's folder goes once its document has left the store: a moment after the search above saw that
+        wait_for(lambda: not with_folders(settings, jobs) & OLD_FINISHED, 30, "their folders to go")
         assert with_folders(settings, jobs) == set(jobs) - OLD_FINISHED
     finally:
         server.terminate()
