@@ -15,12 +15,15 @@ from pathlib import Path
 
 import flask_bootstrap
 import pygeoapi
-from flask import Blueprint, Flask, Response, send_from_directory
+from flask import Blueprint, Flask, Response, request, send_from_directory
 
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).resolve().parent / "static"
 BOOTSTRAP = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5"
 BOOTSTRAP_CSS = re.compile(r'href="[^"]*/bootstrap@[0-9.]+/dist/css/bootstrap(\.min)?\.css"')
 OLD_IE = re.compile(r"<!--\[if lt IE 9\]>.*?<!\[endif\]-->", re.DOTALL)
+PAGES = ("ades_core.", "ades_jobs.list_jobs")
+"""The endpoints that render pygeoapi's frame. Only their answers are rewritten: a job's own HTML output, by
+reference or by value, is given as the job wrote it."""
 
 bp = Blueprint("ades_assets", __name__)
 
@@ -41,6 +44,7 @@ def install(app: Flask, base_url: str) -> None:
 
     @app.after_request
     def _local_assets(response: Response) -> Response:
-        if response.mimetype == "text/html" and not response.is_streamed and response.status_code < 300:
+        page = (request.endpoint or "").startswith(PAGES)
+        if page and response.mimetype == "text/html" and not response.is_streamed and response.status_code < 300:
             response.set_data(local_assets(response.get_data(as_text=True), base_url))
         return response
