@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from ades.cwl.loader import CwlLoadError, load_process
+from ades.events import aws
 from ades.execute.runner import load_wrapped
 from ades.jobs import groups
 from ades.jobs.logship import LogShipper
@@ -115,6 +116,8 @@ def run_one(spec: RunSpec, publisher: Publisher, on_started: Callable[[int], Non
         load_wrapped(spec.workflow_file, spec.cache_key, list(spec.input_roots))
     if spec.storage is not None:
         prepare_for_children(spec.storage)
+    if spec.sink.topic_arn:  # the child's status events go to SNS
+        aws.prepare_for_children("sns", spec.sink.settings())
     pid = os.fork()
     if pid == 0:
         run_in_child(spec)

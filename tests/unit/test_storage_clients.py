@@ -1,5 +1,5 @@
-"""A launcher makes the S3 client its job children use before it forks them: a child takes it (no 100 ms of client
-making per job), the launcher itself never does (no connection shared across the fork)."""
+"""A launcher makes the S3 and SNS clients its job children use before it forks them: a child takes them (no
+50-180 ms of client making per job), the launcher itself never does (no connection shared across the fork)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,25 @@ def test_a_forked_child_takes_the_client_its_parent_made_for_it() -> None:
     public = config.model_copy(update={"aws_public_endpoint_url": "http://localhost:1"})
     assert "localhost:1" in s3_client(public, public=True).generate_presigned_url(
         "get_object", Params={"Bucket": "b", "Key": "k"})
+
+
+def test_a_forked_child_takes_the_sns_client_its_parent_made_for_it() -> None:
+    from ades.config import Settings
+    from ades.events import aws
+
+    settings = Settings(_env_file=None, aws_endpoint_url="http://127.0.0.1:1", sns_topic_arn="arn:aws:sns:x:1:t")
+    aws.prepare_for_children("sns", settings)
+    made = aws.client("sns", settings)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        same = aws.client("sns", settings) is aws.client("sns", settings) and aws.client("sns", settings) is not made
+        os.write(write, b"1" if same else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert aws.client("sns", settings) is not aws.client("sns", settings)  # the maker never takes it
+    assert aws.client("sqs", settings) is not aws.client("sqs", settings)  # nor another service
