@@ -150,6 +150,17 @@ def store_bytes(client: Any, alias: str) -> dict[str, Any]:
             "source_json_bytes_per_doc": round(source, 1), "merge_s": round(time.perf_counter() - started, 1)}
 
 
+def step_update(job: Job, step: int, per_job: int, template: tuple[dict[str, Any], str],
+                t0: datetime) -> StatusUpdate:
+    """The job's `step`-th status update of `per_job`: running with progress, the last one succeeded with outputs."""
+    last = step == per_job - 1
+    return StatusUpdate(job_id=job.id, status=Status.SUCCEEDED if last else Status.RUNNING,
+                        progress=None if last else step * 100 // per_job,
+                        outputs=outputs_like(*template, job) if last else None,
+                        message="done" if last else f"step {step + 1} of {per_job}",
+                        timestamp=t0 + timedelta(seconds=step))
+
+
 def store_only(settings: Settings, n: int, per_job: int, template: tuple[dict[str, Any], str]) -> dict[str, Any]:
     """The `updates` phase's documents and updates, applied in batches of 1,000 (no CPU measured: quicker), then
     the store's bytes per document."""
@@ -163,14 +174,9 @@ def store_only(settings: Settings, n: int, per_job: int, template: tuple[dict[st
             store_all(store, jobs[i:i + 1000])
         t0 = datetime.now(UTC)
         for step in range(per_job):
-            last = step == per_job - 1
             for i in range(0, n, 1000):
-                failed = [r for r in store.apply_many([
-                    StatusUpdate(job_id=job.id, status=Status.SUCCEEDED if last else Status.RUNNING,
-                                 progress=None if last else step * 100 // per_job,
-                                 outputs=outputs_like(*template, job) if last else None,
-                                 message="done" if last else f"step {step + 1} of {per_job}",
-                                 timestamp=t0 + timedelta(seconds=step)) for job in jobs[i:i + 1000]]) if not r.ok]
+                failed = [r for r in store.apply_many([step_update(job, step, per_job, template, t0)
+                                                       for job in jobs[i:i + 1000]]) if not r.ok]
                 if failed:
                     raise RuntimeError(f"{len(failed)} updates failed: {failed[0].reason}")
         return {"jobs": n, "updates_per_job": per_job, "store": store_bytes(client, settings.jobs_alias)}
@@ -196,14 +202,7 @@ def bench_updates(settings: Settings, es_pid: int, n: int, per_job: int, templat
         t0 = datetime.now(UTC)
         bodies = []
         for step in range(per_job):
-            last = step == per_job - 1
-            for job in jobs:
-                update = StatusUpdate(job_id=job.id, status=Status.SUCCEEDED if last else Status.RUNNING,
-                                      progress=None if last else step * 100 // per_job,
-                                      outputs=outputs_like(*template, job) if last else None,
-                                      message="done" if last else f"step {step + 1} of {per_job}",
-                                      timestamp=t0 + timedelta(seconds=step))
-                bodies.append(update.model_dump_json())
+            bodies += [step_update(job, step, per_job, template, t0).model_dump_json() for job in jobs]
         events = [{"Records": [{"messageId": str(k), "body": b} for k, b in enumerate(bodies[i:i + SQS_BATCH])]}
                   for i in range(0, len(bodies), SQS_BATCH)]
         meter = Meter(es_pid)
