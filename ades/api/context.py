@@ -55,8 +55,7 @@ class AdesContext:
     def output_storage(self) -> S3Storage | None:
         """Where every host keeps job outputs (ADES_OUTPUT_STORAGE=s3), read for jobs that ran elsewhere; else
         None. One client per server process."""
-        storage = self.jobs.storage_config.make()
-        return storage if isinstance(storage, S3Storage) else None
+        return self.jobs.output_storage
 
     @functools.cached_property
     def manifests(self) -> ManifestCache:

@@ -94,6 +94,13 @@ class JobService:
         return config
 
     @functools.cached_property
+    def output_storage(self) -> S3Storage | None:
+        """The bucket every host keeps job outputs in (ADES_OUTPUT_STORAGE=s3), one client per server process; else
+        None."""
+        storage = self.storage_config.make()
+        return storage if isinstance(storage, S3Storage) else None
+
+    @functools.cached_property
     def write_marks(self) -> WriteMarks:
         """Listings see this host's new jobs at once, refreshing only when something was written."""
         return WriteMarks(self.data.write_marks(self.settings.index_prefix), self.store.refresh)
@@ -214,8 +221,8 @@ class JobService:
         first, so that no node serves them again (raises StorageError, having removed nothing here, when they
         cannot be removed); an unfinished job is cancelled."""
         if status.terminal:
-            storage = self.storage_config.make() if self.settings.output_storage == "s3" else None
-            if isinstance(storage, S3Storage):
+            storage = self.output_storage
+            if storage is not None:
                 storage.delete_keys(storage.job_keys(job_id))
             self.folder(job_id).remove()
         else:
