@@ -6,6 +6,11 @@ Bootstrap-Flask package instead (maintained, pinned by pip like any dependency),
 every HTML answer's link to the CDN copy is pointed there. The frame's html5shiv script is for Internet Explorer 8
 and older, inside a conditional comment no browser of today reads: it is dropped, so no page names an outside
 script at all.
+
+The OpenAPI page (`/openapi?f=html`) is Swagger UI, whose script, stylesheet and icons pygeoapi loads from a CDN's
+`swagger-ui-dist`: they come from the swagger-ui-bundle package (the one Connexion maintains), under
+`/assets/swagger-ui/`. pygeoapi's other viewer, ReDoc (`ui=redoc`), has no maintained Python package: that request
+gets the Swagger UI page too, rather than a page that stays blank without the internet.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from pathlib import Path
 
 import flask_bootstrap
 import pygeoapi
+import swagger_ui_bundle
 from flask import Blueprint, Flask, Response, request, send_from_directory
 
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).resolve().parent / "static"
 BOOTSTRAP = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5"
 BOOTSTRAP_CSS = re.compile(r'href="[^"]*/bootstrap@[0-9.]+/dist/css/bootstrap(\.min)?\.css"')
+SWAGGER_UI = Path(str(swagger_ui_bundle.swagger_ui_path))
+SWAGGER_DIST = re.compile(r'(href|src)="https?://[^"]*/swagger-ui-dist(@[^/"]*)?/')
 OLD_IE = re.compile(r"<!--\[if lt IE 9\]>.*?<!\[endif\]-->", re.DOTALL)
 PAGES = ("ades_core.", "ades_jobs.list_jobs")
 """The endpoints that render pygeoapi's frame. Only their answers are rewritten: a job's own HTML output, by
@@ -33,9 +41,15 @@ def bootstrap(name: str) -> Response:
     return send_from_directory(BOOTSTRAP, name, max_age=86_400)
 
 
+@bp.get("/assets/swagger-ui/<path:name>")
+def swagger_ui(name: str) -> Response:
+    return send_from_directory(SWAGGER_UI, name, max_age=86_400)
+
+
 def local_assets(html: str, base_url: str) -> str:
-    """The page with Bootstrap's stylesheet taken from this server and the old-IE script gone."""
+    """The page with Bootstrap's stylesheet and Swagger UI taken from this server and the old-IE script gone."""
     html = BOOTSTRAP_CSS.sub(f'href="{base_url}/assets/bootstrap/css/bootstrap.min.css"', html)
+    html = SWAGGER_DIST.sub(rf'\1="{base_url}/assets/swagger-ui/', html)
     return OLD_IE.sub("", html)
 
 

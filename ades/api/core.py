@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, make_response, request
+from flask import Blueprint, Response, current_app, make_response, redirect, request
 from pygeoapi import api as pygeoapi_api
 from pygeoapi.api import APIRequest
 from pygeoapi.util import render_j2_template
@@ -75,5 +76,9 @@ def conformance() -> Response:
 @bp.get("/openapi")
 def openapi() -> Response:
     api = _api()
+    if request.args.get("ui") == "redoc":
+        # ReDoc's script is not served here (ades.api.assets): its page would stay blank without the internet
+        kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "ui"])
+        return redirect(f"{api.base_url}/openapi?{kept}", 302)
     headers, status, content = pygeoapi_api.openapi_(api, _request(api))
     return _respond(headers, status, content)

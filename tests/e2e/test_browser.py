@@ -137,7 +137,7 @@ ASSET = re.compile(r'<(?:link\b[^>]*\brel="(?:stylesheet|icon|shortcut icon)"[^>
 def test_every_asset_the_pages_load_is_served_here(live: LiveServer, browser: Browser) -> None:
     """No page names an outside stylesheet, script or image: each one is served by the server itself, and a browser
     allowed to reach nothing else loads the frame's logo and Bootstrap's stylesheet."""
-    for path in ("/?f=html", "/jobs?f=html", "/conformance?f=html"):  # the pages with HTML
+    for path in ("/?f=html", "/jobs?f=html", "/conformance?f=html", "/openapi?f=html"):  # the pages with HTML
         html = live.get(path).text
         found = ASSET.findall(html)
         assert found, path
@@ -165,6 +165,22 @@ def test_every_asset_the_pages_load_is_served_here(live: LiveServer, browser: Br
         page.screenshot(path=str(ARTIFACTS / "jobs-page-frame.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_the_openapi_page_renders_without_the_internet(live: LiveServer, page: Page) -> None:
+    """Swagger UI (script, stylesheet, icons) comes from this server and renders every route of the document; the
+    ReDoc viewer, which nothing here serves, leads to the same page."""
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(f"{live.url}/openapi?f=html&ui=redoc", wait_until="load")
+    assert page.url == f"{live.url}/openapi?f=html"
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert not failed, failed
+    routes = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/processes/{processId}/execution" in {route.replace("\u200b", "") for route in routes}, routes
+    assert page.evaluate("[...document.styleSheets].some(s => s.href && s.href.endsWith('/swagger-ui.css'))")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "openapi-page.png"))
 
 
 PAGE_OUTPUT = """
