@@ -122,6 +122,17 @@ def test_a_created_job_dismissed_never_runs(managed: LiveServer) -> None:
     assert_problem(live.post(f"/jobs/{job_id}/results", headers=ALICE), 409, LOCKED)
 
 
+def test_a_restart_leaves_a_created_job_alone(managed: LiveServer) -> None:
+    """Reconciliation (what a restarted server does with unfinished jobs) neither re-queues nor fails it."""
+    live = managed
+    job_id = create(live, "waits")["jobID"]
+    report = live.context.jobs.reconcile()
+    assert report is not None
+    assert job_id not in {*report.requeued, *report.lost, *report.watched, *report.left}
+    assert stored(live, job_id)["_source"]["status"] == "created"
+    assert not JobFolder(live.settings.data_dir, job_id).exists()
+
+
 def test_create_refuses_what_execute_refuses_and_writes_nothing(managed: LiveServer) -> None:
     live = managed
     client = make_client(live.settings)
