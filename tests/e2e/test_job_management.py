@@ -12,9 +12,13 @@ import pytest
 import yaml
 
 from ades.config import Settings
+from ades.cwl import to_job_order
 from ades.jobs.folder import JobFolder
+from ades.jobs.journal import read_entries
 from ades.jobs.lifecycle import HostState
+from ades.models import Job
 from ades.store import make_client
+from ades.store.job_edits import read_versioned
 from tests.e2e.conftest import LiveServer, serve_app
 from tests.helpers import assert_problem
 
@@ -111,6 +115,54 @@ def test_two_starts_at_once_run_the_job_once(managed: LiveServer) -> None:
     # one run: the log of the job's folder tells each start of it
     log = live.get(f"/jobs/{job_id}/logs", headers=ALICE).text
     assert log.count(f"ades: job {job_id} starts") == 1, log
+
+
+def test_an_edit_and_a_start_that_meet_run_what_the_store_says(managed: LiveServer) -> None:
+    """Edits and starts sent at the same moment: whichever wins, the job runs with the inputs its document holds,
+    and an edit that came too late is refused (409) rather than lost."""
+    live = managed
+    jobs = [create(live, "original")["jobID"] for _ in range(4)]
+
+    def edit(job_id: str) -> int:
+        return live.http.patch(f"{live.url}/jobs/{job_id}", json={"inputs": {"message": "edited"}}, headers=ALICE,
+                               timeout=30).status_code
+
+    def start(job_id: str) -> int:
+        return live.post(f"/jobs/{job_id}/results", headers=ALICE).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        # half the pairs sent edit first, half start first: both orders meet in the server
+        pairs = [(pool.submit(edit, job_id), pool.submit(start, job_id)) if n % 2 else
+                 tuple(reversed((pool.submit(start, job_id), pool.submit(edit, job_id))))
+                 for n, job_id in enumerate(jobs)]
+        answers = [(e.result(), s.result()) for e, s in pairs]
+    for job_id, (edited, started) in zip(jobs, answers, strict=True):
+        assert started == 202 and edited in (200, 409), answers
+        assert live.wait_status(job_id, headers=ALICE)["status"] == "successful"
+        held = stored(live, job_id)["_source"]["inputs"]["message"]
+        assert held == ("edited" if edited == 200 else "original")
+        assert live.get(f"/jobs/{job_id}/results/out", headers=ALICE).text == held + "\n"
+
+
+def test_a_start_that_lost_its_race_changes_nothing_and_takes_its_journal_line_back(managed: LiveServer) -> None:
+    """The job service's start against a version of the job that an edit replaced meanwhile: refused by the
+    store, nothing changed, its journal line voided (a restart must not run the job with the old inputs)."""
+    live = managed
+    c = live.context
+    job_id = create(live, "old inputs")["jobID"]
+    stale = read_versioned(c.job_store, job_id)
+    edited = live.http.patch(f"{live.url}/jobs/{job_id}", json={"inputs": {"message": "new inputs"}}, headers=ALICE,
+                             timeout=30)
+    assert edited.status_code == 200, edited.text
+    package = c.package_of(c.process_store.get("echo:1.0.0"))
+    job_order = to_job_order(package, {"message": "old inputs"}, c.file_roots, c.fetcher)
+    job = Job(id=job_id, process_id="echo", process_version="1.0.0", inputs={"message": "old inputs"},
+              user_id="alice")
+    assert c.jobs.start(package, job, job_order, stale) is False
+    doc = stored(live, job_id)["_source"]
+    assert doc["status"] == "created" and doc["inputs"] == {"message": "new inputs"}
+    assert job_id not in read_entries(c.jobs.journal.path)
+    assert c.jobs.table.state(job_id) is HostState.RELEASED
 
 
 def test_a_created_job_dismissed_never_runs(managed: LiveServer) -> None:
