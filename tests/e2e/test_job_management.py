@@ -4,8 +4,13 @@ be done once it started (409 `locked`); a bad edit changes nothing; another user
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,6 +214,29 @@ def test_create_refuses_what_execute_refuses_and_writes_nothing(managed: LiveSer
         assert client.count(index=live.settings.jobs_alias)["count"] == before
     finally:
         client.close()
+
+
+def test_the_cli_creates_edits_and_starts(managed: LiveServer) -> None:
+    """`ades execute --create`, `ades jobs edit`, `ades jobs start --wait` (the console script, in a subprocess)."""
+    live = managed
+    ades = [str(Path(sys.executable).with_name("ades")), "--url", live.url, "--token", "alice-token", "--json"]
+    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+
+    def run(*args: str) -> dict[str, Any]:
+        done = subprocess.run([ades[0], *args, *ades[1:]], capture_output=True, text=True, env=env, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    made = run("execute", "echo", "-i", "message=from the cli", "-l", "cli", "--create")
+    assert made["status"] == "created" and made["labels"] == ["cli"]
+    job_id = made["jobID"]
+    assert run("jobs", "edit", job_id, "-i", "message=edited by the cli")["status"] == "created"
+    assert run("jobs", "start", job_id, "--wait")["status"] == "successful"
+    assert live.get(f"/jobs/{job_id}/results/out", headers=ALICE).text == "edited by the cli\n"
+    again = subprocess.run([ades[0], "jobs", "start", job_id, *ades[1:]], capture_output=True, text=True, env=env,
+                           timeout=120, check=False)
+    assert again.returncode != 0 and "409" in again.stderr + again.stdout, (again.stdout, again.stderr)
 
 
 def test_conformance_and_openapi_declare_job_management(managed: LiveServer) -> None:
