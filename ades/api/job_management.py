@@ -29,7 +29,9 @@ from ades.api.processes import get_process
 from ades.api.results import ResultsRequest, results_request
 from ades.api.submit import OgcExecute, Scheduling, json_body, parse_body, prepare
 from ades.api.views import status_info
+from ades.cwl.package import Package
 from ades.jobs.created import created_document, edited_document
+from ades.models import Job
 from ades.status import Status
 from ades.store import JobNotFound
 from ades.store.job_edits import Versioned, create_one, read_versioned, replace
@@ -86,7 +88,8 @@ def request_of(doc: dict[str, Any]) -> dict[str, Any]:
             "delay": doc.get("delay") or 0.0}
 
 
-def _validated(c: AdesContext, process: DeployedProcess, body: dict[str, Any]) -> tuple[Any, Any, Any]:
+def _validated(c: AdesContext, process: DeployedProcess,
+               body: dict[str, Any]) -> tuple[Package, Job, dict[str, Any]]:
     """An execute body checked as the execute route checks it: (package, Job, job order). Raises ApiProblem."""
     execute = parse_body(OgcExecute, body, c.settings)
     if execute.mode == "sync":
