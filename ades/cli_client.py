@@ -270,6 +270,20 @@ def cmd_jobs_start(args: argparse.Namespace) -> int:
     return _outcome(status)
 
 
+def _add_job_management(job_action: Callable[[str, Handler, str, str], argparse.ArgumentParser]) -> None:
+    """`ades jobs edit` and `ades jobs start`: a job made with `ades execute --create` (OGC API Processes Part 4)."""
+    edit = job_action("edit", cmd_jobs_edit, "change a created job's inputs (-i, all of them) or labels (-l)",
+                      "Replace the inputs (every -i given; inputs not given are dropped) and/or the labels of a job "
+                      "made with `ades execute --create` (PATCH /jobs/ID); refused once it was started.")
+    edit.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE", help="an input")
+    edit.add_argument("-l", "--label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
+    start = job_action("start", cmd_jobs_start, "run a created job (--wait: to its end)",
+                       "Start a job made with `ades execute --create` (POST /jobs/ID/results). With --wait, follow "
+                       "it to its end and exit 1 unless it succeeded.")
+    start.add_argument("-w", "--wait", action="store_true", help="wait for the end; exit 1 unless successful")
+    start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+
+
 def cmd_jobs_dismiss(args: argparse.Namespace) -> int:
     job = _client(args).job(args.job_id)
     was = job.info["status"]
@@ -362,16 +376,7 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
                          "Print the results document (JSON). --download DIR fetches every result file into DIR "
                          "(created) beside results.json and prints the paths written.")
     results.add_argument("-d", "--download", default=None, metavar="DIR", help="download the result files here")
-    edit = job_action("edit", cmd_jobs_edit, "change a created job's inputs (-i, all of them) or labels (-l)",
-                      "Replace the inputs (every -i given; inputs not given are dropped) and/or the labels of a job "
-                      "made with `ades execute --create` (PATCH /jobs/ID); refused once it was started.")
-    edit.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE", help="an input")
-    edit.add_argument("-l", "--label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
-    start = job_action("start", cmd_jobs_start, "run a created job (--wait: to its end)",
-                       "Start a job made with `ades execute --create` (POST /jobs/ID/results). With --wait, follow "
-                       "it to its end and exit 1 unless it succeeded.")
-    start.add_argument("-w", "--wait", action="store_true", help="wait for the end; exit 1 unless successful")
-    start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+    _add_job_management(job_action)
     job_action("dismiss", cmd_jobs_dismiss, "cancel a running job, or remove a finished job's files",
                "Dismiss a job (DELETE /jobs/ID): a running job is cancelled; a finished one keeps its status and "
                "its files are removed.")

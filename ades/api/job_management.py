@@ -40,7 +40,10 @@ from ades.store.processes import DeployedProcess
 bp = Blueprint("ades_job_management", __name__)
 
 LOCKED = "http://www.opengis.net/def/exceptions/ogcapi-processes-4/1.0/locked"
-EDITABLE = ("inputs", "outputs", "response", "labels", "dependsOn", "delay")
+EDITABLE = ("inputs", "outputs", "response", "labels", "dependsOn", "delay",
+            *(("subscriber",) if "subscriber" in OgcExecute.model_fields else ()))
+"""What PATCH may replace: every member of the execute request but `process` (and `mode`: it runs async), OGC
+callbacks' `subscriber` included where execute requests take one."""
 ATTEMPTS = 3
 """Reads and conditional writes one edit or start makes while others keep writing the same job."""
 CREATE_WORDS = ("create", "created")
@@ -83,9 +86,12 @@ def request_of(doc: dict[str, Any]) -> dict[str, Any]:
     wanted = ResultsRequest.of_job(doc)
     outputs = ({name: {"transmissionMode": mode} if mode else {} for name, mode in wanted.outputs.items()}
                if wanted.outputs else None)
-    return {"inputs": doc.get("inputs") or {}, "outputs": outputs, "response": wanted.response,
+    body = {"inputs": doc.get("inputs") or {}, "outputs": outputs, "response": wanted.response,
             "labels": list(doc.get("labels") or []), "dependsOn": list(doc.get("depends-on") or []),
             "delay": doc.get("delay") or 0.0}
+    if doc.get("subscriber"):
+        body["subscriber"] = doc["subscriber"]
+    return body
 
 
 def _validated(c: AdesContext, process: DeployedProcess,
@@ -165,7 +171,8 @@ def start_job(job_id: str) -> Response:
     for _ in range(ATTEMPTS):
         read = _read_created(c, job_id, "started")
         doc = read.source
-        scheduling = Scheduling(dependsOn=doc.get("depends-on") or [], delay=doc.get("delay") or 0.0)
+        scheduling = Scheduling.model_validate({k: v for k, v in request_of(doc).items()
+                                                 if k in ("dependsOn", "delay", "subscriber")})
         package, job, job_order = prepare(c, job_process(c, doc), doc.get("inputs") or {}, doc.get("labels") or [],
                                           "async", scheduling, doc.get("results-request"))
         owner = doc.get("user-id") or job.user_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ades.api.submit import OgcExecute
 from ades.models import ID_PATTERN
 
 JSON = "application/json"
@@ -39,6 +40,8 @@ def schemas() -> dict[str, Any]:
              "labels": {"type": "array", "items": {"type": "string"}},
              "dependsOn": {"type": "array", "items": {"type": "string"}},
              "delay": {"type": "number", "minimum": 0}}
+    if "subscriber" in OgcExecute.model_fields:  # OGC callbacks, where execute requests take them
+        edits["subscriber"] = _ref("subscriber")
     return {
         "createJob": {"allOf": [_ref("execute"), {"type": "object", "required": ["process"], "properties": {
             "process": process,

@@ -19,6 +19,8 @@ from ades.status import Status
 
 EDITABLE = ("inputs", "labels", "depends-on", "delay", "message", "results-request")
 """What an edit of a created job may change: what its execute request said (ades.api.job_management)."""
+EDITABLE_WHEN_SET = ("subscriber",)
+"""Editable fields a job document holds only when its request set them (OGC callbacks' `subscriber`)."""
 
 
 def created_message(job_id: str) -> str:
@@ -38,7 +40,13 @@ def edited_document(doc: dict[str, Any], job: Job, now: datetime | None = None) 
     stamp = iso(now or utcnow())
     changed = {field: edited[field] for field in EDITABLE}
     changed["message"] = created_message(doc["id"])
-    return {**doc, **changed, "updated": max(stamp, doc.get("updated") or "")}
+    after = {**doc, **changed, "updated": max(stamp, doc.get("updated") or "")}
+    for field in EDITABLE_WHEN_SET:
+        if edited.get(field) is None:
+            after.pop(field, None)
+        else:
+            after[field] = edited[field]
+    return after
 
 
 def started_document(doc: dict[str, Any], message: str | None, node: str,
