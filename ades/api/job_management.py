@@ -137,6 +137,9 @@ def create_job() -> Response:
     if body.get("status", "create") not in CREATE_WORDS:
         raise problem(400, "invalid-parameter", f"status: POST /jobs makes a created job (status 'create' or none); "
                       f"to run one at once, POST /processes/{{id}}/execution (got {str(body['status'])[:40]!r})")
+    if "batch" in body:  # a batch (an execute request's `batch`, ades.api.batch) runs at once or not at all
+        raise problem(400, "invalid-parameter", "batch: a batch cannot be created to start later; execute it "
+                      "(POST /processes/{id}/execution)")
     process = process_of(c, body.get("process"))
     _, job, _ = _validated(c, process, {k: v for k, v in body.items() if k not in ("process", "status")})
     doc = created_document(job)

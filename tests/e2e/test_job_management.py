@@ -203,6 +203,8 @@ def test_create_refuses_what_execute_refuses_and_writes_nothing(managed: LiveSer
             ({"process": "nosuch", "inputs": {}}, 404, "no-such-process", "process"),
             ({"process": "echo", "inputs": {}}, 400, "invalid-input", "message"),
             ({"process": "echo", "inputs": {"message": "m"}, "status": "run"}, 400, "invalid-parameter", "status"),
+            ({"process": "echo", "inputs": {"message": "m"}, "batch": {"items": []}}, 400, "invalid-parameter",
+             "batch"),
             ({"process": "echo:1.0.0", "inputs": {"message": "m"}, "dependsOn": ["no-such-job"]}, 400,
              "invalid-parameter", "dependsOn"),
         ):
