@@ -157,8 +157,11 @@ def cmd_processes(args: argparse.Namespace) -> int:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     inputs = parse_inputs(args.input)
-    job = _client(args).execute(args.process, inputs, labels=args.label)
-    if not args.wait:
+    if args.create:
+        job = _client(args).create(args.process, inputs, labels=args.label)
+    else:
+        job = _client(args).execute(args.process, inputs, labels=args.label)
+    if not args.wait or args.create:
         if args.as_json:
             _print_json(job.info)
         else:
@@ -249,6 +252,38 @@ def cmd_jobs_results(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_jobs_edit(args: argparse.Namespace) -> int:
+    job = _client(args).job(args.job_id)
+    job.edit(inputs=parse_inputs(args.input) if args.input else None, labels=args.label or None)
+    _report(args, job)
+    return EXIT_OK
+
+
+def cmd_jobs_start(args: argparse.Namespace) -> int:
+    job = _client(args).job(args.job_id)
+    job.start()
+    if not args.wait:
+        _report(args, job)
+        return EXIT_OK
+    status = job.wait(timeout=args.timeout, progress=_bars(args))
+    _report(args, job)
+    return _outcome(status)
+
+
+def _add_job_management(job_action: Callable[[str, Handler, str, str], argparse.ArgumentParser]) -> None:
+    """`ades jobs edit` and `ades jobs start`: a job made with `ades execute --create` (OGC API Processes Part 4)."""
+    edit = job_action("edit", cmd_jobs_edit, "change a created job's inputs (-i, all of them) or labels (-l)",
+                      "Replace the inputs (every -i given; inputs not given are dropped) and/or the labels of a job "
+                      "made with `ades execute --create` (PATCH /jobs/ID); refused once it was started.")
+    edit.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE", help="an input")
+    edit.add_argument("-l", "--label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
+    start = job_action("start", cmd_jobs_start, "run a created job (--wait: to its end)",
+                       "Start a job made with `ades execute --create` (POST /jobs/ID/results). With --wait, follow "
+                       "it to its end and exit 1 unless it succeeded.")
+    start.add_argument("-w", "--wait", action="store_true", help="wait for the end; exit 1 unless successful")
+    start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+
+
 def cmd_jobs_dismiss(args: argparse.Namespace) -> int:
     job = _client(args).job(args.job_id)
     was = job.info["status"]
@@ -299,18 +334,21 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     execute.add_argument("-l", "--label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
     execute.add_argument("-w", "--wait", action="store_true", help="wait for the end; exit 1 unless successful")
     execute.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+    execute.add_argument("--create", action="store_true", help="only create the job (status created: it runs once "
+                         "`ades jobs start ID`; `ades jobs edit ID` changes it meanwhile); print its id")
     execute.set_defaults(handler=_guarded(cmd_execute))
 
     jobs = commands.add_parser("jobs", help="list and follow jobs on a server; purge old ones",
-                               description="Jobs on an ades server: list, status, wait, logs, results, dismiss. "
+                               description="Jobs on an ades server: list, status, wait, logs, results, edit and start "
+                               "(a job made with `ades execute --create`), dismiss. "
                                "purge removes old finished jobs, working on the store and data dir directly.")
     actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", parents=[common], help="list jobs, newest first, all pages",
                                  description="List jobs newest first, following the server's pages to the end "
                                  "(or --limit). --label: jobs with all the given labels; --status: any of the "
-                                 "given statuses (accepted, running, successful, failed, dismissed; the stored "
-                                 "words submitted and succeeded work too).")
+                                 "given statuses (created, accepted, running, successful, failed, dismissed; the "
+                                 "stored words submitted and succeeded work too).")
     listing.add_argument("-l", "--label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
     listing.add_argument("-s", "--status", action="append", default=[], metavar="STATUS",
                          help="a status (repeatable, or comma-separated)")
@@ -338,6 +376,7 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
                          "Print the results document (JSON). --download DIR fetches every result file into DIR "
                          "(created) beside results.json and prints the paths written.")
     results.add_argument("-d", "--download", default=None, metavar="DIR", help="download the result files here")
+    _add_job_management(job_action)
     job_action("dismiss", cmd_jobs_dismiss, "cancel a running job, or remove a finished job's files",
                "Dismiss a job (DELETE /jobs/ID): a running job is cancelled; a finished one keeps its status and "
                "its files are removed.")

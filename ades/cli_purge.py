@@ -26,7 +26,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 
 DESCRIPTION = (
-    "Remove finished jobs (succeeded, failed, dismissed; never submitted or running ones) older than --older-than "
+    "Remove finished jobs (succeeded, failed, dismissed) and created ones never started (never submitted or running "
+    "ones) older than --older-than "
     "from the jobs index, with their folders in this host's ADES_DATA_DIR and, when ADES_OUTPUT_BUCKET is set, their "
     "stored outputs in that bucket. A job's age counts from its end (stop-time), or from its creation (created) when "
     "it has no end time. --status and --label narrow the selection (any of the statuses, all of the labels). Jobs "
@@ -52,10 +53,11 @@ def finished_statuses(text: str) -> list[Status]:
         try:
             status = Status.parse(word)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{word!r} is not a job status (succeeded, failed, dismissed)") from None
-        if not status.terminal:
-            raise argparse.ArgumentTypeError(f"{word!r} jobs are never purged: only finished ones "
-                                             "(succeeded, failed, dismissed)")
+            raise argparse.ArgumentTypeError(f"{word!r} is not a job status (created, succeeded, failed, "
+                                             "dismissed)") from None
+        if not (status.terminal or status is Status.CREATED):
+            raise argparse.ArgumentTypeError(f"{word!r} jobs are never purged: only finished or created ones "
+                                             "(created, succeeded, failed, dismissed)")
         statuses.append(status)
     return statuses
 
@@ -66,8 +68,8 @@ def add_purge_command(actions: argparse._SubParsersAction) -> None:  # type: ign
     purge.add_argument("--older-than", required=True, type=older_than, metavar="AGE",
                        help=f"how long ago the job ended (or, never ended, was created): {HINT}")
     purge.add_argument("-s", "--status", action="append", type=finished_statuses, default=[], metavar="STATUS",
-                       help="only jobs with this status: succeeded, failed or dismissed (the OGC words successful, "
-                       "failed, dismissed work too; repeatable, or comma-separated; default all three)")
+                       help="only jobs with this status: created, succeeded, failed or dismissed (the OGC words "
+                       "successful, failed, dismissed work too; repeatable, or comma-separated; default all four)")
     purge.add_argument("-l", "--label", action="append", default=[], metavar="LABEL",
                        help="only jobs with this label (repeatable: jobs with all of them)")
     purge.add_argument("-n", "--dry-run", action="store_true", help="count the jobs by status; delete nothing")
@@ -81,10 +83,10 @@ def cmd_jobs_purge(args: argparse.Namespace) -> int:
     from ades.config import Settings
     from ades.jobs.retention import Purge
     from ades.store import StoreUnavailable, make_client
-    from ades.store.purge import FINISHED, PurgeFilter
+    from ades.store.purge import PURGEABLE, PurgeFilter
 
     settings = Settings()
-    statuses = [status for group in args.status for status in group] or list(FINISHED)
+    statuses = [status for group in args.status for status in group] or list(PURGEABLE)
     purge_filter = PurgeFilter(older_than=args.older_than, statuses=statuses, labels=args.label)
     bars = not args.quiet and not args.as_json and not args.dry_run and sys.stderr.isatty()
     client = make_client(settings)
@@ -123,8 +125,8 @@ def _by_status(counts: dict[str, int]) -> str:
 
 
 def _print_report(report: PurgeReport, settings: Settings) -> None:
-    what = (f"finished jobs ended before {report.cutoff} (older than {report.older_than}"
-            + (f", status {'/'.join(report.statuses)}" if len(report.statuses) < 3 else "")
+    what = (f"finished or created jobs ended before {report.cutoff} (older than {report.older_than}"
+            + (f", status {'/'.join(report.statuses)}" if len(report.statuses) < 4 else "")
             + (f", labels {', '.join(report.labels)}" if report.labels else "") + ")")
     if report.dry_run:
         print(f"dry run: {report.total_matched:,} {what} would be purged: {_by_status(report.matched)}; "

@@ -136,6 +136,13 @@ class Client:
         # sync: the body is the results document (or the failure); the job itself is at its location
         return self.job(location.rstrip("/").rsplit("/", 1)[-1])
 
+    def create(self, process: str, inputs: dict[str, Any] | None = None, labels: Iterable[str] = ()) -> Job:
+        """Make a job that does not run until started (OGC API Processes Part 4, `POST /jobs`): status `created`;
+        change it with Job.edit, run it with Job.start."""
+        body = {"process": process, "inputs": inputs or {}, "labels": list(labels)}
+        return Job(self, self._json("POST", "/jobs", data=floats.dumps(body).encode(),
+                                    headers={"Content-Type": "application/json"}))
+
     def job(self, job_id: str) -> Job:
         return Job(self, self._json("GET", f"/jobs/{job_id}"))
 
@@ -266,6 +273,23 @@ class Job:
                     out.write(chunk)
                     bar.update(len(chunk))
         return path
+
+    def edit(self, inputs: dict[str, Any] | None = None, labels: Iterable[str] | None = None) -> dict[str, Any]:
+        """Replace the inputs and/or the labels of a created job (`PATCH /jobs/{id}`; 409 once it was started)."""
+        body: dict[str, Any] = {}
+        if inputs is not None:
+            body["inputs"] = inputs
+        if labels is not None:
+            body["labels"] = list(labels)
+        self.info = self.client._json("PATCH", f"/jobs/{self.id}", data=floats.dumps(body).encode(),
+                                      headers={"Content-Type": "application/json"})
+        return self.info
+
+    def start(self) -> dict[str, Any]:
+        """Run a created job (`POST /jobs/{id}/results`): it is accepted, then runs as any job (409 if it was
+        started already)."""
+        self.info = self.client._json("POST", f"/jobs/{self.id}/results")
+        return self.info
 
     def dismiss(self) -> dict[str, Any]:
         """Cancel a running job, or remove a finished job's files; its statusInfo afterwards."""

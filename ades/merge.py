@@ -8,8 +8,10 @@ A job document is a join of registers, so the order in which events arrive does 
   running event cannot overwrite newer progress. A succeeded event carries progress 100. `host` (who runs the job)
   is taken only from a running or later event: a `submitted` one never moves it.
 - `start-time` is the earliest `running` event, `stop-time` the winning terminal event, `updated` the newest event.
-- A `submitted` event, a second terminal event, or any event that changes nothing is stale; an event already in
-  `applied-events` is a duplicate.
+- A `submitted` event moves a `created` job (OGC API Processes Part 4) and carries nothing but its status and time:
+  with any register it would make the result depend on whether it came before or after the job's running events.
+  A `created` event, a `submitted` event to any other job, a second terminal event, or any event that changes
+  nothing is stale; an event already in `applied-events` is a duplicate.
 
 Because every register only moves up, an event that is stale now stays stale later: stale events need no write.
 """
@@ -75,9 +77,10 @@ def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str,
         new["start-time"] = stamp
 
     progress = 100 if update.status is Status.SUCCEEDED and update.progress is None else update.progress
-    host = update.host if update.status.rank >= Status.RUNNING.rank else None
-    for field, value in (("progress", progress), ("message", update.message), ("outputs", update.outputs),
-                         ("host", host)):
+    # a submitted event (it only ever reaches here for a created job) carries its status and nothing else
+    registers = () if update.status is Status.SUBMITTED else (
+        ("progress", progress), ("message", update.message), ("outputs", update.outputs), ("host", update.host))
+    for field, value in registers:
         if value is not None and _later(clock.get(field), key):
             new[field] = value
             clock[field] = key

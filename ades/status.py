@@ -1,8 +1,9 @@
 """The job status vocabulary, defined once.
 
-ES documents carry the seed words (submitted, running, succeeded, failed, dismissed); the OGC API speaks
-accepted/running/successful/failed/dismissed. Ranks order them: a job only ever moves to a higher rank, and a
-terminal job never changes again.
+ES documents carry the seed words (created, submitted, running, succeeded, failed, dismissed); the OGC API speaks
+created/accepted/running/successful/failed/dismissed. Ranks order them: a job only ever moves to a higher rank, and a
+terminal job never changes again. `created` (OGC API Processes Part 4, job management) is a job that was made but
+not started: it never runs until it is started (then `submitted`), and nothing on a host holds it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
+    CREATED = "created"
     SUBMITTED = "submitted"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -47,7 +49,11 @@ class Status(StrEnum):
 
 TERMINAL_RANK = 2
 
+# `created` ranks below 0 rather than moving the others up: ranks are written into the `merge-clock` keys stored in
+# every job document (ades.merge.event_key), and renumbering would change what the keys already stored mean. A
+# negative rank still sorts first as a string ("-1|" < "0|").
 _RANK: dict[Status, int] = {
+    Status.CREATED: -1,
     Status.SUBMITTED: 0,
     Status.RUNNING: 1,
     Status.SUCCEEDED: TERMINAL_RANK,
@@ -56,6 +62,7 @@ _RANK: dict[Status, int] = {
 }
 
 _TO_OGC: dict[Status, str] = {
+    Status.CREATED: "created",
     Status.SUBMITTED: "accepted",
     Status.RUNNING: "running",
     Status.SUCCEEDED: "successful",
@@ -75,7 +82,12 @@ def can_move(current: Status, new: Status) -> bool:
 
 
 def tells_nothing(current: Status, new: Status) -> bool:
-    """Whether an event with status `new` can tell a job in `current` nothing at all: `submitted` (every job is
-    created so), or a second end (the first terminal status stands). Any other event may still carry news, even one
-    that cannot move the status: a `running` event arriving after the end still says when the job started."""
-    return new is Status.SUBMITTED or (new.terminal and current.terminal)
+    """Whether an event with status `new` can tell a job in `current` nothing at all: `created` (no event makes a
+    job), `submitted` to a job past `created` (every other job is created so), or a second end (the first terminal
+    status stands). Any other event may still carry news, even one that cannot move the status: a `running` event
+    arriving after the end still says when the job started."""
+    if new is Status.CREATED:
+        return True
+    if new is Status.SUBMITTED:
+        return current is not Status.CREATED
+    return new.terminal and current.terminal

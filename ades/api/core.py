@@ -28,6 +28,8 @@ PROCESSES_CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/deploy-replace-undeploy",
     "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/ogcapppkg",
     "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/cwl",
+    # Part 4 (draft): POST /jobs, PATCH /jobs/{id}, POST /jobs/{id}/results, GET /jobs/{id}/definition
+    "http://www.opengis.net/spec/ogcapi-processes-4/1.0/conf/job-management",
 ]
 # pygeoapi links to collections and tiling schemes on its landing page; this server has neither
 _DROPPED_RELS = ("data", "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes")

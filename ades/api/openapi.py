@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ades.api import openapi_part4
 from ades.api.processes import DEPLOY_TYPES, REF_PATTERN
 from ades.config import Settings
 from ades.models import ID_PATTERN
@@ -30,7 +31,8 @@ ERROR_TEXTS = {
     400: "Invalid request (on any route: a malformed request, e.g. a header with control characters, or a Host that "
          "is not one of the server's names)",
     401: "No or invalid bearer token (when the server requires them)",
-    403: "Forbidden (a missing role) or immutable process", 404: "Not found", 409: "Conflict",
+    403: "Forbidden (a missing role) or immutable process", 404: "Not found",
+    409: "Conflict: the process is deployed already, or the job is not `created` (Part 4's locked: it was started)",
     413: "Request body larger than ADES_MAX_BODY_BYTES", 414: "Request line too long (gunicorn: over 4094 bytes)",
     415: "Unsupported media type",
     429: "Too many unfinished jobs of this user (ADES_MAX_RUNNING_JOBS_PER_USER), or too many synchronous executes "
@@ -82,7 +84,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "jobID": {"type": "string"}, "processID": {"type": "string"},
             "processVersion": {"type": "string", "nullable": True},
             "type": {"type": "string", "enum": ["process"]},
-            "status": {"type": "string", "enum": ["accepted", "running", "successful", "failed", "dismissed"]},
+            "status": {"type": "string", "enum": openapi_part4.STATUS_WORDS},
             "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
@@ -172,8 +174,7 @@ def _deploy_body() -> dict[str, Any]:
 def _job_list_params(settings: Settings) -> list[dict[str, Any]]:
     return [
         _query("status", "OGC status words (comma-separated or repeated): any of them",
-               {"type": "array", "items": {"type": "string", "enum": [
-                   "accepted", "running", "successful", "failed", "dismissed"]}}),
+               {"type": "array", "items": {"type": "string", "enum": openapi_part4.STATUS_WORDS}}),
         _query("processID", "jobs of this process", {"type": "string"}),
         _query("labels", "labels (comma-separated or repeated): jobs carrying all of them",
                {"type": "array", "items": {"type": "string"}}),
@@ -375,15 +376,19 @@ def build_openapi(base_url: str, title: str = "ades", version: str = "0.1.0",
     """The document; limits (labels, page size) are those of `settings` (the defaults when None)."""
     settings = settings or Settings.model_construct()
     paths: dict[str, Any] = {**_landing_paths(), **_process_paths(settings), **_job_paths(settings), **_metrics_path()}
+    for path, operations in openapi_part4.paths().items():
+        paths.setdefault(path, {}).update(operations)
     _secure(paths)
     responses = _error_responses()
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version,
-                 "description": "OGC API - Processes (Part 1 and Part 2) and WPS-T for CWL application packages"},
+                 "description": "OGC API - Processes (Part 1, Part 2, and Part 4's job management, a draft) and WPS-T "
+                 "for CWL application packages"},
         "servers": [{"url": base_url.rstrip("/") or "/"}],
         "paths": paths,
-        "components": {"schemas": _schemas(settings), "responses": responses, "securitySchemes": {"bearer": {
+        "components": {"schemas": {**_schemas(settings), **openapi_part4.schemas()}, "responses": responses,
+                       "securitySchemes": {"bearer": {
             "type": "http", "scheme": "bearer",
             "description": "a token from the server's tokens file, or a JWT it verifies (it must expire); servers "
                            "started without either are open on loopback only (every request acts as `anonymous`); "

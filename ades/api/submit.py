@@ -19,7 +19,7 @@ from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
 from ades.config import Settings
 from ades.cwl import InputError, to_job_order
-from ades.cwl.package import json_depth
+from ades.cwl.package import Package, json_depth
 from ades.jobs.spec import waiting_message
 from ades.models import ID_PATTERN, Job
 from ades.store.processes import DeployedProcess
@@ -190,10 +190,11 @@ def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[
     return depends_on, scheduling.delay
 
 
-def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
-           scheduling: Scheduling | None = None, results: dict[str, Any] | None = None) -> Job:
-    """Validate the request and hand the job to the job service. Raises ApiProblem (4xx) before anything is
-    written; TooManyQueued (503) writes nothing either."""
+def prepare(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
+            scheduling: Scheduling | None = None,
+            results: dict[str, Any] | None = None) -> tuple[Package, Job, dict[str, Any]]:
+    """Validate the request as an execute request is (inputs against the package, dependencies, delay) and make
+    its Job (package, job, cwltool job order); nothing is written. Raises ApiProblem (4xx)."""
     package = ctx.package_of(process)
     try:
         job_order = to_job_order(package, inputs, ctx.file_roots, ctx.fetcher)
@@ -206,5 +207,13 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
               user_id=current_principal().user, mode=mode, depends_on=depends_on, delay=delay,
               message=waiting_message(depends_on, delay), results_request=results)
+    return package, job, job_order
+
+
+def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
+           scheduling: Scheduling | None = None, results: dict[str, Any] | None = None) -> Job:
+    """Validate the request and hand the job to the job service. Raises ApiProblem (4xx) before anything is
+    written; TooManyQueued (503) writes nothing either."""
+    package, job, job_order = prepare(ctx, process, inputs, labels, mode, scheduling, results)
     ctx.jobs.submit(package, job, job_order)
     return job

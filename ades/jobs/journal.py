@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def read_entries(path: Path) -> dict[str, QueuedJob]:
-    """job id -> its last line in the file; lines that do not parse (a write torn by a machine crash) are skipped."""
+    """job id -> its last line in the file, unless a later void line (`Journal.void`) took it back; lines that do
+    not parse (a write torn by a machine crash) are skipped."""
     entries: dict[str, QueuedJob] = {}
     try:
         data = path.read_bytes()
@@ -45,9 +47,21 @@ def read_entries(path: Path) -> dict[str, QueuedJob]:
         try:
             queued = QueuedJob.model_validate_json(line)
         except ValueError:
+            voided = _voided(line)
+            if voided is not None:
+                entries.pop(voided, None)
             continue
         entries[queued.job_id] = queued
     return entries
+
+
+def _voided(line: bytes) -> str | None:
+    """The job id of a void line, else None."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("void") if isinstance(record, dict) and isinstance(record.get("void"), str) else None
 
 
 def _lock(path: Path) -> int | None:
@@ -118,7 +132,14 @@ class Journal:
     def append_many(self, jobs: Iterable[QueuedJob]) -> None:
         """Journal accepted jobs with one write (a batch before its bulk: ades.jobs.acceptance). Raises OSError when
         the disk refuses."""
-        data = b"".join(queued.model_dump_json().encode() + b"\n" for queued in jobs)
+        self._write(b"".join(queued.model_dump_json().encode() + b"\n" for queued in jobs))
+
+    def void(self, job_id: str) -> None:
+        """Take back this file's line of a job that was not accepted after all (a start of a created job that lost
+        its race: ades.jobs.service), so that no restart runs it from this line. Raises OSError."""
+        self._write(json.dumps({"void": job_id}).encode() + b"\n")
+
+    def _write(self, data: bytes) -> None:
         if not data:
             return
         with self._lock:  # the write too: a rotation must not compact (and close) a file a line is going to

@@ -164,7 +164,7 @@ def fate(doc: dict[str, Any], lease: LeaseDoc | None, now: datetime, self_id: st
     were on the lost host's disk, and it may have had effects a second run would repeat."""
     host = doc.get("host")
     status = Status(doc["status"])
-    if not host or host == self_id or status.terminal:
+    if not host or host == self_id or status.terminal or status is Status.CREATED:
         return Fate.LEAVE
     if lease is not None and lease.fresh(now):
         return Fate.LEAVE

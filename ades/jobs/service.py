@@ -29,6 +29,7 @@ from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission, DiskFloor
 from ades.jobs.adoption import LostJobSweep
 from ades.jobs.adoption import claim as claim_job
+from ades.jobs.created import started_document
 from ades.jobs.dismissals import DismissalWatch
 from ades.jobs.executor import DEFAULT_GRACE, Executor
 from ades.jobs.folder import DataDir, JobFolder
@@ -47,6 +48,7 @@ from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore, ProcessStore
 from ades.store.freshness import WriteMarks
 from ades.store.hosts import HostStore
+from ades.store.job_edits import Versioned, replace
 from ades.store.logs import LogShipConfig
 
 
@@ -204,6 +206,26 @@ class JobService:
         # jobs the store holds as unfinished are ever re-queued.
         self.acceptance.create(job, queued)
 
+    def start(self, package: Package, job: Job, job_order: dict[str, Any], read: Versioned) -> bool:
+        """Start a created job (OGC API Processes Part 4; `read`: its document as read, `job`: it validated again),
+        admitted as a submission is: journaled, its document moved to `submitted` only if nobody wrote it since it was
+        read, then scheduled. False when someone had (nothing changed in the store; its journal line is taken back).
+        Raises LowDisk, TooManyQueued (nothing written) or StoreUnavailable."""
+        spec = self.run_spec(package, job.id, job_order, job.user_id)
+        queued = QueuedJob(spec=spec, depends_on=job.depends_on, delay=job.delay)
+        self.executor  # noqa: B018 (as in submit: no job is left `submitted` that workers cannot start)
+        self.disk_floor.check()
+        self.admission.admit()
+        self.journal.append(queued)
+        # a write that failed may still have landed: its line stays, inert unless the job is `submitted` (as a
+        # submission's does, ades.jobs.acceptance); a write refused for a newer version certainly did not
+        if not replace(self.store, read, started_document(read.source, job.message, self.node_id)):
+            self.journal.void(job.id)
+            return False
+        self.write_marks.mark()
+        self._accepted(queued)
+        return True
+
     def _accepted(self, queued: QueuedJob) -> None:
         # on the group commit's writer thread, once the job is journaled and indexed
         self.table.transition(queued.job_id, HostState.JOURNALED, "accepted", payload=queued)
@@ -225,6 +247,10 @@ class JobService:
             if storage is not None:
                 storage.delete_keys(storage.job_keys(job_id))
             self.folder(job_id).remove()
+        elif status is Status.CREATED:
+            # nothing of it exists outside the store: no folder to ask, no worker holds it
+            self.store.apply(StatusUpdate(job_id=job_id, status=Status.DISMISSED, message="dismissed on request"))
+            self.store.refresh()
         else:
             self.cancel(job_id)
 

@@ -26,19 +26,21 @@ from ades.store.bulk import BulkConnection
 from ades.store.client import StoreUnavailable
 
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.DISMISSED)
+PURGEABLE = (Status.CREATED, *FINISHED)
+"""What a purge may remove: finished jobs, and created ones (OGC API Processes Part 4) that were never started."""
 PAGE_SIZE = 1000
 KEEP_ALIVE = "5m"
 """How long the point in time outlives the last page read from it (a page's deletes and file removals)."""
 
 
 class PurgeFilter(BaseModel):
-    """Which jobs a purge removes: finished (of `statuses`), holding every label of `labels`, and ended (`stop-time`)
-    more than `older_than` seconds ago, or, without a recorded end, created that long ago."""
+    """Which jobs a purge removes: finished or created (of `statuses`), holding every label of `labels`, and ended
+    (`stop-time`) more than `older_than` seconds ago, or, without a recorded end, created that long ago."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     older_than: float = Field(ge=0, description="seconds since the job's end (or creation, without an end)")
-    statuses: tuple[Status, ...] = Field(default=FINISHED, min_length=1)
+    statuses: tuple[Status, ...] = Field(default=PURGEABLE, min_length=1)
     labels: tuple[str, ...] = ()
 
     @field_validator("statuses", mode="before")
@@ -48,9 +50,9 @@ class PurgeFilter(BaseModel):
         statuses = []
         for word in words:
             status = Status.parse(word) if isinstance(word, str) else Status(word)
-            if not status.terminal:
-                raise ValueError(f"{status.value!r} jobs are never purged: only finished ones "
-                                 f"({', '.join(s.value for s in FINISHED)})")
+            if status not in PURGEABLE:
+                raise ValueError(f"{status.value!r} jobs are never purged: only finished or created ones "
+                                 f"({', '.join(s.value for s in PURGEABLE)})")
             statuses.append(status)
         return tuple(dict.fromkeys(statuses))
 

@@ -78,3 +78,17 @@ def test_rotation_carries_over_the_waiting_jobs(echo: Package, settings: Setting
     wait_for(lambda: not first.exists(), 30, "the rotated journal to be compacted")
     assert set(read_entries(journal.path)) == {waiting.job_id, last.job_id}
     journal.close()
+
+
+def test_a_void_line_takes_back_the_lines_before_it(echo: Package, tmp_path: Path) -> None:
+    """A start of a created job that lost its race (ades.jobs.service.JobService.start) voids its line: no restart
+    runs the job from it, while a later line of the same job (its start won on a second try) stands."""
+    data_dir = tmp_path / "data"
+    journal = Journal(data_dir, lambda ids: {})
+    lost, kept, again = queued(echo, data_dir), queued(echo, data_dir), queued(echo, data_dir)
+    journal.append_many([lost, kept, again])
+    journal.void(lost.job_id)
+    journal.void(again.job_id)
+    journal.append(again)
+    assert read_entries(journal.path) == {kept.job_id: kept, again.job_id: again}
+    journal.close()

@@ -80,21 +80,24 @@ def jobs(es: Elasticsearch, settings: Settings) -> dict[str, str]:
         "old-running": put_job(es, settings, "running", started=OLD, labels=("a",)),
         "old-submitted": put_job(es, settings, "submitted", labels=("a",)),
         "old-succeeded-label-c": put_job(es, settings, "succeeded", ended=OLD, started=OLD, labels=("c",)),
+        # made by POST /jobs (OGC API Processes Part 4) and never started: purged by its age, as a job never ended
+        "old-created": put_job(es, settings, "created"),
+        "recent-created": put_job(es, settings, "created", created=RECENT),
     }
     es.indices.refresh(index=settings.jobs_alias)
     return ids
 
 
 OLD_FINISHED = {"old-succeeded", "old-failed", "old-dismissed-never-started", "old-without-end-time",
-                "old-succeeded-label-c"}
+                "old-succeeded-label-c", "old-created"}
 
 
 def test_purge_removes_exactly_the_old_finished_jobs_and_their_folders(es, settings, jobs) -> None:
     report = Purge(settings, es).run(PurgeFilter(older_than=MONTH))
     assert remaining(es, settings, jobs) == set(jobs) - OLD_FINISHED
     assert with_folders(settings, jobs) == set(jobs) - OLD_FINISHED
-    assert report.purged == {"succeeded": 2, "failed": 2, "dismissed": 1}
-    assert report.folders == 5 and report.ok and not report.kept and report.gone == 0
+    assert report.purged == {"succeeded": 2, "failed": 2, "dismissed": 1, "created": 1}
+    assert report.folders == 6 and report.ok and not report.kept and report.gone == 0
     # listings see it at once
     assert es.count(index=settings.jobs_alias)["count"] == len(jobs) - len(OLD_FINISHED)
 
@@ -118,7 +121,7 @@ def test_unfinished_jobs_are_never_removed_however_old(es, settings, jobs) -> No
 
 def test_a_dry_run_counts_by_status_and_deletes_nothing(es, settings, jobs) -> None:
     report = Purge(settings, es).run(PurgeFilter(older_than=MONTH), dry_run=True)
-    assert report.matched == {"succeeded": 2, "failed": 2, "dismissed": 1}
+    assert report.matched == {"succeeded": 2, "failed": 2, "dismissed": 1, "created": 1}
     assert report.purged == {} and report.folders == 0
     assert remaining(es, settings, jobs) == set(jobs)
     assert with_folders(settings, jobs) == set(jobs)
@@ -239,8 +242,8 @@ def run_purge(settings: Settings, *arguments: str) -> subprocess.CompletedProces
 def test_the_command_counts_then_purges(es, settings, jobs) -> None:
     counted = run_purge(settings, "--older-than", "30d", "--dry-run")
     assert counted.returncode == 0, counted.stderr
-    assert "dry run: 5 finished jobs ended before" in counted.stdout
-    assert "dismissed 1, failed 2, succeeded 2; nothing was deleted" in counted.stdout
+    assert "dry run: 6 finished or created jobs ended before" in counted.stdout
+    assert "created 1, dismissed 1, failed 2, succeeded 2; nothing was deleted" in counted.stdout
     assert remaining(es, settings, jobs) == set(jobs)
 
     done = run_purge(settings, "--older-than", "30d", "--status", "failed,dismissed", "--json")

@@ -38,6 +38,9 @@ def _job(status: str = "submitted", host: str | None = "node-a", **extra) -> dic
     (_job(host=ME), _lease(ME), True, Fate.LEAVE),               # this node's own job
     (_job(host=None), None, True, Fate.LEAVE),                   # a job from before leases: reconciliation's
     (_job("succeeded"), _lease(), True, Fate.LEAVE),             # ended meanwhile
+    # created (OGC API Processes Part 4), even with a host named: nothing runs it or waits to, so nothing is lost
+    (_job("created"), _lease(), True, Fate.LEAVE),
+    (_job("created"), None, False, Fate.LEAVE),
 ])
 def test_what_a_live_node_does_with_a_job_of_a_lost_host(doc: dict, lease: LeaseDoc | None, adopt: bool,
                                                          expected: Fate) -> None:
@@ -98,3 +101,10 @@ def test_new_fields_are_added_to_an_existing_mapping_and_nothing_else() -> None:
     current = {"id": {"type": "keyword"}, "delay": {"type": "float"}}
     wanted = {**current, "host": {"type": "keyword"}, "delay": {"type": "double"}}
     assert missing_fields(current, wanted) == {"host": {"type": "keyword"}}
+
+
+
+def test_the_sweep_never_searches_created_jobs() -> None:
+    """A created job never runs until started: the lost-job sweep searches only submitted and running jobs."""
+    terms = lost_jobs_query([], ["node-a"], NOW)["bool"]["filter"][0]["terms"]["status"]
+    assert terms == ["submitted", "running"]

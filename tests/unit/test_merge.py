@@ -18,6 +18,11 @@ def fresh() -> dict:
     return Job(id="job-1", process_id="echo", created=T0).to_document()
 
 
+def created() -> dict:
+    """A job made by POST /jobs (OGC API Processes Part 4): `created`, no host answers for it yet."""
+    return {**fresh(), "status": Status.CREATED.value, "host": None}
+
+
 def upd(status: Status, seconds: float, **kw) -> StatusUpdate:
     return StatusUpdate(job_id="job-1", status=status, timestamp=T0 + timedelta(seconds=seconds), **kw)
 
@@ -155,3 +160,42 @@ def test_status_never_moves_backwards(data, events):
         assert after.rank >= before.rank
         if before.terminal:
             assert after is before
+
+
+def test_submitted_event_moves_a_created_job_and_carries_only_its_status():
+    outcome, doc = merge(created(), upd(Status.SUBMITTED, 1, message="ignored", progress=7, host="node-x"))
+    assert outcome is Outcome.APPLIED
+    assert doc["status"] == "submitted"
+    assert doc["updated"] == "2026-01-01T00:00:01.000000Z"
+    assert (doc["message"], doc["progress"], doc["host"], doc["merge-clock"]) == (None, 0, None, {})
+    # from there on a submitted event tells nothing, as for any job submitted directly
+    again, same = merge(doc, upd(Status.SUBMITTED, 2))
+    assert again is Outcome.STALE and same is doc
+
+
+def test_no_event_makes_a_job_created_again():
+    for start in (fresh(), created()):
+        outcome, same = merge(start, upd(Status.CREATED, 1, message="back"))
+        assert outcome is Outcome.STALE and same is start
+    dismissed = merge(created(), upd(Status.DISMISSED, 1, message="dismissed on request"))[1]
+    assert dismissed["status"] == "dismissed" and dismissed["stop-time"] == "2026-01-01T00:00:01.000000Z"
+    assert merge(dismissed, upd(Status.SUBMITTED, 2))[0] is Outcome.STALE
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), events=lifecycle())
+def test_a_created_job_merges_its_start_in_any_order(data, events):
+    """A created job's life is its start (`submitted`, before anything else happened to it) then a submitted job's:
+    any permutation, with duplicates, gives what the ordered events give, and the status never moves back."""
+    start = upd(Status.SUBMITTED, 0)
+    ordered = [start, *events]
+    expected = fold(created(), ordered)
+    with_dups = ordered + data.draw(st.lists(st.sampled_from(ordered), max_size=8))
+    doc = created()
+    for event in data.draw(st.permutations(with_dups)):
+        before = Status(doc["status"])
+        _, doc = merge(doc, event)
+        assert Status(doc["status"]).rank >= before.rank
+    assert public_view(doc) == public_view(expected)
+    if not events:
+        assert expected["status"] == "submitted"

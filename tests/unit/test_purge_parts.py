@@ -13,7 +13,7 @@ from ades.cli import main
 from ades.config import Settings
 from ades.durations import format_duration, parse_duration
 from ades.status import Status
-from ades.store.purge import FINISHED, PurgeFilter, build_purge_query
+from ades.store.purge import FINISHED, PURGEABLE, PurgeFilter, build_purge_query
 
 NOW = datetime(2025, 3, 31, 12, 0, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def test_a_formatted_duration_reads_back(seconds: float) -> None:
 def test_the_query_selects_old_finished_jobs_by_end_or_by_creation_without_an_end() -> None:
     query = build_purge_query(PurgeFilter(older_than=30 * 86_400), NOW)
     statuses, age = query["bool"]["filter"]
-    assert statuses == {"terms": {"status": ["succeeded", "failed", "dismissed"]}}
+    assert statuses == {"terms": {"status": ["created", "succeeded", "failed", "dismissed"]}}
     cutoff = {"lt": "2025-03-01T12:00:00.000000Z"}
     assert age == {"bool": {"minimum_should_match": 1, "should": [
         {"range": {"stop-time": cutoff}},
@@ -65,7 +65,14 @@ def test_the_query_narrows_by_status_and_by_every_label() -> None:
 def test_the_filter_never_selects_unfinished_jobs(status: str) -> None:
     with pytest.raises(ValidationError, match="never purged"):
         PurgeFilter(older_than=0, statuses=[status])
-    assert set(PurgeFilter(older_than=0).statuses) == set(FINISHED)
+    assert set(PurgeFilter(older_than=0).statuses) == set(PURGEABLE) == {Status.CREATED, *FINISHED}
+
+
+def test_created_jobs_never_started_are_purged_by_age_as_jobs_never_ended() -> None:
+    """A job made by POST /jobs and never started (OGC API Processes Part 4) has no end: its creation counts."""
+    purge = PurgeFilter(older_than=3600, statuses=["created"])
+    filters = build_purge_query(purge, NOW)["bool"]["filter"]
+    assert filters[0] == {"terms": {"status": ["created"]}}
 
 
 def test_retention_settings_take_durations_and_are_off_by_default() -> None:
