@@ -205,6 +205,29 @@ class Settings(LocalNodeSettings):
         description="Seconds one http(s) input may take to download, redirects included (past it the job fails).",
     )
 
+    # --- Callbacks (an execute request's `subscriber`; ades/callbacks.py, ades/jobs/notifier.py) ----------------
+    callback_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret callbacks are signed with (header Ades-Signature: sha256=HMAC-SHA256 of "
+        "'<Ades-Timestamp>.' + body); unset: callbacks go unsigned.",
+    )
+    callback_timeout: float = Field(default=10.0, gt=0, description="Seconds one callback POST may take.")
+    callback_attempts: int = Field(
+        default=5, ge=1, description="Attempts at delivering one state of a job before its subscriber is given up on.",
+    )
+    callback_retry_delay: float = Field(
+        default=2.0, gt=0,
+        description="Seconds before the first retry of a failed callback; each next retry waits twice as long (at "
+        "most 300).",
+    )
+    callback_progress_interval: float = Field(
+        default=10.0, ge=0, description="Least seconds between two in-progress callbacks of one job.",
+    )
+    callback_poll_interval: float = Field(
+        default=1.0, gt=0,
+        description="Seconds between two looks for jobs whose subscriber is to be told something (one search).",
+    )
+
     # --- Request limits (each refused with a 4xx OGC exception; nothing is written) ----------------------------
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024,
