@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from ades.config_callbacks import CallbackSettings
 from ades.config_node import LocalNodeSettings
 
 DEFAULT_RUNNING_JOBS_PER_USER = 1000
@@ -28,7 +29,7 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ades"
 
 
-class Settings(LocalNodeSettings):
+class Settings(LocalNodeSettings, CallbackSettings):
     # `ades services start` writes what it started (the moto endpoint, topic and queue) to .ades/services.env,
     # so every later `ades …` in the same folder finds them; real environment variables always win.
     model_config = SettingsConfigDict(env_prefix="ADES_", extra="ignore", env_file=".ades/services.env")
@@ -203,29 +204,6 @@ class Settings(LocalNodeSettings):
     fetch_timeout: float = Field(
         default=600.0, gt=0,
         description="Seconds one http(s) input may take to download, redirects included (past it the job fails).",
-    )
-
-    # --- Callbacks (an execute request's `subscriber`; ades/callbacks.py, ades/jobs/notifier.py) ----------------
-    callback_secret: SecretStr | None = Field(
-        default=None,
-        description="Shared secret callbacks are signed with (header Ades-Signature: sha256=HMAC-SHA256 of "
-        "'<Ades-Timestamp>.' + body); unset: callbacks go unsigned.",
-    )
-    callback_timeout: float = Field(default=10.0, gt=0, description="Seconds one callback POST may take.")
-    callback_attempts: int = Field(
-        default=5, ge=1, description="Attempts at delivering one state of a job before its subscriber is given up on.",
-    )
-    callback_retry_delay: float = Field(
-        default=2.0, gt=0,
-        description="Seconds before the first retry of a failed callback; each next retry waits twice as long (at "
-        "most 300).",
-    )
-    callback_progress_interval: float = Field(
-        default=10.0, ge=0, description="Least seconds between two in-progress callbacks of one job.",
-    )
-    callback_poll_interval: float = Field(
-        default=1.0, gt=0,
-        description="Seconds between two looks for jobs whose subscriber is to be told something (one search).",
     )
 
     # --- Request limits (each refused with a 4xx OGC exception; nothing is written) ----------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ades.api.callback_schemas import CALLBACK_STATE, CALLBACKS, SUBSCRIBER
 from ades.api.processes import DEPLOY_TYPES, REF_PATTERN
 from ades.config import Settings
 from ades.models import ID_PATTERN
@@ -72,34 +73,6 @@ EXECUTE_OUTPUTS = {
 }
 
 
-SUBSCRIBER = {
-    "type": "object", "additionalProperties": False,
-    "description": "OGC callbacks: the job's status document is POSTed to `inProgressUri` while it runs (at most every "
-    "ADES_CALLBACK_PROGRESS_INTERVAL seconds), to `successUri` once it succeeded, to `failedUri` once it failed or was "
-    "dismissed; at least once, retried with backoff, signed (`Ades-Signature`). Each URI must be an http(s) URL this "
-    "server may reach (no private address unless ADES_FETCH_ALLOW allows it), else 400.",
-    "properties": {k: {"type": "string", "format": "uri", "maxLength": 2048}
-                   for k in ("successUri", "inProgressUri", "failedUri")},
-}
-CALLBACK_STATE = {
-    "type": "object", "description": "delivery to the job's subscriber (present when it has one)",
-    "properties": {"subscriber": {"$ref": "#/components/schemas/subscriber"},
-                   "lastDelivered": {"type": "string", "description": "the last status its subscriber took"},
-                   "deliveredAt": {"type": "string", "format": "date-time"},
-                   "attempts": {"type": "integer", "description": "failed attempts at the state now pending"},
-                   "lastError": {"type": "string"}, "nextAttempt": {"type": "string", "format": "date-time"},
-                   "gaveUp": {"type": "boolean"}},
-}
-CALLBACKS = {name: {f"{{$request.body#/subscriber/{member}}}": {"post": {
-    "description": "the job's status document (statusInfo), with headers Ades-Timestamp, Ades-Signature "
-    "(sha256=HMAC-SHA256 of '<timestamp>.' + body, with ADES_CALLBACK_SECRET) and Ades-Delivery (the same for every "
-    "attempt at one state)",
-    "requestBody": {"content": {JSON: {"schema": {"$ref": "#/components/schemas/statusInfo"}}}},
-    "responses": {"200": {"description": "received (any 2xx); anything else is retried"}}}}}
-    for name, member in (("jobSucceeded", "successUri"), ("jobInProgress", "inProgressUri"),
-                         ("jobFailed", "failedUri"))}
-
-
 def _schemas(settings: Settings) -> dict[str, Any]:
     link = {"type": "object", "required": ["href"],
             "properties": {k: {"type": "string"} for k in ("href", "rel", "type", "title", "hreflang")}}
@@ -114,8 +87,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
-            "labels": {"type": "array", "items": {"type": "string"}},
-            "callback": CALLBACK_STATE,
+            "labels": {"type": "array", "items": {"type": "string"}}, "callback": CALLBACK_STATE,
             "links": {"type": "array", "items": _ref("link")},
         },
     }
@@ -141,15 +113,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                       "description": "ids of jobs that must succeed before this one starts (an ades extension)"},
         "delay": {"type": "number", "minimum": 0,
                   "description": "seconds to wait, after the dependencies, before the job starts (an ades extension)"},
-        "subscriber": _ref("subscriber"),
-    }
+        "subscriber": _ref("subscriber")}
     return {
         "link": link,
         "exception": {"type": "object", "required": ["type"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
             "detail": {"type": "string"}, "instance": {"type": "string"}}},
-        "statusInfo": status_info,
-        "subscriber": SUBSCRIBER,
+        "statusInfo": status_info, "subscriber": SUBSCRIBER,
         "processSummary": summary,
         "processDescription": description,
         "processList": {"type": "object", "required": ["processes", "links"], "properties": {
