@@ -195,7 +195,7 @@ def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[
     return depends_on, scheduling.delay
 
 
-def _check_subscriber(ctx: AdesContext, subscriber: Subscriber | None) -> dict[str, str] | None:
+def check_subscriber(ctx: AdesContext, subscriber: Subscriber | None) -> dict[str, str] | None:
     """The subscriber's URIs, each one an http(s) URL the fetcher reaches (checked now, and again at each delivery:
     a name may resolve elsewhere later); a 400 naming the member otherwise."""
     uris = subscriber.uris() if subscriber is not None else {}
@@ -218,7 +218,7 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
         title = "Unsupported requirement" if err.kind == "unsupported-requirement" else "Invalid input"
         raise ApiProblem(400, err.kind, str(err), title) from None
     depends_on, delay = _check_scheduling(ctx, scheduling)
-    subscriber = _check_subscriber(ctx, scheduling.subscriber if scheduling else None)
+    subscriber = check_subscriber(ctx, scheduling.subscriber if scheduling else None)
     if mode == "sync" and (depends_on or delay):
         raise problem(400, "invalid-parameter", "dependsOn and delay need an asynchronous execution")
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
