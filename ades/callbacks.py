@@ -80,8 +80,9 @@ def pending(doc: dict[str, Any]) -> tuple[str, str] | None:
     record = doc.get("callback") or {}
     if record.get("status") == status.value and (status.terminal or record.get("updated") == doc.get("updated")):
         return None
-    if record.get("gave-up") == _state(doc):
-        return None
+    gave_up = record.get("gave-up") or ""
+    if gave_up == _state(doc) or (status.terminal and gave_up.startswith(f"{status.value}@")):
+        return None  # an end given up on stays so, whatever late event touches the job
     return member, subscriber[member]
 
 

@@ -95,6 +95,8 @@ def test_a_failed_delivery_is_retried_with_backoff_then_given_up() -> None:
         assert shown(doc)["lastError"] == "answered 500"
     doc = delivered(doc, doc, "answered 500", now, 2.0, 3, 10.0)
     assert doc["callback-due"] is None and pending(doc) is None and shown(doc)["gaveUp"] is True
+    late = at(doc, Status.RUNNING, 9, progress=50)  # a late event, newer than the end, moves `updated`
+    assert late["updated"] != doc["updated"] and pending(late) is None
 
 
 def test_a_claim_holds_off_other_nodes_and_news_wait_for_it() -> None:
