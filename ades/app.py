@@ -17,7 +17,7 @@ from flask import Flask, request
 from pygeoapi.api import API
 
 from ades import metrics
-from ades.api import assets, auth, core, errors, hosts, job_management, jobs, processes, wpst
+from ades.api import assets, auth, core, errors, hosts, job_management, jobs, processes, views, wpst
 from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
@@ -109,6 +109,7 @@ def create_app(
         fetcher=Fetcher(FetchPolicy.from_settings(settings)),
     )
     app.extensions["ades"] = context
+    context.jobs.status_document = lambda doc: views.callback_body(doc, public_url)
     app.extensions["pygeoapi"] = API(pygeoapi_config(public_url), build_openapi(public_url, settings=settings))
     errors.register(app)
     # the first before_request: a request for another host (DNS rebinding) stops here

@@ -1,5 +1,6 @@
 """The one way ades reaches out of its host on someone's behalf: http(s) inputs of jobs, an `executionUnit.href`,
-and the `$include`/`$import` references of a deployed package.
+the `$include`/`$import` references of a deployed package, and the callbacks a job's `subscriber` asked for (a POST,
+`Fetcher.post`).
 
 A URL is only fetched from an address that is public, or that the operator allowed (ADES_FETCH_ALLOW): a name is
 resolved, and every address it resolves to must pass, else the fetch is refused before any connection is made. The
@@ -33,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 256 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
+ANSWER_BYTES = 64 * 1024
+"""The most of an answer to a POST (a callback) that is read; a longer one fails the delivery."""
 METADATA = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
 """Cloud instance metadata (AWS's IPv4 and IPv6 endpoints; GCP and Azure use the same IPv4 one): credentials."""
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -181,6 +184,23 @@ class Fetcher:
                 partial.unlink()
         return target
 
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        """POST `body` to `url` (checked as any fetch, connecting to the checked address) within `timeout` seconds;
+        the HTTP status of a 2xx answer. A redirect is not followed (a POST does not survive one, and its target would
+        be an address nobody checked); it, any other answer and a failure to connect raise FetchError."""
+        target = self.check(url)
+        budget = _Budget(ANSWER_BYTES, timeout, time.monotonic() + timeout, False)
+        connection, response = _request(target, budget, "POST", body, headers)
+        try:
+            if 200 <= response.status < 300:
+                for _ in _read(response, connection, budget, url):
+                    pass  # read to its end (at most ANSWER_BYTES, in the time left) and dropped: nothing is kept
+                return response.status
+        finally:
+            connection.close()
+        moved = " (redirects are not followed)" if response.status in REDIRECTS else ""
+        raise FetchError(f"{url}: answered {response.status} {response.reason}{moved}")
+
     def _body(self, url: str, budget: _Budget) -> Iterator[bytes]:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
@@ -276,11 +296,13 @@ def _connect(target: Target, timeout: float | None) -> socket.socket:
     raise error or OSError("no address")
 
 
-def _request(target: Target, budget: _Budget) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+def _request(target: Target, budget: _Budget, method: str = "GET", body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
     connection = kind(target, budget.left(target.url))
     try:
-        connection.request("GET", target.path, headers={"User-Agent": "ades", "Accept-Encoding": "identity"})
+        connection.request(method, target.path, body=body,
+                           headers={"User-Agent": "ades", "Accept-Encoding": "identity", **(headers or {})})
         return connection, connection.getresponse()
     except TimeoutError:
         connection.close()

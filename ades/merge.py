@@ -27,6 +27,10 @@ from ades.models import StatusUpdate, iso
 from ades.status import Status, can_move, tells_nothing
 
 BOOKKEEPING_FIELDS = ("applied-events",)
+SUBSCRIBER_URIS = {Status.RUNNING: "inProgressUri", Status.SUCCEEDED: "successUri", Status.FAILED: "failedUri",
+                   Status.DISMISSED: "failedUri"}
+"""The `subscriber` member (OGC callbacks, ades.callbacks) each status is POSTed to: a dismissed job did not succeed,
+so its subscriber hears of it where failures go (as Weaver does; OGC names no URI for it)."""
 """Fields whose content depends on arrival order (which events were the ones that changed something)."""
 
 
@@ -92,7 +96,25 @@ def merge(doc: dict[str, Any], update: StatusUpdate) -> tuple[Outcome, dict[str,
     if public_view(new) == public_view(doc):
         return Outcome.STALE, doc
     new["applied-events"] = [*(doc.get("applied-events") or []), update.event_id]
+    if new.get("subscriber"):
+        new["callback-due"] = _callback_due(doc, new, stamp)
     return Outcome.APPLIED, new
+
+
+def _callback_due(before: dict[str, Any], after: dict[str, Any], stamp: str) -> str | None:
+    """When the notifier (ades.jobs.notifier) should look at a subscribed job after this change: the writer of status
+    only marks the job, it never calls anyone. Not before a claim in flight ends (its node re-reads and sees the news
+    as it records its delivery) nor, running, before the in-progress interval ends."""
+    status = Status(after["status"])
+    member = SUBSCRIBER_URIS.get(status)
+    if member is None or not after["subscriber"].get(member) or (
+            status.value == before["status"] and status is not Status.RUNNING):
+        return after.get("callback-due")  # nothing new to tell (a late event after the end changes no status)
+    record = after.get("callback") or {}
+    times = [stamp, (record.get("claimed") or {}).get("until") or ""]
+    if status is Status.RUNNING:
+        times.append(record.get("progress-after") or "")
+    return max(times)
 
 
 def fold(doc: dict[str, Any], updates: Iterable[StatusUpdate]) -> dict[str, Any]:

@@ -79,6 +79,9 @@ class Job(BaseModel):
         default=None, alias="results-request",
         description="what the execute request asked of the results (response, outputs' transmission modes), so "
         "that an asynchronous job's /results answers as asked (ades.api.results)")
+    subscriber: dict[str, str] | None = Field(
+        default=None, description="where the job's changes are POSTed (OGC callbacks: successUri, inProgressUri, "
+        "failedUri; ades.callbacks)")
 
     def to_document(self) -> dict[str, Any]:
         """The `jobs` index document of a freshly submitted job."""
@@ -104,6 +107,7 @@ class Job(BaseModel):
             "message": self.message,
             "results-request": self.results_request,
             "host": self.host,
+            **({"subscriber": self.subscriber} if self.subscriber else {}),
             "applied-events": [],
             "merge-clock": {},
         }

@@ -40,10 +40,8 @@ from ades.store.processes import DeployedProcess
 bp = Blueprint("ades_job_management", __name__)
 
 LOCKED = "http://www.opengis.net/def/exceptions/ogcapi-processes-4/1.0/locked"
-EDITABLE = ("inputs", "outputs", "response", "labels", "dependsOn", "delay",
-            *(("subscriber",) if "subscriber" in OgcExecute.model_fields else ()))
-"""What PATCH may replace: every member of the execute request but `process` (and `mode`: it runs async), OGC
-callbacks' `subscriber` included where execute requests take one."""
+EDITABLE = ("inputs", "outputs", "response", "labels", "dependsOn", "delay", "subscriber")
+"""What PATCH may replace: every member of the execute request but `process` (and `mode`: it runs async)."""
 ATTEMPTS = 3
 """Reads and conditional writes one edit or start makes while others keep writing the same job."""
 CREATE_WORDS = ("create", "created")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ades.api import openapi_part4
+from ades.api.callback_schemas import CALLBACK_STATE, CALLBACKS, SUBSCRIBER
 from ades.api.processes import DEPLOY_TYPES, REF_PATTERN
 from ades.config import Settings
 from ades.models import ID_PATTERN
@@ -88,7 +89,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
-            "labels": {"type": "array", "items": {"type": "string"}},
+            "labels": {"type": "array", "items": {"type": "string"}}, "callback": CALLBACK_STATE,
             "links": {"type": "array", "items": _ref("link")},
         },
     }
@@ -114,13 +115,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                       "description": "ids of jobs that must succeed before this one starts (an ades extension)"},
         "delay": {"type": "number", "minimum": 0,
                   "description": "seconds to wait, after the dependencies, before the job starts (an ades extension)"},
-    }
+        "subscriber": _ref("subscriber")}
     return {
         "link": link,
         "exception": {"type": "object", "required": ["type"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
             "detail": {"type": "string"}, "instance": {"type": "string"}}},
-        "statusInfo": status_info,
+        "statusInfo": status_info, "subscriber": SUBSCRIBER,
         "processSummary": summary,
         "processDescription": description,
         "processList": {"type": "object", "required": ["processes", "links"], "properties": {
@@ -249,6 +250,7 @@ def _process_paths(settings: Settings) -> dict[str, Any]:
                      "parameters": [{"name": "Prefer", "in": "header", "required": False,
                                      "schema": {"type": "string"}}],
                      "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute")}}},
+                     "callbacks": CALLBACKS,
                      "responses": {
                          "200": _results_200("results (sync), as `response` and each output's "
                                              "`transmissionMode` asked"),
@@ -260,6 +262,7 @@ def _process_paths(settings: Settings) -> dict[str, Any]:
             "parameters": [PROCESS_REF],
             "post": {"operationId": "executeWpst", "summary": "execute, WPS-T form (always async)",
                      "requestBody": {"required": True, "content": {JSON: {"schema": _ref("executeWpst")}}},
+                     "callbacks": CALLBACKS,
                      "responses": {"201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
                                    **_errors(400, 404, 413, 415, 429, 503)}},
         },

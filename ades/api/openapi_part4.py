@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ades.api.submit import OgcExecute
 from ades.models import ID_PATTERN
 
 JSON = "application/json"
@@ -39,9 +38,7 @@ def schemas() -> dict[str, Any]:
              "response": {"type": "string", "enum": ["raw", "document"]},
              "labels": {"type": "array", "items": {"type": "string"}},
              "dependsOn": {"type": "array", "items": {"type": "string"}},
-             "delay": {"type": "number", "minimum": 0}}
-    if "subscriber" in OgcExecute.model_fields:  # OGC callbacks, where execute requests take them
-        edits["subscriber"] = _ref("subscriber")
+             "delay": {"type": "number", "minimum": 0}, "subscriber": _ref("subscriber")}
     return {
         "createJob": {"allOf": [_ref("execute"), {"type": "object", "required": ["process"], "properties": {
             "process": process,

@@ -17,9 +17,11 @@ from ades import floats
 from ades.api.auth import current_principal, owner_filter
 from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
+from ades.callbacks import Subscriber
 from ades.config import Settings
 from ades.cwl import InputError, to_job_order
 from ades.cwl.package import Package, json_depth
+from ades.fetch import FetchError
 from ades.jobs.spec import waiting_message
 from ades.models import ID_PATTERN, Job
 from ades.store.processes import DeployedProcess
@@ -65,11 +67,14 @@ def _settings_of(info: ValidationInfo) -> Settings | None:
 
 
 class Scheduling(BaseModel):
-    """ades extensions of both execute bodies: run after other jobs succeeded (`dependsOn`), after a `delay`."""
+    """What both execute bodies share: ades' extensions (run after other jobs succeeded, `dependsOn`, after a
+    `delay`) and OGC's `subscriber` (callbacks)."""
 
     dependsOn: list[str] = Field(default_factory=list, max_length=MAX_DEPENDENCIES,
                                  description="ids of jobs that must succeed first")
     delay: float = Field(default=0.0, ge=0, description="seconds to wait (after the dependencies) before starting")
+    subscriber: Subscriber | None = Field(default=None, description="OGC callbacks: where the job's changes are "
+                                          "POSTed (ades.callbacks)")
 
     @field_validator("dependsOn", mode="before")
     @classmethod
@@ -190,6 +195,18 @@ def _check_scheduling(ctx: AdesContext, scheduling: Scheduling | None) -> tuple[
     return depends_on, scheduling.delay
 
 
+def check_subscriber(ctx: AdesContext, subscriber: Subscriber | None) -> dict[str, str] | None:
+    """The subscriber's URIs, each one an http(s) URL the fetcher reaches (checked now, and again at each delivery:
+    a name may resolve elsewhere later); a 400 naming the member otherwise."""
+    uris = subscriber.uris() if subscriber is not None else {}
+    for member, uri in uris.items():
+        try:
+            ctx.fetcher.check(uri)
+        except FetchError as err:
+            raise problem(400, "invalid-parameter", f"subscriber.{member}: {err}") from None
+    return uris or None
+
+
 def prepare(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], labels: list[str], mode: str,
             scheduling: Scheduling | None = None,
             results: dict[str, Any] | None = None) -> tuple[Package, Job, dict[str, Any]]:
@@ -202,11 +219,12 @@ def prepare(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], 
         title = "Unsupported requirement" if err.kind == "unsupported-requirement" else "Invalid input"
         raise ApiProblem(400, err.kind, str(err), title) from None
     depends_on, delay = _check_scheduling(ctx, scheduling)
+    subscriber = check_subscriber(ctx, scheduling.subscriber if scheduling else None)
     if mode == "sync" and (depends_on or delay):
         raise problem(400, "invalid-parameter", "dependsOn and delay need an asynchronous execution")
     job = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
               user_id=current_principal().user, mode=mode, depends_on=depends_on, delay=delay,
-              message=waiting_message(depends_on, delay), results_request=results)
+              message=waiting_message(depends_on, delay), results_request=results, subscriber=subscriber)
     return package, job, job_order
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pygeoapi.util import render_j2_template
 
+from ades import callbacks
 from ades.api.outputs import served
 from ades.status import Status
 from ades.store.processes import DeployedProcess
@@ -58,9 +59,17 @@ def status_info(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
         "finished": doc.get("stop-time"),
         "updated": doc.get("updated"),
         "labels": list(doc.get("labels") or []),
+        "callback": callbacks.shown(doc),  # the delivery to the job's subscriber, if it has one
         "links": job_links(base_url, doc["id"], status),
     }
     return {key: value for key, value in info.items() if value is not None}
+
+
+def callback_body(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """What a job's subscriber is POSTed: its status document, without the record of the delivery itself."""
+    info = status_info(doc, base_url)
+    info.pop("callback", None)
+    return info
 
 
 def process_summary(process: DeployedProcess, base_url: str) -> dict[str, Any]:

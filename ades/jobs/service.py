@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from ades.config import Settings
@@ -36,6 +37,7 @@ from ades.jobs.folder import DataDir, JobFolder
 from ades.jobs.journal import Journal
 from ades.jobs.leases import Lease, node_id
 from ades.jobs.lifecycle import HostState, JobTable
+from ades.jobs.notifier import Notifier
 from ades.jobs.publisher import Publisher
 from ades.jobs.quota import SyncSlots, UserQuota
 from ades.jobs.reconcile import Reconciler, Report, claim
@@ -46,6 +48,7 @@ from ades.models import Job, StatusUpdate
 from ades.status import Status
 from ades.storage import S3Storage, StorageConfig
 from ades.store import JobStore, ProcessStore
+from ades.store.callbacks import CallbackStore
 from ades.store.freshness import WriteMarks
 from ades.store.hosts import HostStore
 from ades.store.job_edits import Versioned, replace
@@ -70,6 +73,9 @@ class JobService:
         self.retention: Retention | None = None
         self.lease: Lease | None = None
         self.sweep: LostJobSweep | None = None
+        self.notifier: Notifier | None = None
+        self.status_document: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        """A job document -> what its subscriber is POSTed (the API's status document); callbacks need it."""
 
     # --- wiring, each made on first use ---
     @functools.cached_property
@@ -298,6 +304,7 @@ class JobService:
         self._reconcile_lock = handle
         self._start_retention()  # once: a retry finds it running
         self._start_lease()
+        self._start_callbacks()
         if self._reconciler is not None:
             self._reconciler.close()
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
@@ -326,6 +333,14 @@ class JobService:
                                   self.publisher, self._dask_knows if self.settings.executor == "dask" else None)
         self.sweep.start()
 
+    def _start_callbacks(self) -> None:
+        """The notifier of jobs' subscribers (ades.jobs.notifier), in the one process of the data dir that holds its
+        reconcile lock."""
+        if self.notifier is not None or self.status_document is None:
+            return
+        self.notifier = Notifier(CallbackStore(self.store.client, self.settings), Fetcher(self.fetch_policy),
+                                 self.status_document, self.node_id, self.settings).start()
+
     def rebuild(self, doc: dict[str, Any], delay: float) -> QueuedJob:
         """The QueuedJob of a stored job, as its accepting node made it (a lost node's job this node adopts)."""
         process = ProcessStore(self.store.client, self.settings).get(f"{doc['process-id']}:{doc['process-version']}")
@@ -353,7 +368,7 @@ class JobService:
         return set(self.executor.running())  # type: ignore[attr-defined] (the Dask executor asks every worker)
 
     def close(self) -> None:
-        for part in (self.sweep, self.lease):
+        for part in (self.notifier, self.sweep, self.lease):
             if part is not None:
                 part.close()
         with self._lock:
