@@ -203,3 +203,23 @@ def test_callbacks_are_declared(server: LiveServer) -> None:
     for path in ("/processes/{processId}/execution", "/processes/{processId}/jobs"):
         assert set(document["paths"][path]["post"]["callbacks"]) == {"jobSucceeded", "jobInProgress", "jobFailed"}
 
+
+
+def test_a_created_job_takes_its_subscriber_by_patch_and_tells_it_once_started(server: LiveServer,
+                                                                               receiver: Receiver) -> None:
+    """OGC Part 4 and callbacks together: a subscriber set on a created job is checked as an execute request's is
+    (refused with nothing changed), a created job is told nothing, and once started its end is delivered."""
+    made = server.post("/jobs", json={"process": "echo", "inputs": {"message": "x"}})
+    assert made.status_code == 201, made.text
+    job_id = made.json()["jobID"]
+    refused = server.http.patch(f"{server.url}/jobs/{job_id}", timeout=30,
+                                json={"subscriber": {"successUri": "http://10.1.2.3/x"}})
+    assert "subscriber.successUri: " in assert_problem(refused, 400, "invalid-parameter")["detail"]
+    assert "callback" not in server.get(f"/jobs/{job_id}").json()
+    patched = server.http.patch(f"{server.url}/jobs/{job_id}", timeout=30,
+                                json={"subscriber": {"successUri": receiver.url("/d/ok")}})
+    assert patched.status_code == 200, patched.text
+    assert not receiver.at("/d/ok")
+    assert server.post(f"/jobs/{job_id}/results").status_code == 202
+    told = wait_for(lambda: receiver.at("/d/ok") or None, 60, "the success callback", interval=0.05)
+    assert verified(told[0])["jobID"] == job_id and verified(told[0])["status"] == "successful"
