@@ -26,12 +26,13 @@ from typing import Any
 from ades.models import StatusUpdate, iso
 from ades.status import Status, can_move, tells_nothing
 
-BOOKKEEPING_FIELDS = ("applied-events",)
+BOOKKEEPING_FIELDS = ("applied-events", "callback-due")
+"""Fields whose content depends on arrival order (which events were the ones that changed something, when the
+notifier should look at the job next)."""
 SUBSCRIBER_URIS = {Status.RUNNING: "inProgressUri", Status.SUCCEEDED: "successUri", Status.FAILED: "failedUri",
                    Status.DISMISSED: "failedUri"}
 """The `subscriber` member (OGC callbacks, ades.callbacks) each status is POSTed to: a dismissed job did not succeed,
 so its subscriber hears of it where failures go (as Weaver does; OGC names no URI for it)."""
-"""Fields whose content depends on arrival order (which events were the ones that changed something)."""
 
 
 class Outcome(StrEnum):
