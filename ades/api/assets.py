@@ -11,6 +11,10 @@ The OpenAPI page (`/openapi?f=html`) is Swagger UI, whose script, stylesheet and
 `swagger-ui-dist`: they come from the swagger-ui-bundle package (the one Connexion maintains), under
 `/assets/swagger-ui/`. pygeoapi's other viewer, ReDoc (`ui=redoc`), has no maintained Python package: that request
 gets the Swagger UI page too, rather than a page that stays blank without the internet.
+
+pygeoapi renders its frame from a copy of its configuration that it caches per locale for the whole process
+(`l10n.translate_struct`), so in a process holding several apps (tests, an embedding) every frame would name the
+first app's URL: a page's links to that URL are pointed at its own app's.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 import flask_bootstrap
 import pygeoapi
 import swagger_ui_bundle
-from flask import Blueprint, Flask, Response, request, send_from_directory
+from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
+from pygeoapi import l10n
+from pygeoapi.api import APIRequest
 
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).resolve().parent / "static"
 BOOTSTRAP = Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5"
@@ -46,8 +52,11 @@ def swagger_ui(name: str) -> Response:
     return send_from_directory(SWAGGER_UI, name, max_age=86_400)
 
 
-def local_assets(html: str, base_url: str) -> str:
-    """The page with Bootstrap's stylesheet and Swagger UI taken from this server and the old-IE script gone."""
+def local_assets(html: str, base_url: str, framed_url: str | None = None) -> str:
+    """The page with Bootstrap's stylesheet and Swagger UI taken from this server and the old-IE script gone;
+    `framed_url`: the app URL pygeoapi's frame was rendered with, if not `base_url`."""
+    if framed_url and framed_url != base_url:
+        html = html.replace(f'"{framed_url}/', f'"{base_url}/').replace(f'"{framed_url}"', f'"{base_url}"')
     html = BOOTSTRAP_CSS.sub(f'href="{base_url}/assets/bootstrap/css/bootstrap.min.css"', html)
     html = SWAGGER_DIST.sub(rf'\1="{base_url}/assets/swagger-ui/', html)
     return OLD_IE.sub("", html)
@@ -60,5 +69,14 @@ def install(app: Flask, base_url: str) -> None:
     def _local_assets(response: Response) -> Response:
         page = (request.endpoint or "").startswith(PAGES)
         if page and response.mimetype == "text/html" and not response.is_streamed and response.status_code < 300:
-            response.set_data(local_assets(response.get_data(as_text=True), base_url))
+            response.set_data(local_assets(response.get_data(as_text=True), base_url, _framed_url()))
         return response
+
+
+def _framed_url() -> str | None:
+    """The app URL in the configuration pygeoapi renders this request's frame with (see the module's text)."""
+    api = current_app.extensions.get("pygeoapi")
+    if api is None:
+        return None
+    locale = APIRequest.from_flask(request, api.locales).locale
+    return l10n.translate_struct(api.tpl_config, locale, True)["server"]["url"]

@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from ades.client import Client
-from tests.e2e.conftest import LiveServer
+from ades.config import Settings
+from tests.e2e.conftest import LiveServer, serve_app
 from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -142,9 +143,7 @@ def test_every_asset_the_pages_load_is_served_here(live: LiveServer, browser: Br
         found = ASSET.findall(html)
         assert found, path
         for url in found:
-            # the host only: pygeoapi renders its frame with the URL of the first app of a process, and the tests
-            # run several servers in one
-            assert urlsplit(url).hostname == "127.0.0.1", f"{path} loads {url} from elsewhere"
+            assert urlsplit(url).netloc == urlsplit(live.url).netloc, f"{path} loads {url} from elsewhere"
             assert live.get(urlsplit(url).path).status_code == 200, url
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
@@ -165,6 +164,24 @@ def test_every_asset_the_pages_load_is_served_here(live: LiveServer, browser: Br
         page.screenshot(path=str(ARTIFACTS / "jobs-page-frame.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_each_app_of_a_process_frames_its_pages_with_its_own_url(live: LiveServer, e2e_settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """pygeoapi caches the configuration it renders frames with once per process: a second app in the same process
+    must still name itself, not the first app, in its pages' links."""
+    other_settings = e2e_settings.model_copy(update={"index_prefix": f"test-{uuid.uuid4().hex[:10]}-",
+                                                     "data_dir": tmp_path / "data"})
+    servers = [live]
+    other = serve_app(other_settings)
+    servers.append(next(other))
+    try:
+        for server in servers:
+            for path in ("/?f=html", "/conformance?f=html", "/jobs?f=html"):
+                found = ASSET.findall(server.get(path).text)
+                assert found and {urlsplit(url).netloc for url in found} == {urlsplit(server.url).netloc}, found
+    finally:
+        other.close()
 
 
 def test_the_openapi_page_renders_without_the_internet(live: LiveServer, page: Page) -> None:
