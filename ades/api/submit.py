@@ -19,7 +19,7 @@ from ades.api.context import AdesContext
 from ades.api.errors import ApiProblem, problem
 from ades.config import Settings
 from ades.cwl import InputError, to_job_order
-from ades.cwl.package import json_depth
+from ades.cwl.package import Package, json_depth
 from ades.jobs.spec import waiting_message
 from ades.models import ID_PATTERN, Job
 from ades.store.processes import DeployedProcess
@@ -62,6 +62,11 @@ def _check_labels(value: Any, settings: Settings | None = None) -> list[str]:
 def _settings_of(info: ValidationInfo) -> Settings | None:
     context = info.context or {}
     return context.get("settings")
+
+
+def checked_labels(value: Any, info: ValidationInfo) -> list[str]:
+    """A `labels` member checked against the settings in the validation context (ades.api.batch's items too)."""
+    return _check_labels(value, _settings_of(info))
 
 
 class Scheduling(BaseModel):
@@ -195,6 +200,9 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
     """Validate the request and hand the job to the job service. Raises ApiProblem (4xx) before anything is
     written; TooManyQueued (503) writes nothing either."""
     package = ctx.package_of(process)
+    raw_batch = (scheduling.model_extra or {}).get("batch") if scheduling is not None else None
+    if raw_batch is not None:
+        return submit_batch(ctx, process, package, raw_batch, inputs, labels, scheduling, results)
     try:
         job_order = to_job_order(package, inputs, ctx.file_roots, ctx.fetcher)
     except InputError as err:
@@ -208,3 +216,19 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
               message=waiting_message(depends_on, delay), results_request=results)
     ctx.jobs.submit(package, job, job_order)
     return job
+
+
+def submit_batch(ctx: AdesContext, process: DeployedProcess, package: Package, raw: Any, inputs: dict[str, Any],
+                 labels: list[str], scheduling: Scheduling | None, results: dict[str, Any] | None) -> Job:
+    """A batch request (ades.api.batch): every item checked, then the parent and its children accepted at once;
+    the parent job is returned. Always asynchronous."""
+    from ades.api.batch import parse_batch, plan_batch  # it imports this module
+
+    request = parse_batch(raw, ctx)
+    depends_on, delay = _check_scheduling(ctx, scheduling)
+    parent = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
+                 user_id=current_principal().user, mode="async", depends_on=depends_on, delay=delay,
+                 message=waiting_message(depends_on, delay), results_request=results)
+    plan = plan_batch(ctx, package, parent, request)
+    ctx.jobs.submit_batch(plan.jobs)
+    return plan.parent

@@ -58,6 +58,8 @@ def status_info(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
         "finished": doc.get("stop-time"),
         "updated": doc.get("updated"),
         "labels": list(doc.get("labels") or []),
+        "parentID": doc.get("parent-id"),
+        "batchIndex": doc.get("batch-index"),
         "links": job_links(base_url, doc["id"], status),
     }
     return {key: value for key, value in info.items() if value is not None}

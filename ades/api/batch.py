@@ -1,0 +1,145 @@
+"""The `batch` member of both execute bodies: one request, a parent job and one child job per item.
+
+    "batch": {"items": [{"inputs": {...}, "labels": [...], "batch": {...}}, ...]}
+
+Each item's inputs are merged over the body's top-level `inputs` (an item's own batch merges over that in turn),
+its labels added to the body's. Every item of the whole tree is checked against the package before anything is
+written: a 400 names the item and the input (`batch.items[17].inputs.x: ...`). The jobs are then made here, the
+parent first, and handed to the job service (ades.jobs.batches), which indexes them in bulk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from ades.api.context import AdesContext
+from ades.api.errors import ApiProblem, problem
+from ades.api.submit import checked_labels
+from ades.cwl import InputError, to_job_order, wpst_inputs_to_map
+from ades.cwl.package import Package
+from ades.models import BatchPlace, Job, new_id
+
+
+class Listing(BaseModel):
+    """Items from a listing (an S3 prefix, a STAC ItemCollection): not served yet, refused with a 400 that says so."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3: str | None = None
+    stac: str | None = None
+    input: str
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] | list[dict[str, Any]] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    batch: BatchRequest | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return checked_labels(value, info)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItem] | None = Field(default=None, min_length=1)
+    listing: Listing | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchRequest:
+        if (self.items is None) == (self.listing is None):
+            raise ValueError("give either items or listing")
+        return self
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    text = "batch"
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def parse_batch(raw: Any, ctx: AdesContext) -> BatchRequest:
+    """The `batch` member, or a 400 naming where it is wrong."""
+    if not isinstance(raw, dict):
+        raise problem(400, "invalid-parameter", "batch: must be an object with `items` (or `listing`)")
+    try:
+        request = BatchRequest.model_validate(raw, context={"settings": ctx.settings})
+    except ValidationError as err:
+        first = err.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        raise problem(400, "invalid-parameter", f"{_where(first['loc'])}: {message}") from None
+    if request.listing is not None:
+        raise problem(400, "invalid-parameter", "batch.listing: listings (s3, stac) are not served yet; send the "
+                      "items")
+    return request
+
+
+class BatchPlan(BaseModel):
+    """Every job of a validated batch request, the parent first, each batch before its children."""
+
+    jobs: list[Job]
+
+    @property
+    def parent(self) -> Job:
+        return self.jobs[0]
+
+
+def _inputs(item: BatchItem, where: str) -> dict[str, Any]:
+    if isinstance(item.inputs, dict):
+        return item.inputs
+    try:
+        return wpst_inputs_to_map(item.inputs)
+    except InputError as err:
+        raise ApiProblem(400, "invalid-input", f"{where}.inputs: {err}", "Invalid input") from None
+
+
+def plan_batch(ctx: AdesContext, package: Package, parent: Job, request: BatchRequest) -> BatchPlan:
+    """Check every item of the tree against the package and make its jobs (nothing is written). The parent is given
+    as a single job would be; it becomes the batch."""
+    jobs = [parent]
+    leaves = _plan_items(ctx, package, parent, request, "batch", [], jobs)
+    parent.batch = BatchPlace(size=len(request.items or []), leaves=leaves, is_batch=True)
+    return BatchPlan(jobs=jobs)
+
+
+def _plan_items(ctx: AdesContext, package: Package, batch: Job, request: BatchRequest, where: str,
+                ancestors: list[str], jobs: list[Job]) -> int:
+    """Add the children of `batch` (and theirs) to `jobs`; how many leaves they hold."""
+    above = [*ancestors, batch.id]
+    leaves = 0
+    for index, item in enumerate(request.items or []):
+        here = f"{where}.items[{index}]"
+        inputs = {**batch.inputs, **_inputs(item, here)}
+        labels = list(dict.fromkeys([*batch.labels, *item.labels]))
+        if len(labels) > ctx.settings.max_labels:
+            raise problem(400, "invalid-parameter", f"{here}.labels: {len(labels)} labels with the batch's; at most "
+                          f"{ctx.settings.max_labels} are allowed (ADES_MAX_LABELS)")
+        child = Job(id=new_id(), process_id=batch.process_id, process_version=batch.process_version, inputs=inputs,
+                    labels=labels, user_id=batch.user_id, mode="async", depends_on=batch.depends_on,
+                    delay=batch.delay, message=batch.message, results_request=batch.results_request,
+                    host=batch.host)
+        place = BatchPlace(parent_id=batch.id, index=index, ancestors=above)
+        child.batch = place
+        jobs.append(child)
+        if item.batch is not None:
+            if item.batch.listing is not None:
+                raise problem(400, "invalid-parameter", f"{here}.batch.listing: listings are not served yet")
+            inner = _plan_items(ctx, package, child, item.batch, f"{here}.batch", above, jobs)
+            child.batch = place.model_copy(update={"size": len(item.batch.items or []), "leaves": inner,
+                                                   "is_batch": True})
+            leaves += inner
+            continue
+        try:
+            to_job_order(package, inputs, ctx.file_roots, ctx.fetcher)
+        except InputError as err:
+            title = "Unsupported requirement" if err.kind == "unsupported-requirement" else "Invalid input"
+            raise ApiProblem(400, err.kind, f"{here}.inputs.{err.input_id}: {err.problem}", title) from None
+        leaves += 1
+    return leaves
