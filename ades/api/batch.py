@@ -143,3 +143,27 @@ def _plan_items(ctx: AdesContext, package: Package, batch: Job, request: BatchRe
             raise ApiProblem(400, err.kind, f"{here}.inputs.{err.input_id}: {err.problem}", title) from None
         leaves += 1
     return leaves
+
+
+def plan_rerun(ctx: AdesContext, package: Package, doc: dict[str, Any], failed: list[dict[str, Any]],
+               user_id: str | None) -> BatchPlan:
+    """A new batch of the failed leaves of the batch `doc`: one child per failed job, with its inputs and labels,
+    in the old batch's order. Each is checked against the process as deployed now."""
+    parent = Job(process_id=doc["process-id"], process_version=doc.get("process-version"),
+                 inputs=doc.get("inputs") or {}, labels=list(doc.get("labels") or []), user_id=user_id,
+                 mode="async", results_request=doc.get("results-request"),
+                 message=f"re-runs the {len(failed)} failed jobs of batch {doc['id']}")
+    jobs = [parent]
+    for index, old in enumerate(failed):
+        inputs = old.get("inputs") or {}
+        try:
+            to_job_order(package, inputs, ctx.file_roots, ctx.fetcher)
+        except InputError as err:
+            raise problem(409, "invalid-input", f"failed job {old['id']} cannot run again: {err}") from None
+        child = Job(process_id=parent.process_id, process_version=parent.process_version, inputs=inputs,
+                    labels=list(old.get("labels") or []), user_id=user_id, mode="async",
+                    results_request=parent.results_request)
+        child.batch = BatchPlace(parent_id=parent.id, index=index, ancestors=[parent.id])
+        jobs.append(child)
+    parent.batch = BatchPlace(size=len(failed), leaves=len(failed), is_batch=True)
+    return BatchPlan(jobs=jobs)

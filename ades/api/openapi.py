@@ -71,6 +71,28 @@ EXECUTE_OUTPUTS = {
     "reference, other values by value; with response raw, by value)",
 }
 
+BATCH = {
+    "type": "object", "description": "run the process once per item (an ades extension): a parent job and a child "
+    "job per item; each item's inputs are merged over the top-level inputs, its labels added to the top-level ones; "
+    "an item may carry its own batch",
+    "properties": {"items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+        "inputs": {"oneOf": [{"type": "object", "additionalProperties": True},
+                             {"type": "array", "items": {"type": "object"}}]},
+        "labels": {"type": "array", "items": {"type": "string"}},
+        "batch": {"type": "object", "description": "a nested batch"}}}}},
+}
+BATCH_STATUS = {
+    "type": "object", "description": "a batch's children, counted by status over its leaves at any depth",
+    "properties": {
+        "size": {"type": "integer", "nullable": True}, "total": {"type": "integer", "nullable": True},
+        "ended": {"type": "integer"}, "progress": {"type": "integer"},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "failed": {"type": "object", "properties": {"count": {"type": "integer"}, "jobs": {"type": "array", "items": {
+            "type": "object", "properties": {"jobID": {"type": "string"}, "index": {"type": "integer"},
+                                             "parentID": {"type": "string"}, "reason": {"type": "string"}}}}}},
+    },
+}
+
 
 def _schemas(settings: Settings) -> dict[str, Any]:
     link = {"type": "object", "required": ["href"],
@@ -87,6 +109,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
             "labels": {"type": "array", "items": {"type": "string"}},
+            "parentID": {"type": "string", "description": "the batch this job is a child of"},
+            "batchIndex": {"type": "integer", "description": "its index among the batch's items"},
+            "batch": BATCH_STATUS,
             "links": {"type": "array", "items": _ref("link")},
         },
     }
@@ -136,7 +161,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "outputs": EXECUTE_OUTPUTS,
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
             "mode": {"type": "string", "enum": ["sync", "async", "auto"]},
-            "labels": labels, **scheduling}},
+            "labels": labels, **scheduling, "batch": BATCH}},
         "executeWpst": {"type": "object", "properties": {
             "mode": {"type": "string", "enum": ["sync", "async", "auto"], "default": "async"},
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
@@ -145,7 +170,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "outputs": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
                 "id": {"type": "string"},
                 "transmissionMode": {"type": "string", "enum": ["value", "reference"]}}}},
-            "labels": labels, **scheduling}},
+            "labels": labels, **scheduling, "batch": BATCH}},
         "ogcapppkg": {"type": "object", "required": ["executionUnit"], "properties": {
             "processDescription": {"type": "object", "additionalProperties": True},
             "executionUnit": {"type": "object", "additionalProperties": True}}},
@@ -175,6 +200,7 @@ def _job_list_params(settings: Settings) -> list[dict[str, Any]]:
                {"type": "array", "items": {"type": "string", "enum": [
                    "accepted", "running", "successful", "failed", "dismissed"]}}),
         _query("processID", "jobs of this process", {"type": "string"}),
+        _query("parentID", "the children of this batch job", {"type": "string"}),
         _query("labels", "labels (comma-separated or repeated): jobs carrying all of them",
                {"type": "array", "items": {"type": "string"}}),
         _query("datetime", "creation time: an instant or an interval `start/end` (`..` open)", {"type": "string"}),
@@ -298,7 +324,15 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
             "get": {"operationId": "getStatus", "summary": "job status",
                     "responses": {"200": status_json, **_errors(404, 503)}},
             "delete": {"operationId": "dismiss", "summary": "dismiss: cancel a running job, remove a finished one's "
-                       "files and stored outputs", "responses": {"200": status_json, **_errors(404, 503)}},
+                       "files and stored outputs; a batch: every job under it not ended is dismissed too",
+                       "responses": {"200": status_json, **_errors(404, 503)}},
+        },
+        "/jobs/{jobId}/rerun": {
+            "parameters": [JOB_ID],
+            "post": {"operationId": "rerunFailed", "summary": "run the failed jobs of an ended batch again, as a "
+                     "new batch (an ades extension)",
+                     "responses": {"201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
+                                   **_errors(404, 409, 429, 503)}},
         },
         "/jobs/{jobId}/results": {
             "parameters": [JOB_ID],

@@ -156,3 +156,20 @@ def unended_under(client: Elasticsearch, index: str, batch_id: str, page: int = 
         if len(hits) < page:
             return
         after = hits[-1]["sort"]
+
+
+def failed_leaves(client: Elasticsearch, index: str, batch_id: str, page: int = 5000) -> Iterator[dict[str, Any]]:
+    """The failed leaves under the batch (inputs, labels, place), in batch order (parent, then index)."""
+    query = leaves_query(batch_id)
+    query["bool"]["filter"].append({"term": {"status": Status.FAILED.value}})
+    after: list[Any] | None = None
+    while True:
+        extra = {"search_after": after} if after is not None else {}
+        answer = _search(client, index, size=page, query=query, track_total_hits=False,
+                         sort=[{"parent-id": "asc"}, {"batch-index": "asc"}, {"id": "asc"}],
+                         source_includes=["id", "inputs", "labels", "parent-id", "batch-index"], **extra)
+        hits = answer["hits"]["hits"]
+        yield from (h["_source"] for h in hits)
+        if len(hits) < page:
+            return
+        after = hits[-1]["sort"]
