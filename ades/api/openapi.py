@@ -81,16 +81,19 @@ BATCH = {
         "labels": {"type": "array", "items": {"type": "string"}},
         "batch": {"type": "object", "description": "a nested batch"}}}}},
 }
-BATCH_STATUS = {
+BATCH_COUNTS = {
     "type": "object", "description": "a batch's children, counted by status over its leaves at any depth",
     "properties": {
         "size": {"type": "integer", "nullable": True}, "total": {"type": "integer", "nullable": True},
-        "ended": {"type": "integer"}, "progress": {"type": "integer"},
-        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "ended": {"type": "integer"}, "progress": {"type": "integer"}, "counts": {"type": "object"},
         "failed": {"type": "object", "properties": {"count": {"type": "integer"}, "jobs": {"type": "array", "items": {
             "type": "object", "properties": {"jobID": {"type": "string"}, "index": {"type": "integer"},
                                              "parentID": {"type": "string"}, "reason": {"type": "string"}}}}}},
-    },
+    }}
+BATCH_STATUS = {
+    "parentID": {"type": "string", "description": "the batch this job is a child of"},
+    "batchIndex": {"type": "integer", "description": "its index among the batch's items"},
+    "batch": BATCH_COUNTS,
 }
 
 
@@ -108,10 +111,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
-            "labels": {"type": "array", "items": {"type": "string"}},
-            "parentID": {"type": "string", "description": "the batch this job is a child of"},
-            "batchIndex": {"type": "integer", "description": "its index among the batch's items"},
-            "batch": BATCH_STATUS,
+            "labels": {"type": "array", "items": {"type": "string"}}, **BATCH_STATUS,
             "links": {"type": "array", "items": _ref("link")},
         },
     }

@@ -73,7 +73,7 @@ def test_the_command_migrates_what_is_behind_and_drops_the_old_index_when_asked(
     before = documents(es, old)
     done = ades_index(settings, "--batch-size", "40")
     assert done.returncode == 0, done.stderr
-    new = f"{settings.jobs_alias}-v{JOBS}"
+    new = f"{settings.jobs_alias}-v2"  # the next generation of jobs-v1
     assert done.stdout.startswith(f"{settings.jobs_alias}: {old} -> {new}: 250 documents (250 copied"), done.stdout
     assert f"{settings.processes_alias}-v1 has the current layout; nothing to do" in done.stdout
     assert f"`ades index migrate --drop-old {old}` deletes it" in done.stdout
@@ -93,7 +93,7 @@ def test_the_command_migrates_what_is_behind_and_drops_the_old_index_when_asked(
 
     again = ades_index(settings, "--index", "jobs")  # asked by name: migrated though its layout is current
     assert again.returncode == 0, again.stderr
-    assert alias_indexes(es, settings.jobs_alias) == [f"{settings.jobs_alias}-v{JOBS + 1}"]
+    assert alias_indexes(es, settings.jobs_alias) == [f"{settings.jobs_alias}-v3"]
     assert store.get(jobs[0].id)["id"] == jobs[0].id
 
 
@@ -103,7 +103,7 @@ def test_an_interrupted_migration_is_refused_until_its_target_is_dropped(setting
     one refuses and says how to go on; dropping the target gives the old index its writes back."""
     es = clean
     old = legacy_jobs_index(es, settings)
-    target = f"{settings.jobs_alias}-v{JOBS}"
+    target = f"{settings.jobs_alias}-v2"
     es.indices.create(index=target)
     es.indices.put_mapping(index=old, meta={**es.indices.get_mapping(index=old)[old]["mappings"]["_meta"],
                                             MIGRATION_META: {"to": target, "since": "2026-07-01T00:00:00+00:00"}})
@@ -134,7 +134,7 @@ def test_a_migration_that_fails_leaves_the_old_index_as_it_was(settings: Setting
     with pytest.raises(KeyboardInterrupt):
         migrate(es, settings, settings.jobs_alias, batch=10, progress=stop)
     assert alias_indexes(es, settings.jobs_alias) == [old]
-    assert not es.indices.exists(index=f"{settings.jobs_alias}-v{JOBS}")
+    assert not es.indices.exists(index=f"{settings.jobs_alias}-v2")
     assert MIGRATION_META not in es.indices.get_mapping(index=old)[old]["mappings"]["_meta"]
     assert es.indices.get_settings(index=old, flat_settings=True)[old]["settings"].get("index.blocks.write") in (
         None, "false")
