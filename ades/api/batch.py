@@ -10,6 +10,9 @@ parent first, and handed to the job service (ades.jobs.batches), which indexes t
 
 from __future__ import annotations
 
+import json
+import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -19,17 +22,21 @@ from ades.api.errors import ApiProblem, problem
 from ades.api.submit import checked_labels
 from ades.cwl import InputError, to_job_order, wpst_inputs_to_map
 from ades.cwl.package import Package
+from ades.fetch import FetchError
 from ades.models import BatchPlace, Job, new_id
 
 
 class Listing(BaseModel):
-    """Items from a listing (an S3 prefix, a STAC ItemCollection): not served yet, refused with a 400 that says so."""
+    """Items from a listing: a STAC ItemCollection (a file:// URL inside the input roots, or an http(s) URL read
+    through the trust-boundary fetcher), one item per feature, whose `asset` (default: its first) becomes the File
+    input `input`. An S3 prefix is refused: inputs are file:// and http(s) references."""
 
     model_config = ConfigDict(extra="forbid")
 
     s3: str | None = None
     stac: str | None = None
-    input: str
+    input: str = Field(min_length=1)
+    asset: str | None = None
 
 
 class BatchItem(BaseModel):
@@ -75,9 +82,6 @@ def parse_batch(raw: Any, ctx: AdesContext) -> BatchRequest:
         first = err.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
         raise problem(400, "invalid-parameter", f"{_where(first['loc'])}: {message}") from None
-    if request.listing is not None:
-        raise problem(400, "invalid-parameter", "batch.listing: listings (s3, stac) are not served yet; send the "
-                      "items")
     return request
 
 
@@ -105,7 +109,7 @@ def plan_batch(ctx: AdesContext, package: Package, parent: Job, request: BatchRe
     as a single job would be; it becomes the batch."""
     jobs = [parent]
     leaves = _plan_items(ctx, package, parent, request, "batch", [], jobs)
-    parent.batch = BatchPlace(size=len(request.items or []), leaves=leaves, is_batch=True)
+    parent.batch = (parent.batch or BatchPlace()).model_copy(update={"leaves": leaves, "is_batch": True})
     return BatchPlan(jobs=jobs)
 
 
@@ -114,7 +118,9 @@ def _plan_items(ctx: AdesContext, package: Package, batch: Job, request: BatchRe
     """Add the children of `batch` (and theirs) to `jobs`; how many leaves they hold."""
     above = [*ancestors, batch.id]
     leaves = 0
-    for index, item in enumerate(request.items or []):
+    items = request.items if request.listing is None else listed_items(ctx, request.listing, f"{where}.listing")
+    batch.batch = (batch.batch or BatchPlace()).model_copy(update={"size": len(items)})
+    for index, item in enumerate(items):
         here = f"{where}.items[{index}]"
         inputs = {**batch.inputs, **_inputs(item, here)}
         labels = list(dict.fromkeys([*batch.labels, *item.labels]))
@@ -129,11 +135,8 @@ def _plan_items(ctx: AdesContext, package: Package, batch: Job, request: BatchRe
         child.batch = place
         jobs.append(child)
         if item.batch is not None:
-            if item.batch.listing is not None:
-                raise problem(400, "invalid-parameter", f"{here}.batch.listing: listings are not served yet")
             inner = _plan_items(ctx, package, child, item.batch, f"{here}.batch", above, jobs)
-            child.batch = place.model_copy(update={"size": len(item.batch.items or []), "leaves": inner,
-                                                   "is_batch": True})
+            child.batch = child.batch.model_copy(update={"leaves": inner, "is_batch": True})
             leaves += inner
             continue
         try:
@@ -167,3 +170,54 @@ def plan_rerun(ctx: AdesContext, package: Package, doc: dict[str, Any], failed: 
         jobs.append(child)
     parent.batch = BatchPlace(size=len(failed), leaves=len(failed), is_batch=True)
     return BatchPlan(jobs=jobs)
+
+
+def listed_items(ctx: AdesContext, listing: Listing, where: str) -> list[BatchItem]:
+    """The items of a listing: one per feature of the STAC ItemCollection, its asset as the File input."""
+    if listing.stac is None:
+        raise problem(400, "invalid-parameter", f"{where}.s3: S3 listings are not served (inputs are file:// and "
+                      "http(s) references); give a STAC ItemCollection (`stac`) or the items")
+    try:
+        collection = json.loads(_read_listing(ctx, listing.stac, f"{where}.stac"))
+    except ValueError as err:
+        raise problem(400, "invalid-parameter", f"{where}.stac: not a JSON document: {err}") from None
+    features = collection.get("features") if isinstance(collection, dict) else None
+    if not isinstance(features, list) or not features:
+        raise problem(400, "invalid-parameter", f"{where}.stac: not a STAC ItemCollection with features")
+    items = []
+    for index, feature in enumerate(features):
+        assets = feature.get("assets") if isinstance(feature, dict) else None
+        key = listing.asset or next(iter(assets or {}), None)
+        asset = (assets or {}).get(key) if key is not None else None
+        if not isinstance(asset, dict) or not isinstance(asset.get("href"), str):
+            wanted = f"an asset {listing.asset!r}" if listing.asset else "an asset"
+            raise problem(400, "invalid-parameter", f"{where}.stac: feature {index} has no {wanted} with an href")
+        reference = {"href": asset["href"], **({"type": asset["type"]} if isinstance(asset.get("type"), str) else {})}
+        items.append(BatchItem(inputs={listing.input: reference}))
+    return items
+
+
+def _read_listing(ctx: AdesContext, url: str, where: str) -> bytes:
+    """A listing's bytes, at most ADES_MAX_BODY_BYTES: a file inside the input roots, or an http(s) URL fetched
+    through the trust-boundary fetcher."""
+    limit = ctx.settings.max_body_bytes
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        try:
+            return ctx.fetcher.fetch_bytes(url, max_bytes=limit)
+        except FetchError as err:
+            raise problem(400, "invalid-parameter", f"{where}: {err}") from None
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise problem(400, "invalid-parameter", f"{where}: expected a file:// or http(s) URL, got {url!r}")
+    path = Path(urllib.parse.unquote(parts.path)).resolve()
+    if not any(path.is_relative_to(root.resolve()) for root in ctx.file_roots):
+        raise problem(400, "invalid-parameter", f"{where}: {url!r} is outside the directories this server reads "
+                      "input files from")
+    try:
+        with path.open("rb") as listing:
+            data = listing.read(limit + 1)
+    except OSError as err:
+        raise problem(400, "invalid-parameter", f"{where}: {url!r}: {err.strerror}") from None
+    if len(data) > limit:
+        raise problem(400, "invalid-parameter", f"{where}: larger than {limit} bytes (ADES_MAX_BODY_BYTES)")
+    return data

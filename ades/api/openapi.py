@@ -79,7 +79,10 @@ BATCH = {
         "inputs": {"oneOf": [{"type": "object", "additionalProperties": True},
                              {"type": "array", "items": {"type": "object"}}]},
         "labels": {"type": "array", "items": {"type": "string"}},
-        "batch": {"type": "object", "description": "a nested batch"}}}}},
+        "batch": {"type": "object", "description": "a nested batch"}}}},
+        "listing": {"type": "object", "required": ["input"], "description": "instead of items: one per feature of "
+                    "a STAC ItemCollection (`stac`: its URL), whose asset (`asset`, default its first) is the File "
+                    "input `input`", "properties": {k: {"type": "string"} for k in ("stac", "s3", "input", "asset")}}},
 }
 BATCH_COUNTS = {
     "type": "object", "description": "a batch's children, counted by status over its leaves at any depth",

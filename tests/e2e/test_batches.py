@@ -41,9 +41,26 @@ outputs:
 """
 
 
+COUNT_BYTES = """
+cwlVersion: v1.2
+class: CommandLineTool
+id: count-bytes
+baseCommand: [wc, -c]
+inputs:
+  data: {type: File, inputBinding: {position: 1}}
+outputs:
+  out: stdout
+"""
+
+
 @pytest.fixture(scope="module")
-def server(e2e_settings: Settings) -> Iterator[LiveServer]:
-    yield from serve_app(e2e_settings)
+def inputs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("batch-inputs")
+
+
+@pytest.fixture(scope="module")
+def server(e2e_settings: Settings, inputs_dir: Path) -> Iterator[LiveServer]:
+    yield from serve_app(e2e_settings, file_roots=[inputs_dir])
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +211,30 @@ def test_the_client_and_the_cli_run_a_batch(server: LiveServer, echo_or_fail: st
     child = server.context.job_store.get(_children(server, rerun["jobID"])[0]["jobID"])
     assert child["inputs"] == {"message": "fail b"}
     assert_problem(server.post(f"/jobs/{child['id']}/rerun"), 409, "not-a-batch")
+
+
+def test_items_from_a_stac_item_collection(server: LiveServer, inputs_dir: Path, tmp_path: Path) -> None:
+    deployed = server.post("/processes", data=COUNT_BYTES, headers={"Content-Type": "application/cwl+yaml"})
+    assert deployed.status_code == 201, deployed.text
+    features = []
+    for name in ("a", "bb", "ccc"):
+        (inputs_dir / f"{name}.txt").write_text(name)
+        features.append({"type": "Feature", "id": name, "geometry": None, "properties": {},
+                         "assets": {"data": {"href": (inputs_dir / f"{name}.txt").as_uri(), "type": "text/plain"}}})
+    listing = inputs_dir / "collection.json"
+    listing.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    parent = _batch(server, "count-bytes", {"batch": {"listing": {"stac": listing.as_uri(), "input": "data"}}})
+    info = server.wait_status(parent["jobID"], timeout=120)
+    assert info["status"] == "successful" and info["batch"]["size"] == info["batch"]["total"] == 3, info
+    store = server.context.job_store
+    hrefs = {store.get(c["jobID"])["inputs"]["data"]["href"] for c in _children(server, parent["jobID"])}
+    assert hrefs == {(inputs_dir / f"{n}.txt").as_uri() for n in ("a", "bb", "ccc")}
+
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(listing.read_text())
+    refused = server.post("/processes/count-bytes/execution", headers=ASYNC,
+                          json={"batch": {"listing": {"stac": outside.as_uri(), "input": "data"}}})
+    assert "outside the directories" in assert_problem(refused, 400, "invalid-parameter")["detail"]
+    s3 = server.post("/processes/count-bytes/execution", headers=ASYNC,
+                     json={"batch": {"listing": {"s3": "s3://bucket/prefix/", "input": "data"}}})
+    assert assert_problem(s3, 400, "invalid-parameter")["detail"].startswith("batch.listing.s3:")
