@@ -76,8 +76,7 @@ BATCH = {
     "job per item; each item's inputs are merged over the top-level inputs, its labels added to the top-level ones; "
     "an item may carry its own batch",
     "properties": {"items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
-        "inputs": {"oneOf": [{"type": "object", "additionalProperties": True},
-                             {"type": "array", "items": {"type": "object"}}]},
+        "inputs": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
         "labels": {"type": "array", "items": {"type": "string"}},
         "batch": {"type": "object", "description": "a nested batch"}}}},
         "listing": {"type": "object", "required": ["input"], "description": "instead of items: one per feature of "
