@@ -5,7 +5,8 @@ the API node's and the store's, not the jobs': (1) one POST of a batch of `--ite
 item checked against the package, the parent and every child indexed in bulk), seconds until every child is
 searchable by `parent-id`, and ES documents per second; (2) the parent's status (`GET /jobs/{id}`: one aggregation
 over its children, and the settle that follows it) read `--reads` times: latency, and the aggregation's own `took`,
-at `--items` children and at 1,000 (a second, small batch); (3) `--items` single submissions of the same echo job
+at `--items` children and at 1,000 (a second, small batch); (3) `DELETE` of each batch (every child dismissed
+in bulk): seconds; (4) `--items` single submissions of the same echo job
 (benchmarks/loadgen.py, `--connections` keep-alive connections): jobs/s. Writes benchmarks/results/batch.json.
 
 Usage: python benchmarks/batch.py [--items 100000] [--reads 20] [--connections 16] [--port 5093]
@@ -70,6 +71,12 @@ def read_cost(http: requests.Session, base: str, parent: str, reads: int, es: An
             "aggregation_took_ms": ms_summary(took), "counts": info["batch"]["counts"]}
 
 
+def dismiss_cost(http: requests.Session, base: str, parent: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    info = http.delete(f"{base}/jobs/{parent}", timeout=3600).json()
+    return {"seconds": round(time.perf_counter() - started, 3), "dismissed": info["batch"]["counts"]["dismissed"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = benchmark_parser(__doc__, "batch")
     p.add_argument("--items", type=int, default=100_000)
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures["progress_read"] = {
                     "at_items": read_cost(http, base, big["parent"], args.reads, es, alias),
                     "at_1000": read_cost(http, base, small["parent"], args.reads, es, alias)}
+                figures["dismiss"] = {"at_1000": dismiss_cost(http, base, small["parent"]),
+                                      "at_items": dismiss_cost(http, base, big["parent"])}
                 print(f"{args.items} single submissions ...", file=sys.stderr)
                 port = int(base.rsplit(":", 1)[1])
                 body = json.dumps({"inputs": {"message": "single"}}).encode()
