@@ -153,8 +153,8 @@ class Batches:
     def _run(self) -> None:
         while not self._closed:
             try:
-                self.feed()
-                self.settle()
+                if self.settle() or self._fed:  # no batch open anywhere: no child to look for either
+                    self.feed()
             except Exception as err:  # ES away, say: the next round tries again
                 log.warning("feeding or settling batches failed: %s", err)
             self._wake.wait(self.interval / 4 if self._fed else self.interval)
@@ -189,7 +189,7 @@ class Batches:
         return len(queued)
 
     def settle(self) -> int:
-        """Write what the counts of every batch not ended say (start, end); how many batches changed."""
+        """Write what the counts of every batch not ended say (start, end); how many batches were open."""
         docs = open_batches(self.store.client, self.store.index)
         updates: list[StatusUpdate] = []
         for start in range(0, len(docs), 100):
@@ -200,4 +200,4 @@ class Batches:
                     updates.append(update)
         if updates:
             self.store.apply_many(updates)
-        return len(updates)
+        return len(docs)
