@@ -299,14 +299,17 @@ class JobService:
         self._reconcile_lock = handle
         self._start_retention()  # once: a retry finds it running
         self._start_lease()
-        self.batches.start()
         if self._reconciler is not None:
             self._reconciler.close()
         held_elsewhere = self._held_by_workers if self.settings.executor == "dask" else None
         self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
                                       held_elsewhere=held_elsewhere, node=self.node_id,
                                       claim=lambda job_id: claim_job(self.store, job_id, self.node_id))
-        return self._reconciler.run()
+        report = self._reconciler.run()
+        # after the re-queues: the feeder skips the children this table holds, and a journaled child must be found
+        # there, not fed a second time
+        self.batches.start()
+        return report
 
     def _start_retention(self) -> None:
         """The periodic purge (ADES_RETENTION), in the one process of the data dir that holds its reconcile lock."""
