@@ -149,13 +149,14 @@ def _plan_items(ctx: AdesContext, package: Package, batch: Job, request: BatchRe
 
 
 def plan_rerun(ctx: AdesContext, package: Package, doc: dict[str, Any], failed: list[dict[str, Any]],
-               user_id: str | None) -> BatchPlan:
-    """A new batch of the failed leaves of the batch `doc`: one child per failed job, with its inputs and labels,
-    in the old batch's order. Each is checked against the process as deployed now."""
+               user_id: str | None, what: str) -> BatchPlan:
+    """A new batch of failed jobs (the leaves of the batch `doc`, or jobs `doc` stands for: `what` says which): one
+    child per failed job, with its inputs and labels, in their order. Each is checked against the process as
+    deployed now."""
     parent = Job(process_id=doc["process-id"], process_version=doc.get("process-version"),
                  inputs=doc.get("inputs") or {}, labels=list(doc.get("labels") or []), user_id=user_id,
                  mode="async", results_request=doc.get("results-request"),
-                 message=f"re-runs the {len(failed)} failed jobs of batch {doc['id']}")
+                 message=f"re-runs the {len(failed)} failed jobs of {what}")
     jobs = [parent]
     for index, old in enumerate(failed):
         inputs = old.get("inputs") or {}

@@ -28,8 +28,8 @@ from ades.models import ID_PATTERN, JobQuery
 from ades.results_manifest import normalized
 from ades.status import Status
 from ades.storage import StorageError
-from ades.store import JobNotFound, ProcessNotFound
-from ades.store.batches import batch_counts, failed_leaves
+from ades.store import JobNotFound
+from ades.store.batches import batch_counts
 
 bp = Blueprint("ades_jobs", __name__)
 
@@ -339,35 +339,3 @@ def dismiss(job_id: str) -> Response:
         return jsonify(status_info({**doc, "message": (doc.get("message") or "") + " (files removed)"}, c.base_url))
     return jsonify(status_info(c.job_store.get(job_id), c.base_url))
 
-
-@bp.post("/jobs/<job_id>/rerun")
-def rerun(job_id: str) -> Response:
-    """Run the failed jobs of a batch again: a new batch with a child per failed job (the old batch has ended and
-    stays as it was). 201 with the new batch's status; 409 when the batch has not ended or has no failed job."""
-    from ades.api.batch import plan_rerun  # it imports the submit module, which the jobs routes do not need
-
-    c = ctx()
-    doc = visible_job(c, job_id)
-    if "batch-size" not in doc:
-        raise problem(409, "not-a-batch", f"job {job_id} is not a batch: only a batch's failed jobs run again",
-                      "Not a batch")
-    if not Status(doc["status"]).terminal:
-        raise problem(409, "batch-not-ended", f"batch {job_id} is {Status(doc['status']).ogc}: its failed jobs run "
-                      "again once it has ended", "Batch not ended")
-    c.job_store.refresh()
-    failed = list(failed_leaves(c.job_store.client, c.job_store.index, job_id))
-    if not failed:
-        raise problem(409, "nothing-failed", f"batch {job_id} has no failed job", "Nothing failed")
-    ref = f"{doc['process-id']}:{doc.get('process-version')}"
-    try:
-        process = c.process_store.get(ref)
-    except ProcessNotFound:
-        raise problem(409, "no-such-process", f"process {ref} is no longer deployed", "No such process") from None
-    user = current_principal().user
-    plan = plan_rerun(c, c.package_of(process), doc, failed, user)
-    with c.jobs.quota.hold(user):
-        c.jobs.submit_batch(plan.jobs)
-    response = jsonify(status_info(plan.parent.to_document(), c.base_url))
-    response.status_code = 201
-    response.headers["Location"] = c.url(f"/jobs/{plan.parent.id}")
-    return response

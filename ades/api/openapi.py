@@ -71,27 +71,20 @@ EXECUTE_OUTPUTS = {
     "reference, other values by value; with response raw, by value)",
 }
 
-BATCH = {
-    "type": "object", "description": "run the process once per item (an ades extension): a parent job and a child "
-    "job per item; each item's inputs are merged over the top-level inputs, its labels added to the top-level ones; "
-    "an item may carry its own batch",
-    "properties": {"items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
-        "inputs": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
-        "labels": {"type": "array", "items": {"type": "string"}},
-        "batch": {"type": "object", "description": "a nested batch"}}}},
-        "listing": {"type": "object", "required": ["input"], "description": "instead of items: one per feature of "
-                    "a STAC ItemCollection (`stac`: its URL), whose asset (`asset`, default its first) is the File "
-                    "input `input`", "properties": {k: {"type": "string"} for k in ("stac", "s3", "input", "asset")}}},
-}
-BATCH_COUNTS = {
-    "type": "object", "description": "a batch's children, counted by status over its leaves at any depth",
-    "properties": {
-        "size": {"type": "integer", "nullable": True}, "total": {"type": "integer", "nullable": True},
-        "ended": {"type": "integer"}, "progress": {"type": "integer"}, "counts": {"type": "object"},
-        "failed": {"type": "object", "properties": {"count": {"type": "integer"}, "jobs": {"type": "array", "items": {
-            "type": "object", "properties": {"jobID": {"type": "string"}, "index": {"type": "integer"},
-                                             "parentID": {"type": "string"}, "reason": {"type": "string"}}}}}},
-    }}
+BATCH = {"type": "object", "description": "run the process once per item (an ades extension): a parent job and a "
+         "child job per item, its inputs merged over the top-level inputs, its labels added; an item may carry a batch",
+         "properties": {"items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+             "inputs": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+             "labels": {"type": "array", "items": {"type": "string"}}, "batch": {"type": "object"}}}},
+             "listing": {"type": "object", "required": ["input"], "description": "instead of items: one per feature "
+                         "of a STAC ItemCollection (`stac`: its URL), whose asset (`asset`, default its first) is the "
+                         "File input `input`", "properties": {k: {"type": "string"}
+                                                              for k in ("stac", "s3", "input", "asset")}}}}
+_INT = {"type": "integer"}
+BATCH_COUNTS = {"type": "object", "description": "a batch's children, counted by status over its leaves at any depth",
+                "properties": {"size": _INT, "total": _INT, "ended": _INT, "progress": _INT,
+                               "counts": {"type": "object"}, "failed": {"type": "object", "properties": {
+                                   "count": _INT, "jobs": {"type": "array", "items": {"type": "object"}}}}}}
 BATCH_STATUS = {
     "parentID": {"type": "string", "description": "the batch this job is a child of"},
     "batchIndex": {"type": "integer", "description": "its index among the batch's items"},
@@ -329,6 +322,10 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
                        "files and stored outputs; a batch: every job under it not ended is dismissed too",
                        "responses": {"200": status_json, **_errors(404, 503)}},
         },
+        "/jobs/rerun": {"post": {
+            "operationId": "rerunMatching", "summary": "run every failed job the filters of GET /jobs select (of one "
+            "process) again, as a new batch (an ades extension)", "parameters": _job_list_params(settings),
+            "responses": {"201": status_json, **_errors(400, 409, 429, 503)}}},
         "/jobs/{jobId}/rerun": {
             "parameters": [JOB_ID],
             "post": {"operationId": "rerunFailed", "summary": "run the failed jobs of an ended batch again, as a "

@@ -238,3 +238,26 @@ def test_items_from_a_stac_item_collection(server: LiveServer, inputs_dir: Path,
     s3 = server.post("/processes/count-bytes/execution", headers=ASYNC,
                      json={"batch": {"listing": {"s3": "s3://bucket/prefix/", "input": "data"}}})
     assert assert_problem(s3, 400, "invalid-parameter")["detail"].startswith("batch.listing.s3:")
+
+
+def test_every_failed_job_with_a_label_runs_again_in_one_call(server: LiveServer, echo_or_fail: str) -> None:
+    label = f"again-{time.monotonic_ns()}"
+    jobs = [_batch(server, echo_or_fail, {"inputs": {"message": m}, "labels": [label]})["jobID"]
+            for m in ("fail one", "ok", "fail two")]
+    assert [server.wait_status(j)["status"] for j in jobs] == ["failed", "successful", "failed"]
+    again = server.post(f"/jobs/rerun?labels={label}&processID={echo_or_fail}")
+    assert again.status_code == 201, again.text
+    info = server.wait_status(again.json()["jobID"])
+    assert info["batch"]["total"] == 2 and info["batch"]["counts"]["failed"] == 2  # they fail again, as they must
+    store = server.context.job_store
+    rerun = sorted(store.get(c["jobID"])["inputs"]["message"] for c in _children(server, info["jobID"]))
+    assert rerun == ["fail one", "fail two"]
+    failing = (Path(__file__).resolve().parents[2] / "cwl" / "examples" / "failing" / "failing.cwl").read_text()
+    deployed = server.post("/processes", data=failing, headers={"Content-Type": "application/cwl+yaml"})
+    assert deployed.status_code in (201, 409), deployed.text
+    other = _batch(server, "failing", {"inputs": {}, "labels": [label]})["jobID"]
+    assert server.wait_status(other)["status"] == "failed"
+    mixed = server.post(f"/jobs/rerun?labels={label}")  # failed jobs of two processes: which batch?
+    assert assert_problem(mixed, 400, "invalid-parameter")["detail"].startswith("processID:")
+    nothing = server.post("/jobs/rerun?labels=no-such-label-anywhere")
+    assert_problem(nothing, 409, "nothing-failed")
