@@ -178,6 +178,11 @@ class Batches:
             return 0
         skip = set(self._fed) | {job.job_id for job in self.table.in_state(*LIVE)}
         docs = waiting_leaves(self.store.client, self.store.index, self.node, sorted(skip), room)
+        if docs:
+            # the search sees the index as of its last refresh: a child that ended since (one the reconciler
+            # re-queued, say) may still look submitted there; a realtime mget does not lag
+            current = self.store.statuses([doc["id"] for doc in docs])
+            docs = [doc for doc in docs if current.get(doc["id"]) == Status.SUBMITTED.value]
         if not docs:
             return 0
         packages: dict[str, Any] = {}
