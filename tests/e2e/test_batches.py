@@ -261,3 +261,14 @@ def test_every_failed_job_with_a_label_runs_again_in_one_call(server: LiveServer
     assert assert_problem(mixed, 400, "invalid-parameter")["detail"].startswith("processID:")
     nothing = server.post("/jobs/rerun?labels=no-such-label-anywhere")
     assert_problem(nothing, 409, "nothing-failed")
+
+
+def test_the_wps_t_route_takes_a_batch_in_its_own_input_form(server: LiveServer, echo_or_fail: str) -> None:
+    items = [{"inputs": [{"id": "message", "value": "w1"}]}, {"inputs": {"message": "w2"}}]
+    answer = server.post(f"/processes/{echo_or_fail}/jobs", json={"mode": "sync", "batch": {"items": items}})
+    assert answer.status_code == 201, answer.text
+    info = server.wait_status(answer.json()["jobID"])
+    assert info["status"] == "successful" and info["batch"]["counts"]["successful"] == 2
+    store = server.context.job_store
+    messages = sorted(store.get(c["jobID"])["inputs"]["message"] for c in _children(server, info["jobID"]))
+    assert messages == ["w1", "w2"]
