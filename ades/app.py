@@ -17,7 +17,7 @@ from flask import Flask, request
 from pygeoapi.api import API
 
 from ades import metrics
-from ades.api import assets, auth, core, errors, hosts, job_management, jobs, processes, views, wpst
+from ades.api import assets, auth, core, errors, hosts, job_management, jobs, processes, rerun, views, wpst
 from ades.api.context import AdesContext
 from ades.api.openapi import build_openapi
 from ades.config import Settings
@@ -116,7 +116,7 @@ def create_app(
     hosts.install(app, hosts.HostPolicy.for_server(settings, public_url, bind_host))
     # then one without a valid token, before the store is touched
     auth.install(app, settings)
-    for blueprint in (core.bp, processes.bp, wpst.bp, jobs.bp, job_management.bp):
+    for blueprint in (core.bp, processes.bp, wpst.bp, jobs.bp, job_management.bp, rerun.bp):
         app.register_blueprint(blueprint)
     metrics.install(app, settings, context.job_store)
     assets.install(app, public_url)

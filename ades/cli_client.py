@@ -2,7 +2,7 @@
 
     ades deploy FILE…                                   deploy CWL application packages
     ades processes                                      list deployed processes
-    ades execute PROCESS -i name=value … [--label L] [--wait]
+    ades execute PROCESS -i name=value … [--label L] [--batch ITEMS.jsonl] [--wait]
     ades jobs list [--label L] [--status S] [--process P] [--limit N]
     ades jobs status|wait|logs [--follow]|results [--download DIR]|dismiss ID
     ades jobs purge --older-than AGE [...]             (on the store directly: ades.cli_purge)
@@ -15,6 +15,7 @@ terminal). Exit codes: 0 ok, 1 error or the job ended failed/dismissed, 2 usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -155,12 +156,35 @@ def cmd_processes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_batch(path: str) -> list[dict[str, Any]]:
+    """The items of `--batch FILE` (`-`: stdin): one JSON object per line, `{"inputs": {...}, "labels": [...]}`."""
+    with (contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8")) as lines:
+        items = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as err:
+                raise SystemExit(f"{path}:{number}: not a JSON object: {err}") from None
+            if not isinstance(item, dict):
+                raise SystemExit(f"{path}:{number}: not a JSON object")
+            items.append(item)
+    if not items:
+        raise SystemExit(f"{path}: no items")
+    return items
+
+
 def cmd_execute(args: argparse.Namespace) -> int:
     inputs = parse_inputs(args.input)
+    if args.create and args.batch:
+        print("ades execute: --create makes one job to start later; a --batch runs at once", file=sys.stderr)
+        return EXIT_USAGE
+    batch = read_batch(args.batch) if args.batch else None
     if args.create:
         job = _client(args).create(args.process, inputs, labels=args.label)
     else:
-        job = _client(args).execute(args.process, inputs, labels=args.label)
+        job = _client(args).execute(args.process, inputs, labels=args.label, batch=batch)
     if not args.wait or args.create:
         if args.as_json:
             _print_json(job.info)
@@ -184,7 +208,7 @@ def _report(args: argparse.Namespace, job: Job) -> None:
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     statuses = [ogc_status(s) for raw in args.status for s in raw.split(",") if s]
-    jobs = _client(args).jobs(labels=args.label, status=statuses, process=args.process,
+    jobs = _client(args).jobs(labels=args.label, status=statuses, process=args.process, parent=args.parent,
                               page_size=min(args.limit, 1000) if args.limit else 100)
     found: list[dict[str, Any]] = []
     for job in jobs:
@@ -333,6 +357,9 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     execute.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE", help="an input")
     execute.add_argument("-l", "--label", action="append", default=[], metavar="LABEL", help="a label (repeatable)")
     execute.add_argument("-w", "--wait", action="store_true", help="wait for the end; exit 1 unless successful")
+    execute.add_argument("-b", "--batch", default=None, metavar="ITEMS.jsonl",
+                         help="one child job per line ({\"inputs\": {...}, \"labels\": [...]}, merged over -i and "
+                         "-l; - reads stdin): the job started is their parent, whose progress --wait shows")
     execute.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
     execute.add_argument("--create", action="store_true", help="only create the job (status created: it runs once "
                          "`ades jobs start ID`; `ades jobs edit ID` changes it meanwhile); print its id")
@@ -353,6 +380,7 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     listing.add_argument("-s", "--status", action="append", default=[], metavar="STATUS",
                          help="a status (repeatable, or comma-separated)")
     listing.add_argument("-p", "--process", default=None, metavar="PROCESS", help="only jobs of this process")
+    listing.add_argument("--parent", default=None, metavar="ID", help="only the children of this batch job")
     listing.add_argument("-n", "--limit", type=int, default=None, metavar="N", help="at most N jobs")
     listing.set_defaults(handler=_guarded(cmd_jobs_list))
 

@@ -117,10 +117,15 @@ class Client:
 
     # --- jobs ---
     def execute(self, process: str, inputs: dict[str, Any] | None = None, labels: Iterable[str] = (),
-                sync: bool = False) -> Job:
+                sync: bool = False, batch: Iterable[dict[str, Any]] | None = None) -> Job:
         """Start a job (OGC execute). `sync=True` lets the server run it to the end before answering; a job that
-        outlives the server's sync budget comes back still running, as an async one would."""
-        body = {"inputs": inputs or {}, "labels": list(labels), "response": "document"}
+        outlives the server's sync budget comes back still running, as an async one would. `batch`: items
+        (`{"inputs": {...}, "labels": [...]}`, merged over `inputs` and `labels`), one child job each; the job
+        returned is their parent (always asynchronous)."""
+        body: dict[str, Any] = {"inputs": inputs or {}, "labels": list(labels), "response": "document"}
+        if batch is not None:
+            body["batch"] = {"items": list(batch)}
+            sync = False
         headers = {} if sync else {"Prefer": "respond-async"}
         url = f"{self.url}/processes/{process}/execution"
         # floats go as spelled in the job order: ades.floats
@@ -147,9 +152,9 @@ class Client:
         return Job(self, self._json("GET", f"/jobs/{job_id}"))
 
     def jobs(self, labels: Iterable[str] = (), status: Iterable[str] = (), process: str | None = None,
-             page_size: int | None = None) -> Iterator[Job]:
+             page_size: int | None = None, parent: str | None = None) -> Iterator[Job]:
         """Every matching job, newest first, across all pages (the server's `next` links). `labels`: jobs with all
-        of them; `status`: any of these (OGC words, or the stored ones)."""
+        of them; `status`: any of these (OGC words, or the stored ones); `parent`: the children of this batch."""
         params: dict[str, Any] = {}
         if labels := list(labels):
             params["labels"] = ",".join(labels)
@@ -157,6 +162,8 @@ class Client:
             params["status"] = ",".join(statuses)
         if process:
             params["processID"] = process
+        if parent:
+            params["parentID"] = parent
         if page_size:
             params["limit"] = page_size
         url: str | None = f"{self.url}/jobs"
@@ -207,7 +214,9 @@ class Job:
         try:
             while True:
                 info = self.refresh()
-                bar.set_description_str(f"{self.id[:8]} {info['status']:<10}", refresh=False)
+                batch = info.get("batch")
+                counted = f" {batch['ended']}/{batch['total']} ended" if batch else ""
+                bar.set_description_str(f"{self.id[:8]} {info['status']:<10}{counted}", refresh=False)
                 bar.update(max(0, int(info.get("progress") or 0) - bar.n))
                 bar.refresh()
                 if self.done:

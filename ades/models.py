@@ -57,6 +57,28 @@ class StatusUpdate(BaseModel):
         return Status.parse(value) if isinstance(value, str) else value
 
 
+class BatchPlace(BaseModel):
+    """A job's place in a batch: `size` (its direct children; None while a listing is still read) and `leaves` for a
+    batch parent, `parent_id`, `index` and `ancestors` (every batch above it, nearest last) for a child."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parent_id: str | None = None
+    index: int | None = None
+    ancestors: list[str] = Field(default_factory=list)
+    size: int | None = None
+    leaves: int | None = None
+    is_batch: bool = False
+
+    def to_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.parent_id is not None:
+            fields.update({"parent-id": self.parent_id, "batch-index": self.index, "ancestors": self.ancestors})
+        if self.is_batch:
+            fields.update({"batch-size": self.size, "batch-leaves": self.leaves})
+        return fields
+
+
 class Job(BaseModel):
     """A new job as the server creates it. Field names with hyphens are the public ES contract (seed 004)."""
 
@@ -82,6 +104,7 @@ class Job(BaseModel):
     subscriber: dict[str, str] | None = Field(
         default=None, description="where the job's changes are POSTed (OGC callbacks: successUri, inProgressUri, "
         "failedUri; ades.callbacks)")
+    batch: BatchPlace | None = Field(default=None, description="where the job sits in a batch (ades.jobs.batches)")
 
     def to_document(self) -> dict[str, Any]:
         """The `jobs` index document of a freshly submitted job."""
@@ -110,6 +133,7 @@ class Job(BaseModel):
             **({"subscriber": self.subscriber} if self.subscriber else {}),
             "applied-events": [],
             "merge-clock": {},
+            **(self.batch.to_fields() if self.batch is not None else {}),
         }
 
 
@@ -120,6 +144,7 @@ class JobQuery(BaseModel):
 
     statuses: list[Status] = Field(default_factory=list)
     process_id: str | None = None
+    parent_id: str | None = Field(default=None, description="the children of this batch job")
     labels_all: list[str] = Field(default_factory=list, description="jobs carrying every one of these labels")
     labels_any: list[str] = Field(default_factory=list, description="jobs carrying at least one of these labels")
     user_id: str | None = None

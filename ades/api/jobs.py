@@ -23,11 +23,13 @@ from ades.api.outputs import served
 from ades.api.results import ResultsRequest, answer
 from ades.api.views import jobs_page, status_info
 from ades.config import Settings
+from ades.jobs.batches import summary
 from ades.models import ID_PATTERN, JobQuery
 from ades.results_manifest import normalized
 from ades.status import Status
 from ades.storage import StorageError
 from ades.store import JobNotFound
+from ades.store.batches import batch_counts
 
 bp = Blueprint("ades_jobs", __name__)
 
@@ -118,6 +120,9 @@ def parse_job_query(settings: Settings) -> JobQuery:
     # values no job can hold are refused here: ES fails a search for a term over 32 KB
     if process_ids and not re.fullmatch(ID_PATTERN, process_ids[0]):
         raise problem(400, "invalid-parameter", "processID: not a process id (1-128 letters, digits, '_', '.', '-')")
+    parents = _values("parentID")
+    if len(parents) > 1 or (parents and not re.fullmatch(ID_PATTERN, parents[0])):
+        raise problem(400, "invalid-parameter", "parentID: give one job id (1-128 letters, digits, '_', '.', '-')")
     labels = _values("labels")
     too_long = next((label for label in labels if len(label) > settings.max_label_length), None)
     if too_long is not None:
@@ -136,6 +141,7 @@ def parse_job_query(settings: Settings) -> JobQuery:
     return JobQuery(
         statuses=statuses,
         process_id=process_ids[0] if process_ids else None,
+        parent_id=parents[0] if parents else None,
         labels_all=labels,
         created_from=created_from,
         created_to=created_to,
@@ -186,7 +192,22 @@ def list_jobs() -> Response | str:
 @bp.get("/jobs/<job_id>")
 def job_status(job_id: str) -> Response:
     c = ctx()
-    return jsonify(status_info(visible_job(c, job_id), c.base_url))
+    doc = visible_job(c, job_id)
+    if "batch-size" in doc:
+        return jsonify(batch_status(c, doc))
+    return jsonify(status_info(doc, c.base_url))
+
+
+def batch_status(c: AdesContext, doc: dict[str, Any]) -> dict[str, Any]:
+    """A batch's statusInfo with its counts and progress, read in one aggregation (settling the batch if its
+    counts say it started or ended)."""
+    c.jobs.write_marks.before_search()
+    counts = batch_counts(c.job_store.client, c.job_store.index, doc)
+    doc = c.jobs.batches.settle_one(doc, counts)
+    info = status_info(doc, c.base_url)
+    info["progress"] = counts.progress
+    info["batch"] = summary(counts, doc)
+    return info
 
 
 @bp.get("/jobs/<job_id>/results")
@@ -304,6 +325,9 @@ def dismiss(job_id: str) -> Response:
     c = ctx()
     doc = visible_job(c, job_id)
     status = Status(doc["status"])
+    if "batch-size" in doc and not status.terminal:
+        c.jobs.batches.dismiss(job_id)
+        return jsonify(batch_status(c, c.job_store.get(job_id)))
     try:
         c.jobs.dismiss(job_id, status)
     except StorageError as err:
@@ -314,3 +338,4 @@ def dismiss(job_id: str) -> Response:
         # its files are gone; its status stays what it was (a terminal job never changes)
         return jsonify(status_info({**doc, "message": (doc.get("message") or "") + " (files removed)"}, c.base_url))
     return jsonify(status_info(c.job_store.get(job_id), c.base_url))
+

@@ -74,6 +74,26 @@ EXECUTE_OUTPUTS = {
     "reference, other values by value; with response raw, by value)",
 }
 
+BATCH = {"type": "object", "description": "run the process once per item (an ades extension): a parent job and a "
+         "child job per item, its inputs merged over the top-level inputs, its labels added; an item may carry a batch",
+         "properties": {"items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+             "inputs": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+             "labels": {"type": "array", "items": {"type": "string"}}, "batch": {"type": "object"}}}},
+             "listing": {"type": "object", "required": ["input"], "description": "instead of items: one per feature "
+                         "of a STAC ItemCollection (`stac`: its URL), whose asset (`asset`, default its first) is the "
+                         "File input `input`", "properties": {k: {"type": "string"}
+                                                              for k in ("stac", "s3", "input", "asset")}}}}
+_INT = {"type": "integer"}
+BATCH_COUNTS = {"type": "object", "description": "a batch's children, counted by status over its leaves at any depth",
+                "properties": {"size": _INT, "total": _INT, "ended": _INT, "progress": _INT,
+                               "counts": {"type": "object"}, "failed": {"type": "object", "properties": {
+                                   "count": _INT, "jobs": {"type": "array", "items": {"type": "object"}}}}}}
+BATCH_STATUS = {
+    "parentID": {"type": "string", "description": "the batch this job is a child of"},
+    "batchIndex": {"type": "integer", "description": "its index among the batch's items"},
+    "batch": BATCH_COUNTS,
+}
+
 
 def _schemas(settings: Settings) -> dict[str, Any]:
     link = {"type": "object", "required": ["href"],
@@ -89,7 +109,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "message": {"type": "string"}, "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             **{k: {"type": "string", "format": "date-time"}
                for k in ("created", "started", "finished", "updated")},
-            "labels": {"type": "array", "items": {"type": "string"}}, "callback": CALLBACK_STATE,
+            "labels": {"type": "array", "items": {"type": "string"}}, "callback": CALLBACK_STATE, **BATCH_STATUS,
             "links": {"type": "array", "items": _ref("link")},
         },
     }
@@ -139,7 +159,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "outputs": EXECUTE_OUTPUTS,
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
             "mode": {"type": "string", "enum": ["sync", "async", "auto"]},
-            "labels": labels, **scheduling}},
+            "labels": labels, **scheduling, "batch": BATCH}},
         "executeWpst": {"type": "object", "properties": {
             "mode": {"type": "string", "enum": ["sync", "async", "auto"], "default": "async"},
             "response": {"type": "string", "enum": ["raw", "document"], "default": "document"},
@@ -148,7 +168,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "outputs": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
                 "id": {"type": "string"},
                 "transmissionMode": {"type": "string", "enum": ["value", "reference"]}}}},
-            "labels": labels, **scheduling}},
+            "labels": labels, **scheduling, "batch": BATCH}},
         "ogcapppkg": {"type": "object", "required": ["executionUnit"], "properties": {
             "processDescription": {"type": "object", "additionalProperties": True},
             "executionUnit": {"type": "object", "additionalProperties": True}}},
@@ -177,6 +197,7 @@ def _job_list_params(settings: Settings) -> list[dict[str, Any]]:
         _query("status", "OGC status words (comma-separated or repeated): any of them",
                {"type": "array", "items": {"type": "string", "enum": openapi_part4.STATUS_WORDS}}),
         _query("processID", "jobs of this process", {"type": "string"}),
+        _query("parentID", "the children of this batch job", {"type": "string"}),
         _query("labels", "labels (comma-separated or repeated): jobs carrying all of them",
                {"type": "array", "items": {"type": "string"}}),
         _query("datetime", "creation time: an instant or an interval `start/end` (`..` open)", {"type": "string"}),
@@ -302,7 +323,19 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
             "get": {"operationId": "getStatus", "summary": "job status",
                     "responses": {"200": status_json, **_errors(404, 503)}},
             "delete": {"operationId": "dismiss", "summary": "dismiss: cancel a running job, remove a finished one's "
-                       "files and stored outputs", "responses": {"200": status_json, **_errors(404, 503)}},
+                       "files and stored outputs; a batch: every job under it not ended is dismissed too",
+                       "responses": {"200": status_json, **_errors(404, 503)}},
+        },
+        "/jobs/rerun": {"post": {
+            "operationId": "rerunMatching", "summary": "run every failed job the filters of GET /jobs select (of one "
+            "process) again, as a new batch (an ades extension)", "parameters": _job_list_params(settings),
+            "responses": {"201": status_json, **_errors(400, 409, 429, 503)}}},
+        "/jobs/{jobId}/rerun": {
+            "parameters": [JOB_ID],
+            "post": {"operationId": "rerunFailed", "summary": "run the failed jobs of an ended batch again, as a "
+                     "new batch (an ades extension)",
+                     "responses": {"201": {**status_json, "headers": {"Location": {"schema": {"type": "string"}}}},
+                                   **_errors(404, 409, 429, 503)}},
         },
         "/jobs/{jobId}/results": {
             "parameters": [JOB_ID],

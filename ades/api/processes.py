@@ -187,6 +187,7 @@ def execute(ref: str) -> Response:
     user = current_principal().user
     # a job that waits for other jobs or a delay cannot answer synchronously
     asked_async = "respond-async" in prefer or body.mode == "async" or bool(body.dependsOn) or body.delay > 0
+    asked_async = asked_async or "batch" in (body.model_extra or {})  # a batch's parent never waits for its end
     # a synchronous execute holds a request thread until its job ends: a user has only so many places for them
     place = contextlib.nullcontext(True) if asked_async else c.jobs.sync_slots.hold(user)
     with place as placed:

@@ -66,6 +66,11 @@ def _settings_of(info: ValidationInfo) -> Settings | None:
     return context.get("settings")
 
 
+def checked_labels(value: Any, info: ValidationInfo) -> list[str]:
+    """A `labels` member checked against the settings in the validation context (ades.api.batch's items too)."""
+    return _check_labels(value, _settings_of(info))
+
+
 class Scheduling(BaseModel):
     """What both execute bodies share: ades' extensions (run after other jobs succeeded, `dependsOn`, after a
     `delay`) and OGC's `subscriber` (callbacks)."""
@@ -232,6 +237,27 @@ def submit(ctx: AdesContext, process: DeployedProcess, inputs: dict[str, Any], l
            scheduling: Scheduling | None = None, results: dict[str, Any] | None = None) -> Job:
     """Validate the request and hand the job to the job service. Raises ApiProblem (4xx) before anything is
     written; TooManyQueued (503) writes nothing either."""
+    raw_batch = (scheduling.model_extra or {}).get("batch") if scheduling is not None else None
+    if raw_batch is not None:
+        return submit_batch(ctx, process, ctx.package_of(process), raw_batch, inputs, labels, scheduling, results)
     package, job, job_order = prepare(ctx, process, inputs, labels, mode, scheduling, results)
     ctx.jobs.submit(package, job, job_order)
     return job
+
+
+def submit_batch(ctx: AdesContext, process: DeployedProcess, package: Package, raw: Any, inputs: dict[str, Any],
+                 labels: list[str], scheduling: Scheduling | None, results: dict[str, Any] | None) -> Job:
+    """A batch request (ades.api.batch): every item checked, then the parent and its children accepted at once;
+    the parent job is returned. Always asynchronous."""
+    from ades.api.batch import parse_batch, plan_batch  # it imports this module
+
+    request = parse_batch(raw, ctx)
+    depends_on, delay = _check_scheduling(ctx, scheduling)
+    # the parent's subscriber is told the batch's own changes (its end once every child ended), not each child's
+    subscriber = check_subscriber(ctx, scheduling.subscriber if scheduling else None)
+    parent = Job(process_id=process.id, process_version=process.version, inputs=inputs, labels=labels,
+                 user_id=current_principal().user, mode="async", depends_on=depends_on, delay=delay,
+                 message=waiting_message(depends_on, delay), results_request=results, subscriber=subscriber)
+    plan = plan_batch(ctx, package, parent, request)
+    ctx.jobs.submit_batch(plan.jobs)
+    return plan.parent

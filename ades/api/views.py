@@ -60,6 +60,8 @@ def status_info(doc: dict[str, Any], base_url: str) -> dict[str, Any]:
         "updated": doc.get("updated"),
         "labels": list(doc.get("labels") or []),
         "callback": callbacks.shown(doc),  # the delivery to the job's subscriber, if it has one
+        "parentID": doc.get("parent-id"),
+        "batchIndex": doc.get("batch-index"),
         "links": job_links(base_url, doc["id"], status),
     }
     return {key: value for key, value in info.items() if value is not None}

@@ -30,6 +30,7 @@ from ades.jobs.acceptance import CreateBatcher
 from ades.jobs.admission import Admission, DiskFloor
 from ades.jobs.adoption import LostJobSweep
 from ades.jobs.adoption import claim as claim_job
+from ades.jobs.batches import Batches
 from ades.jobs.created import started_document
 from ades.jobs.dismissals import DismissalWatch
 from ades.jobs.executor import DEFAULT_GRACE, Executor
@@ -126,6 +127,12 @@ class JobService:
     def acceptance(self) -> CreateBatcher[QueuedJob]:
         return CreateBatcher(self.store, on_written=self.write_marks.mark, journal=self.journal.append_many,
                              then=self._accepted)
+
+    @functools.cached_property
+    def batches(self) -> Batches:
+        """Batches' children fed to this host's executor, their parents settled (ades.jobs.batches)."""
+        return Batches(self.store, self.table, self.node_id, self._rebuild_child, self.journal.append_many,
+                       self._fed, self.stop_here)
 
     @functools.cached_property
     def admission(self) -> Admission:
@@ -232,6 +239,26 @@ class JobService:
         self._accepted(queued)
         return True
 
+    def submit_batch(self, jobs: list[Job]) -> None:
+        """Accept a validated batch (ades.api.batch: the parent first): admitted as one submission, its jobs indexed
+        `submitted` in bulk; the children are fed to an executor later (ades.jobs.batches). Raises LowDisk,
+        TooManyQueued (nothing written) or StoreUnavailable."""
+        for job in jobs:
+            job.host = job.host or self.node_id
+        self.disk_floor.check()
+        self.admission.admit()
+        self.batches.accept(jobs)
+        self.write_marks.mark()
+
+    def _rebuild_child(self, doc: dict[str, Any], packages: dict[str, Package] | None = None) -> QueuedJob:
+        return self.rebuild(doc, float(doc.get("delay") or 0.0), packages)
+
+    def _fed(self, queued: QueuedJob) -> None:
+        """A batch's child fed to this process's executor (journaled already)."""
+        self.executor  # noqa: B018 (made on first use)
+        self.table.transition(queued.job_id, HostState.JOURNALED, "fed from its batch", payload=queued)
+        self.scheduler.add(queued)
+
     def _accepted(self, queued: QueuedJob) -> None:
         # on the group commit's writer thread, once the job is journaled and indexed
         self.table.transition(queued.job_id, HostState.JOURNALED, "accepted", payload=queued)
@@ -311,7 +338,11 @@ class JobService:
         self._reconciler = Reconciler(self.store, self.data.root, self.requeue, self.publisher, self.table,
                                       held_elsewhere=held_elsewhere, node=self.node_id,
                                       claim=lambda job_id: claim_job(self.store, job_id, self.node_id))
-        return self._reconciler.run()
+        report = self._reconciler.run()
+        # after the re-queues: the feeder skips the children this table holds, and a journaled child must be found
+        # there, not fed a second time
+        self.batches.start()
+        return report
 
     def _start_retention(self) -> None:
         """The periodic purge (ADES_RETENTION), in the one process of the data dir that holds its reconcile lock."""
@@ -341,15 +372,21 @@ class JobService:
         self.notifier = Notifier(CallbackStore(self.store.client, self.settings), Fetcher(self.fetch_policy),
                                  self.status_document, self.node_id, self.settings).start()
 
-    def rebuild(self, doc: dict[str, Any], delay: float) -> QueuedJob:
-        """The QueuedJob of a stored job, as its accepting node made it (a lost node's job this node adopts)."""
-        process = ProcessStore(self.store.client, self.settings).get(f"{doc['process-id']}:{doc['process-version']}")
+    def rebuild(self, doc: dict[str, Any], delay: float, packages: dict[str, Package] | None = None) -> QueuedJob:
+        """The QueuedJob of a stored job, as its accepting node made it (a lost node's job this node adopts, a
+        batch's child); `packages` keeps the packages loaded for several jobs at once (process ref -> package)."""
+        ref = f"{doc['process-id']}:{doc['process-version']}"
         roots = list(self.settings.input_roots)
-        try:
-            package = load_package(process.package, "application/cwl+json", allowed_roots=roots)
-        except PackageError:  # a $graph with several Workflows: the process id says which one
-            package = load_package(process.package, "application/cwl+json", workflow_id=process.id,
-                                   allowed_roots=roots)
+        package = packages.get(ref) if packages is not None else None
+        if package is None:
+            process = ProcessStore(self.store.client, self.settings).get(ref)
+            try:
+                package = load_package(process.package, "application/cwl+json", allowed_roots=roots)
+            except PackageError:  # a $graph with several Workflows: the process id says which one
+                package = load_package(process.package, "application/cwl+json", workflow_id=process.id,
+                                       allowed_roots=roots)
+            if packages is not None:
+                packages[ref] = package
         job_order = to_job_order(package, doc.get("inputs") or {}, roots, Fetcher(self.fetch_policy))
         spec = self.run_spec(package, doc["id"], job_order, doc.get("user-id"))
         return QueuedJob(spec=spec, depends_on=doc.get("depends-on") or [], delay=delay)
@@ -378,7 +415,7 @@ class JobService:
             dismissals.close()
         if executor is not None:
             executor.close()
-        for name in ("acceptance", "scheduler"):
+        for name in ("batches", "acceptance", "scheduler"):
             if name in self.__dict__:
                 self.__dict__[name].close()
         if "journal" in self.__dict__:

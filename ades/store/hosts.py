@@ -56,7 +56,8 @@ def lost_jobs_query(fresh: Sequence[str], expired: Sequence[str], missing_before
     return {"bool": {
         "filter": [{"terms": {"status": [Status.SUBMITTED.value, Status.RUNNING.value]}}, {"exists": {"field": "host"}},
                    {"bool": {"should": gone, "minimum_should_match": 1}}],
-        "must_not": [{"terms": {"host": list(fresh)}}] if fresh else [],
+        # a batch never runs: it ends when its children have, whichever node settles it (ades.jobs.batches)
+        "must_not": [{"exists": {"field": "batch-size"}}, *([{"terms": {"host": list(fresh)}}] if fresh else [])],
     }}
 
 

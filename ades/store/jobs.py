@@ -379,6 +379,8 @@ def build_search(query: JobQuery, track_total_hits: int = 10_000) -> dict[str, A
         filters.append({"terms": {"status": [s.value for s in query.statuses]}})
     if query.process_id:
         filters.append({"term": {"process-id": query.process_id}})
+    if query.parent_id:
+        filters.append({"term": {"parent-id": query.parent_id}})
     if query.user_id:
         filters.append({"term": {"user-id": query.user_id}})
     filters.extend({"term": {"labels": label}} for label in query.labels_all)

@@ -20,9 +20,9 @@ from ades.config import Settings
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = {"jobs": 2, "processes": 1, "job-logs": 1, "hosts": 1}
+LAYOUTS = {"jobs": 3, "processes": 1, "job-logs": 1, "hosts": 1}
 """The layout each family's template holds (the `vN` of its `_meta.schema`): jobs v2 sorts its segments on
-`created` (the order of the job listing), v1 did not."""
+`created` (the order of the job listing), v1 did not; jobs v3 adds the batch fields (ades.jobs.batches)."""
 
 
 def family_of(alias: str) -> str:

@@ -22,9 +22,11 @@ from ades.store import JobStore, ProcessNotFound, ProcessStore, ensure_indexes, 
 from ades.store.blocks import MIGRATION_META
 from ades.store.migrate import migrate
 from ades.store.processes import GENERATION_DOC, DeployedProcess
-from ades.store.setup import alias_indexes, drop_indexes
+from ades.store.setup import LAYOUTS, alias_indexes, drop_indexes
 from tests.helpers import store_jobs
 from tests.integration.test_migrate import legacy_jobs_index
+
+JOBS = LAYOUTS["jobs"]
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -60,7 +62,7 @@ def test_the_command_migrates_what_is_behind_and_drops_the_old_index_when_asked(
     fresh = ades_index(settings)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.splitlines() == [
-        f"{settings.jobs_alias}: {settings.jobs_alias}-v2 has the current layout; nothing to do",
+        f"{settings.jobs_alias}: {settings.jobs_alias}-v{JOBS} has the current layout; nothing to do",
         f"{settings.processes_alias}: {settings.processes_alias}-v1 has the current layout; nothing to do"]
     drop_indexes(es, settings)
 
@@ -71,7 +73,7 @@ def test_the_command_migrates_what_is_behind_and_drops_the_old_index_when_asked(
     before = documents(es, old)
     done = ades_index(settings, "--batch-size", "40")
     assert done.returncode == 0, done.stderr
-    new = f"{settings.jobs_alias}-v2"
+    new = f"{settings.jobs_alias}-v2"  # the next generation of jobs-v1
     assert done.stdout.startswith(f"{settings.jobs_alias}: {old} -> {new}: 250 documents (250 copied"), done.stdout
     assert f"{settings.processes_alias}-v1 has the current layout; nothing to do" in done.stdout
     assert f"`ades index migrate --drop-old {old}` deletes it" in done.stdout
@@ -198,6 +200,6 @@ def test_a_start_on_an_older_layout_says_how_to_migrate(settings: Settings, clea
         ensure_indexes(clean, settings)  # what every server start does
     # only what ades says (the client's own request log may be captured too, when another test turned it on)
     said = "\n".join(r.getMessage() for r in caplog.records if r.name == "ades.store.setup")
-    assert f"{settings.jobs_alias}: {old} has an older layout than ades' (v2); `ades index migrate`" in said
+    assert f"{settings.jobs_alias}: {old} has an older layout than ades' (v{JOBS}); `ades index migrate`" in said
     assert settings.processes_alias not in said
     assert alias_indexes(clean, settings.jobs_alias) == [old]  # left where it is

@@ -15,7 +15,7 @@ from ades.models import Job, JobQuery, StatusUpdate
 from ades.status import Status
 from ades.store import JobExists, JobStore, ProcessExists, ProcessNotFound, StoreUnavailable, ensure_indexes
 from ades.store.processes import DeployedProcess
-from ades.store.setup import physical_index
+from ades.store.setup import LAYOUTS, physical_index
 from tests.helpers import store_jobs
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def test_indexes_are_created_idempotently_behind_aliases(es: Elasticsearch, sett
     ensure_indexes(es, settings)
     aliases = es.indices.get_alias(name=settings.jobs_alias)
     assert list(aliases) == [physical_index(settings.jobs_alias)]
-    assert physical_index(settings.jobs_alias).endswith("jobs-v2")  # the sorted layout (ades.store.setup.LAYOUTS)
+    assert physical_index(settings.jobs_alias).endswith(f"jobs-v{LAYOUTS['jobs']}")  # the current layout
     assert es.indices.exists_alias(name=settings.processes_alias)
 
 

@@ -19,7 +19,7 @@ def test_generations_are_named_alias_dash_v_number() -> None:
 
 
 def test_a_fresh_install_creates_the_layout_of_the_template() -> None:
-    assert physical_index("t-1-jobs") == f"t-1-jobs-v{LAYOUTS['jobs']}" == "t-1-jobs-v2"
+    assert physical_index("t-1-jobs") == f"t-1-jobs-v{LAYOUTS['jobs']}" == "t-1-jobs-v3"
     assert physical_index("processes") == "processes-v1"
     assert family_of("a.b-processes") == "processes"
     with pytest.raises(ValueError):

@@ -75,7 +75,8 @@ def test_an_adopted_delay_counts_from_the_document() -> None:
 
 def test_the_sweep_query_skips_fresh_leases_and_gives_missing_ones_a_grace() -> None:
     query = lost_jobs_query(["node-me", "node-b"], ["node-a"], NOW)["bool"]
-    assert query["must_not"] == [{"terms": {"host": ["node-me", "node-b"]}}]
+    # a batch's parent never runs, so it is never adopted or failed as lost: its children settle it
+    assert query["must_not"] == [{"exists": {"field": "batch-size"}}, {"terms": {"host": ["node-me", "node-b"]}}]
     gone = query["filter"][2]["bool"]["should"]
     assert gone == [{"terms": {"host": ["node-a"]}}, {"range": {"updated": {"lt": iso(NOW)}}}]
     assert query["filter"][0] == {"terms": {"status": ["submitted", "running"]}}
