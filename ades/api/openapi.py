@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ades.api import openapi_part4
+from ades.api.batch_schemas import BATCH, BATCH_STATUS
 from ades.api.callback_schemas import CALLBACK_STATE, CALLBACKS, SUBSCRIBER
 from ades.api.processes import DEPLOY_TYPES, REF_PATTERN
 from ades.config import Settings
@@ -72,26 +73,6 @@ EXECUTE_OUTPUTS = {
         "transmissionMode": {"type": "string", "enum": ["value", "reference"]}, "format": {"type": "object"}}},
     "description": "the outputs wanted (all when left out), each by value or by reference (default: files by "
     "reference, other values by value; with response raw, by value)",
-}
-
-BATCH = {"type": "object", "description": "run the process once per item (an ades extension): a parent job and a "
-         "child job per item, its inputs merged over the top-level inputs, its labels added; an item may carry a batch",
-         "properties": {"items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
-             "inputs": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
-             "labels": {"type": "array", "items": {"type": "string"}}, "batch": {"type": "object"}}}},
-             "listing": {"type": "object", "required": ["input"], "description": "instead of items: one per feature "
-                         "of a STAC ItemCollection (`stac`: its URL), whose asset (`asset`, default its first) is the "
-                         "File input `input`", "properties": {k: {"type": "string"}
-                                                              for k in ("stac", "s3", "input", "asset")}}}}
-_INT = {"type": "integer"}
-BATCH_COUNTS = {"type": "object", "description": "a batch's children, counted by status over its leaves at any depth",
-                "properties": {"size": _INT, "total": _INT, "ended": _INT, "progress": _INT,
-                               "counts": {"type": "object"}, "failed": {"type": "object", "properties": {
-                                   "count": _INT, "jobs": {"type": "array", "items": {"type": "object"}}}}}}
-BATCH_STATUS = {
-    "parentID": {"type": "string", "description": "the batch this job is a child of"},
-    "batchIndex": {"type": "integer", "description": "its index among the batch's items"},
-    "batch": BATCH_COUNTS,
 }
 
 

@@ -41,8 +41,9 @@ class BatchCounts:
 
     @property
     def all_counts(self) -> dict[str, int]:
-        """Every status word with its count; leaves not searchable yet count as submitted, so they sum to total."""
-        counts = {status.value: self.counts.get(status.value, 0) for status in Status}
+        """Every status word a batch's job can have (never `created`: a batch's jobs run at once) with its count;
+        leaves not searchable yet count as submitted, so they sum to total."""
+        counts = {status.value: self.counts.get(status.value, 0) for status in Status if status is not Status.CREATED}
         if self.total is not None and self.total > self.seen:
             counts[Status.SUBMITTED.value] += self.total - self.seen
         return counts
