@@ -167,7 +167,8 @@ def list_jobs() -> Response | str:
     query = parse_job_query(c.settings).model_copy(update={"user_id": owner_filter()})
     c.jobs.write_marks.before_search()
     page = c.job_store.search(query)
-    jobs = [status_info(doc, c.base_url) for doc in page.jobs]
+    # a batch shows its counts and progress wherever it is listed (one aggregation per batch on the page)
+    jobs = [batch_status(c, doc) if "batch-size" in doc else status_info(doc, c.base_url) for doc in page.jobs]
     args = {k: v for k, v in request.args.items(multi=True) if k != "after"}
     links = [{"href": c.url(request.full_path.rstrip("?")), "rel": "self", "type": "application/json",
               "title": "this page"}]
@@ -181,7 +182,7 @@ def list_jobs() -> Response | str:
     if _wants_html():
         api = current_app.extensions["pygeoapi"]
         filters = {"labels": ",".join(_values("labels")), "status": ",".join(_values("status")),
-                   "processID": query.process_id or ""}
+                   "processID": query.process_id or "", "parentID": query.parent_id or ""}
         locale = APIRequest.from_flask(request, api.locales).locale
         html = jobs_page(api.tpl_config, locale, jobs, links, page.total, page.total_is_exact, filters,
                          c.base_url)

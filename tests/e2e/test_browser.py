@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, Route, sync_playwright
 from ades.client import Client
 from ades.config import Settings
 from tests.e2e.conftest import LiveServer, serve_app
+from tests.e2e.test_batches import ECHO_OR_FAIL
 from tests.helpers import EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ def test_jobs_page_filters_by_label(live: LiveServer, page: Page) -> None:
     assert rows.count() == 1
     row = page.locator(f'tr.job[data-job-id="{job.id}"]')
     assert row.locator(".status").inner_text() == "successful"
-    assert row.locator(".progress").inner_text().strip() == "100%"
+    assert row.locator(".job-progress").inner_text().strip() == "100%"
     assert sorted(row.locator(".labels .label").all_inner_texts()) == sorted([label, "browser"])
     assert row.locator(".process").inner_text() == "echo:1.0.0"
     # the filters are kept in the form after filtering
@@ -107,6 +108,43 @@ def test_jobs_page_filters_by_label(live: LiveServer, page: Page) -> None:
     assert "seen in a browser" in page.inner_text("body")
     page.goto(results_href)
     assert f"/jobs/{job.id}/results/out" in page.inner_text("body")
+
+
+def test_jobs_page_shows_a_batch_its_children_and_a_created_job(live: LiveServer, page: Page) -> None:
+    """A batch's row shows its counts, progress and failed children with their reasons, and leads to its children;
+    a created job is shown as not started."""
+    assert live.post("/processes", data=ECHO_OR_FAIL,
+                     headers={"Content-Type": "application/cwl+yaml"}).status_code in (201, 409)
+    client = Client(live.url)
+    client.http.trust_env = False
+    label = f"page-batch-{uuid.uuid4().hex[:8]}"
+    items = [{"inputs": {"message": m}} for m in ("alpha", "beta", "fail here", "gamma")]
+    batch = client.execute("echo-or-fail", {}, labels=[label], batch=items)
+    draft = client.create("echo", {"message": "a draft"}, labels=[label])
+    assert batch.wait(timeout=120) == "failed"
+    live.context.job_store.refresh()
+
+    page.goto(f"{live.url}/jobs?f=html&labels={label}", wait_until="domcontentloaded")
+    row = page.locator(f'tr.job[data-job-id="{batch.id}"]')
+    counts = row.locator(".batch-counts")
+    assert (counts.get_attribute("data-ended"), counts.get_attribute("data-total")) == ("4", "4")
+    assert "successful 3" in counts.inner_text() and "failed 1" in counts.inner_text()
+    failed = row.locator(".failed-child")
+    assert failed.count() == 1 and "#2" in failed.inner_text() and "failing on purpose" in failed.inner_text()
+    created = page.locator(f'tr.job[data-job-id="{draft.id}"]')
+    assert created.locator(".status").inner_text() == "created"
+    assert created.locator(".not-started").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jobs-page-batch.png"), full_page=True)
+
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        row.locator("a.children").click()
+    assert page.input_value("#filter-parent") == batch.id
+    children = page.locator("tr.job")
+    assert children.count() == 4
+    assert sorted(children.locator(".status").all_inner_texts()) == ["failed"] + ["successful"] * 3
+    assert page.locator("a.parent").count() == 4
+    page.screenshot(path=str(ARTIFACTS / "jobs-page-children.png"), full_page=True)
 
 
 def test_jobs_page_by_accept_header_and_empty_filter(live: LiveServer, page: Page) -> None:
