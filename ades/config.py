@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from ades.config_batches import BatchSettings
 from ades.config_callbacks import CallbackSettings
 from ades.config_node import LocalNodeSettings
 
@@ -29,7 +30,7 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ades"
 
 
-class Settings(LocalNodeSettings, CallbackSettings):
+class Settings(LocalNodeSettings, CallbackSettings, BatchSettings):
     # `ades services start` writes what it started (the moto endpoint, topic and queue) to .ades/services.env,
     # so every later `ades …` in the same folder finds them; real environment variables always win.
     model_config = SettingsConfigDict(env_prefix="ADES_", extra="ignore", env_file=".ades/services.env")

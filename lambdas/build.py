@@ -39,8 +39,8 @@ ZIP_NAME = "status-consumer.zip"
 RUNTIME_PYTHON = "3.11"
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 
-ADES_MODULES = ("__init__.py", "config.py", "config_callbacks.py", "config_node.py", "models.py", "status.py",
-                "merge.py")
+ADES_MODULES = ("__init__.py", "config.py", "config_batches.py", "config_callbacks.py", "config_node.py", "models.py",
+                "status.py", "merge.py")
 ADES_PACKAGES = ("store", "events")
 HANDLER_PACKAGE = ROOT / "lambdas" / "status_consumer"
 REQUIREMENTS = ("elasticsearch", "pydantic", "pydantic-settings")

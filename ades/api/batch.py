@@ -24,12 +24,14 @@ from ades.cwl import InputError, to_job_order, wpst_inputs_to_map
 from ades.cwl.package import Package
 from ades.fetch import FetchError
 from ades.models import BatchPlace, Job, new_id
+from ades.s3_listing import ListingError, list_objects
 
 
 class Listing(BaseModel):
     """Items from a listing: a STAC ItemCollection (a file:// URL inside the input roots, or an http(s) URL read
     through the trust-boundary fetcher), one item per feature, whose `asset` (default: its first) becomes the File
-    input `input`. An S3 prefix is refused: inputs are file:// and http(s) references."""
+    input `input`; or every object under an S3 prefix the operator allows (`s3`, ades.s3_listing), as a presigned
+    URL."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,6 +39,12 @@ class Listing(BaseModel):
     stac: str | None = None
     input: str = Field(min_length=1)
     asset: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Listing:
+        if (self.s3 is None) == (self.stac is None):
+            raise ValueError("give either s3 or stac")
+        return self
 
 
 class BatchItem(BaseModel):
@@ -174,10 +182,16 @@ def plan_rerun(ctx: AdesContext, package: Package, doc: dict[str, Any], failed: 
 
 
 def listed_items(ctx: AdesContext, listing: Listing, where: str) -> list[BatchItem]:
-    """The items of a listing: one per feature of the STAC ItemCollection, its asset as the File input."""
+    """The items of a listing: one per object under the S3 prefix (ades.s3_listing), or one per feature of the STAC
+    ItemCollection, its asset as the File input."""
+    if listing.s3 is not None:
+        try:
+            urls = list_objects(listing.s3, ctx.settings)
+        except ListingError as err:
+            raise problem(400, "invalid-parameter", f"{where}.s3: {err}") from None
+        return [BatchItem(inputs={listing.input: {"href": url}}) for url in urls]
     if listing.stac is None:
-        raise problem(400, "invalid-parameter", f"{where}.s3: S3 listings are not served (inputs are file:// and "
-                      "http(s) references); give a STAC ItemCollection (`stac`) or the items")
+        raise problem(400, "invalid-parameter", f"{where}: give `s3` or `stac`")
     try:
         collection = json.loads(_read_listing(ctx, listing.stac, f"{where}.stac"))
     except ValueError as err:
@@ -185,6 +199,9 @@ def listed_items(ctx: AdesContext, listing: Listing, where: str) -> list[BatchIt
     features = collection.get("features") if isinstance(collection, dict) else None
     if not isinstance(features, list) or not features:
         raise problem(400, "invalid-parameter", f"{where}.stac: not a STAC ItemCollection with features")
+    if len(features) > ctx.settings.batch_listing_max_items:
+        raise problem(400, "invalid-parameter", f"{where}.stac: {len(features)} features; at most "
+                      f"{ctx.settings.batch_listing_max_items} (ADES_BATCH_LISTING_MAX_ITEMS)")
     items = []
     for index, feature in enumerate(features):
         assets = feature.get("assets") if isinstance(feature, dict) else None

@@ -58,7 +58,8 @@ def runtime_python() -> str:
 def expected_ades_entries() -> set[str]:
     ades = ROOT / "ades"
     names = {f"ades/{m}" for m in (
-        "__init__.py", "config.py", "config_callbacks.py", "config_node.py", "models.py", "status.py", "merge.py")}
+        "__init__.py", "config.py", "config_batches.py", "config_callbacks.py", "config_node.py", "models.py",
+        "status.py", "merge.py")}
     for package in ("store", "events"):
         for path in (ades / package).rglob("*"):
             if path.is_file() and path.suffix in {".py", ".json"} and "__pycache__" not in path.parts:

@@ -272,3 +272,44 @@ def test_the_wps_t_route_takes_a_batch_in_its_own_input_form(server: LiveServer,
     store = server.context.job_store
     messages = sorted(store.get(c["jobID"])["inputs"]["message"] for c in _children(server, info["jobID"]))
     assert messages == ["w1", "w2"]
+
+
+def test_items_from_an_s3_prefix(e2e_settings: Settings, moto_url: str, tmp_path: Path) -> None:
+    """Every object under an allowed S3 prefix is an item (folder markers left out), read by its job through a
+    presigned URL; a prefix the operator did not allow, or one with nothing under it, is refused with nothing
+    written."""
+    from ades.storage import s3_client
+
+    bucket = f"{e2e_settings.index_prefix.strip('-')}-listing".lower()
+    settings = e2e_settings.model_copy(update={
+        "aws_endpoint_url": moto_url, "batch_s3_prefixes": [f"s3://{bucket}/in/"],
+        "fetch_allow": ["127.0.0.1"],  # moto stands in for S3 on this host's loopback
+        "index_prefix": f"{e2e_settings.index_prefix}s3-", "data_dir": tmp_path / "data"})
+    s3 = s3_client(settings)
+    s3.create_bucket(Bucket=bucket)
+    for key, body in (("in/a.txt", b"a"), ("in/sub/bb.txt", b"bb"), ("in/folder/", b""), ("out/x.txt", b"xyz")):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    live_server = serve_app(settings)
+    server = next(live_server)
+    try:
+        assert server.post("/processes", data=COUNT_BYTES,
+                           headers={"Content-Type": "application/cwl+yaml"}).status_code == 201
+        parent = _batch(server, "count-bytes", {"batch": {"listing": {"s3": f"s3://{bucket}/in/", "input": "data"}}})
+        info = server.wait_status(parent["jobID"], timeout=120)
+        assert info["status"] == "successful" and info["batch"]["total"] == 2, info
+        counted = set()
+        for child in _children(server, parent["jobID"]):
+            out = server.get(f"/jobs/{child['jobID']}/results/out")
+            assert out.status_code == 200, out.text
+            counted.add(out.text.split()[0])
+        assert counted == {"1", "2"}
+        before = count_jobs(server)
+        for uri, said in ((f"s3://{bucket}/out/", "not under a prefix this server lists"),
+                          (f"s3://{bucket}/in/none/", "no objects under")):
+            refused = server.post("/processes/count-bytes/execution", headers=ASYNC,
+                                  json={"batch": {"listing": {"s3": uri, "input": "data"}}})
+            detail = assert_problem(refused, 400, "invalid-parameter")["detail"]
+            assert detail.startswith("batch.listing.s3:") and said in detail, detail
+        assert count_jobs(server) == before
+    finally:
+        live_server.close()
