@@ -41,7 +41,8 @@ from ades.callbacks import (
 from ades.config import Settings
 from ades.fetch import Fetcher, FetchError
 from ades.models import utcnow
-from ades.store.callbacks import CallbackStore, Version
+from ades.store.callbacks import CallbackStore
+from ades.store.job_edits import Versioned
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -105,7 +106,7 @@ class Notifier:
                 log.warning("callbacks: %s", err)
         return len(due)
 
-    def deliver(self, found: Version) -> None:
+    def deliver(self, found: Versioned) -> None:
         """Claim, POST and record one job's due callback (or, with nothing left to tell, clear its mark)."""
         doc = found.source
         target = pending(doc)
@@ -137,9 +138,9 @@ class Notifier:
             return str(err)
         return None
 
-    def _record(self, claim: Version, sent: dict[str, Any], error: str | None) -> None:
+    def _record(self, claim: Versioned, sent: dict[str, Any], error: str | None) -> None:
         s = self.settings
-        current: Version | None = claim
+        current: Versioned | None = claim
         for _ in range(RECORD_TRIES):
             if current is None:
                 return  # the job is gone (purged)
